@@ -1,0 +1,11 @@
+"""Command registration: one module per verb under llmd.cli."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    from llmd.cli import config
+
+    app.command("config")(config.config)

@@ -1,0 +1,37 @@
+"""Helpers every command uses to turn options into (ui, settings, runner)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+
+
+def state_dir() -> Path:
+    """Where run transcripts live: $LLMD_STATE_DIR, else $XDG_STATE_HOME/llmd, else ~/.local/state/llmd."""
+    if os.environ.get("LLMD_STATE_DIR"):
+        return Path(os.environ["LLMD_STATE_DIR"])
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "llmd"
+
+
+def load(ctx: typer.Context, flags: dict[str, Any], sets: list[str], config: str | None, *,
+         json_mode: bool = False, need_token: bool = False):
+    """Build the Ui and the validated Settings (ConfigError -> exit 2 before anything runs)."""
+    from llmd.settings import load_settings
+
+    ui = ctx.obj.ui(json_mode=json_mode)
+    settings = load_settings(flags, sets=sets, config=config, need_token=need_token, warn=ui.warn)
+    return ui, settings
+
+
+def make_runner(ctx: typer.Context, ui, *, dry_run: bool = False, echo: bool = True):
+    from llmd.proc import Runner, Transcript
+
+    return Runner(
+        dry_run=dry_run,
+        transcript=Transcript(None if dry_run else state_dir()),
+        echo=ui.cmd if echo and not ui.json_mode else None,
+    )

@@ -1,0 +1,88 @@
+"""Shared options. `settings_options` adds every deployment setting as a flag to a command.
+
+Flags default to None so an absent flag is visible as "not given" and lower layers
+(config file, environment, defaults) apply. Each flag's help names its environment variable.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from enum import Enum
+from typing import Annotated, Any, Optional
+
+import typer
+
+from llmd import settings as S
+
+# (field, flags, type, help). Field names match llmd.settings.Settings.
+_SETTING_FLAGS: list[tuple[str, tuple[str, ...], Any, str]] = [
+    ("namespace", ("-n", "--namespace"), str, "Namespace of the stack [env NAMESPACE]"),
+    ("kube_context", ("--context",), str, "kubeconfig context to use (pinned for every call)"),
+    ("kubeconfig", ("--kubeconfig",), str, "Path to the kubeconfig file [env KUBECONFIG]"),
+    ("environment", ("-e", "--environment"), str, "Gateway provider: " + "|".join(S.ENVIRONMENTS)),
+    ("release_postfix", ("--release-postfix",), str, "Postfix of the release names [env RELEASE_NAME_POSTFIX]"),
+    ("model", ("--model",), str, "Hugging Face model id to serve"),
+    ("replicas", ("--replicas",), int, "Number of vLLM decode replicas"),
+    ("tensor_parallel", ("--tensor-parallel", "--tp"), int, "Tensor parallel size (GPUs per replica)"),
+    ("max_model_len", ("--max-model-len",), int, "vLLM --max-model-len"),
+    ("gpu_memory_utilization", ("--gpu-memory-utilization",), float, "vLLM --gpu-memory-utilization"),
+    ("accelerator", ("--accelerator",), str, "Accelerator profile: " + "|".join(S.ACCELERATORS)),
+    ("model_cache", ("--model-cache",), str, "Model cache: pvc (downloaded once) or emptydir"),
+    ("pvc_size", ("--pvc-size",), str, "Size of the model-cache PVC"),
+    ("storage_class", ("--storage-class",), str, "StorageClass of the model-cache PVC (default: the cluster's)"),
+    ("scheduler", ("--scheduler",), str, "EPP scheduler preset: " + "|".join(S.SCHEDULERS)),
+    ("monitoring", ("--monitoring/--no-monitoring",), bool,
+     "Create ServiceMonitor/PodMonitor (needs Prometheus Operator)"),
+    ("hf_token_file", ("--hf-token-file",), str, "Read the HF token from this file instead of HF_TOKEN"),
+    ("no_hf_token", ("--no-hf-token",), bool, "Deploy without an HF token (public models)"),
+    ("timeout", ("--timeout",), int, "Seconds to wait for readiness"),
+]
+
+GROUP = "Deployment settings"
+
+
+def _help(field: str, text: str) -> str:
+    return f"{text} [env {S.env_var(field)}]" if "[env" not in text else text
+
+
+def settings_options(fn: Callable) -> Callable:
+    """Decorate a command: it receives `flags: dict` (only flags given) and `sets`, `config`."""
+    sig = inspect.signature(fn)
+    extra: list[inspect.Parameter] = []
+    for field, decls, typ, text in _SETTING_FLAGS:
+        opt = typer.Option(*decls, help=_help(field, text), rich_help_panel=GROUP, show_default=False)
+        extra.append(inspect.Parameter(f"opt_{field}", inspect.Parameter.KEYWORD_ONLY,
+                                       default=None, annotation=Annotated[Optional[typ], opt]))  # noqa: UP045
+    extra.append(inspect.Parameter(
+        "opt_set", inspect.Parameter.KEYWORD_ONLY, default=None,
+        annotation=Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+            "--set", help="Override a setting (replicas=2) or chart value (values.ms.decode.replicas=2)",
+            rich_help_panel=GROUP, show_default=False)]))
+    extra.append(inspect.Parameter(
+        "opt_config", inspect.Parameter.KEYWORD_ONLY, default=None,
+        annotation=Annotated[Optional[str], typer.Option(  # noqa: UP045
+            "--config", "-c", help="YAML file of settings [env LLMD_CONFIG]", rich_help_panel=GROUP,
+            show_default=False)]))
+    own = [p for name, p in sig.parameters.items() if name not in ("flags", "sets", "config")]
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        flags = {f: kwargs.pop(f"opt_{f}") for f, *_ in _SETTING_FLAGS}
+        sets = kwargs.pop("opt_set") or []
+        config = kwargs.pop("opt_config")
+        return fn(*args, flags=flags, sets=sets, config=config, **kwargs)
+
+    wrapper.__signature__ = sig.replace(parameters=own + extra)  # type: ignore[attr-defined]
+    return wrapper
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON document on stdout instead of tables")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the plan; run nothing, open no sockets")]
+ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Do not ask for confirmation (guards still apply)")]

@@ -1,0 +1,88 @@
+"""One console for humans (stderr) and one stream for data (stdout).
+
+Human messages, tables and progress go to stderr; `--json` documents and rendered YAML go to
+stdout, so `llmd status --json | jq` always works. Everything passes the Redactor.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.theme import Theme
+
+from llmd.redact import redact
+
+THEME = Theme(
+    {
+        "info": "cyan",
+        "success": "green",
+        "warning": "yellow",
+        "error": "bold red",
+        "cmd": "dim",
+        "hint": "magenta",
+        "muted": "dim",
+    }
+)
+
+
+class Ui:
+    def __init__(self, *, json_mode: bool = False, verbose: int = 0, quiet: bool = False, color: bool | None = None):
+        self.json_mode = json_mode
+        self.verbose = verbose
+        self.quiet = quiet
+        no_color = None if color is None else not color
+        self.err = Console(stderr=True, theme=THEME, highlight=False, no_color=no_color, soft_wrap=True)
+        self.out = Console(theme=THEME, highlight=False, no_color=True, soft_wrap=True)
+
+    @property
+    def interactive(self) -> bool:
+        """Live displays only on a terminal and never with --json."""
+        return self.err.is_terminal and not self.json_mode and not self.quiet
+
+    def _print(self, text: str, style: str | None = None) -> None:
+        self.err.print(redact(text), style=style, markup=False)
+
+    def info(self, text: str) -> None:
+        if not self.quiet:
+            self._print(text)
+
+    def step(self, text: str) -> None:
+        if not self.quiet:
+            self._print(f"→ {text}", "info")
+
+    def ok(self, text: str) -> None:
+        if not self.quiet:
+            self._print(f"✓ {text}", "success")
+
+    def warn(self, text: str) -> None:
+        self._print(f"! {text}", "warning")
+
+    def error(self, text: str) -> None:
+        self._print(f"✗ {text}", "error")
+
+    def hint(self, text: str) -> None:
+        self._print(f"hint: {text}", "hint")
+
+    def cmd(self, text: str) -> None:
+        """Echo of a command being run (already redacted by the runner)."""
+        if self.verbose >= 0 and not self.quiet:
+            self._print(f"$ {text}", "cmd")
+
+    def detail(self, text: str) -> None:
+        if self.verbose > 0:
+            self._print(text, "muted")
+
+    def render(self, renderable: Any) -> None:
+        """A Rich table or panel, to stderr."""
+        self.err.print(renderable)
+
+    def json(self, data: Any) -> None:
+        sys.stdout.write(redact(json.dumps(data, indent=2, sort_keys=False, default=str)) + "\n")
+        sys.stdout.flush()
+
+    def data(self, text: str) -> None:
+        sys.stdout.write(redact(text))
+        sys.stdout.flush()

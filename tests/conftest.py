@@ -1,0 +1,92 @@
+"""Shared test isolation: no user environment leaks in, no real cluster is ever reachable."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = (REPO.parent / "shared").resolve()
+UPSTREAM = SHARED / "upstream"
+TOOLS_BIN = Path(os.environ.get("LLMD_TEST_TOOLS", REPO / ".tools" / "bin"))
+
+CLEARED = ("HF_TOKEN", "NAMESPACE", "RELEASE_NAME_POSTFIX", "KUBECONFIG")
+
+
+@pytest.fixture(autouse=True)
+def isolation(tmp_path, monkeypatch):
+    for key in list(os.environ):
+        if key.startswith("LLMD_") or key in CLEARED:
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setenv("TERM", "dumb")
+    monkeypatch.setenv("LLMD_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.chdir(tmp_path)
+    from llmd import proc, redact
+
+    redact.clear()
+    proc.last_signal = None
+    yield
+    redact.clear()
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run `llmd ...` in-process through the real error boundary (llmd.cli.main)."""
+    from llmd.cli import main
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out = capsys.readouterr()
+        return CliResult(code, out.out, out.err)
+
+    return run
+
+
+@pytest.fixture
+def upstream() -> Path:
+    if not UPSTREAM.is_dir():
+        pytest.skip(f"upstream reference data not found at {UPSTREAM} (../shared is absent)")
+    return UPSTREAM
+
+
+@pytest.fixture
+def real_tools() -> Path:
+    """Directory holding real helm/helmfile/kubectl from `make tools`; skip when absent."""
+    needed = ("helm", "helmfile", "kubectl")
+    if not all((TOOLS_BIN / n).exists() for n in needed):
+        pytest.skip(f"real tool binaries not installed in {TOOLS_BIN} (run `make tools`)")
+    return TOOLS_BIN
+
+
+@pytest.fixture
+def fake_tools_on_path(tmp_path, monkeypatch):
+    """Put empty executables named kubectl/helm/helmfile on PATH so `which` succeeds; fp fakes Popen."""
+    bindir = tmp_path / "fakebin"
+    bindir.mkdir()
+    for name in ("kubectl", "helm", "helmfile"):
+        p = bindir / name
+        p.write_text("#!/bin/sh\necho 'fake binary called outside pytest-subprocess' >&2\nexit 99\n")
+        p.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
+    return bindir
+
+
+PYTHON = sys.executable
