@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ UPSTREAM = SHARED / "upstream"
 TOOLS_BIN = Path(os.environ.get("LLMD_TEST_TOOLS", REPO / ".tools" / "bin"))
 
 CLEARED = ("HF_TOKEN", "NAMESPACE", "RELEASE_NAME_POSTFIX", "KUBECONFIG")
+REAL_POPEN = subprocess.Popen  # captured before pytest-subprocess swaps in its FakePopen
 
 
 @pytest.fixture(autouse=True)
@@ -31,8 +33,26 @@ def isolation(tmp_path, monkeypatch):
 
     redact.clear()
     proc.last_signal = None
+    _guard_fake_process_groups(monkeypatch, proc)
     yield
     redact.clear()
+    with proc._live_lock:  # never leave a fake in the registry that atexit reaps with os.killpg
+        for pid in [pid for pid, p in proc._live.items() if not isinstance(p, REAL_POPEN)]:
+            del proc._live[pid]
+
+
+def _guard_fake_process_groups(monkeypatch, proc) -> None:
+    """pytest-subprocess fakes carry tiny fake pids (1, 2, ...): os.killpg on one would signal a REAL
+    process group (tests may run as root). Fakes receive the signal through send_signal instead."""
+    real = proc._signal_group
+
+    def guarded(p, sig):
+        if isinstance(p, REAL_POPEN):
+            real(p, sig)
+        else:
+            p.send_signal(sig)
+
+    monkeypatch.setattr(proc, "_signal_group", guarded)
 
 
 @dataclass
