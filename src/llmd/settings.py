@@ -451,9 +451,9 @@ def load_settings(
             sources["hf_token"] = f"env {TOKEN_ENV}"
         elif need_token:
             raise ConfigError(
-                f"no Hugging Face token: {settings.model} needs one to download",
-                hint="set HF_TOKEN or pass --hf-token-file (tokens are never accepted as flag values); "
-                     "use --no-hf-token for public models",
+                f"no Hugging Face token for {settings.model}: set HF_TOKEN or pass --hf-token-file "
+                "(tokens are never accepted as flag values)",
+                hint="export HF_TOKEN=<token>; use --no-hf-token for public models",
             )
     redact.register(token)
     return dataclasses.replace(settings, hf_token=token, sources=sources)

@@ -88,7 +88,12 @@ def main(argv: list[str] | None = None) -> None:
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     code = ExitCode.OK
     try:
-        app(args=argv, prog_name="llmd", standalone_mode=False)
+        # Non-standalone Typer returns the code of typer.Exit, and turns Ctrl-C into 130 itself.
+        rv = app(args=argv, prog_name="llmd", standalone_mode=False)
+        if rv == ExitCode.INTERRUPTED:
+            raise KeyboardInterrupt
+        if isinstance(rv, int):
+            code = rv
     except LlmdError as err:
         code = err.exit_code
         _report(err, debug)

@@ -1,0 +1,155 @@
+"""Settings: layering, provenance, validation (fault rows F1-F9)."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmd.errors import ConfigError, ExitCode
+from llmd.settings import Settings, load_settings
+
+
+def test_defaults_are_the_tested_setup():
+    s = load_settings({}, environ={})
+    assert (s.model, s.replicas, s.tensor_parallel, s.max_model_len) == ("meta-llama/Llama-3.1-8B-Instruct", 4, 1, 4096)
+    assert (s.accelerator, s.environment, s.namespace) == ("nvidia-l40s", "istio", "llm-d-inference-scheduling")
+    assert (s.release_postfix, s.model_cache, s.pvc_size) == ("inference-scheduling", "pvc", "50Gi")
+    assert s.gateway_service == "infra-inference-scheduling-inference-gateway-istio"
+    assert s.decode_deployment == "ms-inference-scheduling-llm-d-modelservice-decode"
+    assert s.epp_name == "gaie-inference-scheduling-epp"
+
+
+def test_precedence_default_config_env_flag_set(tmp_path):
+    cfg = tmp_path / "llmd.yaml"
+    cfg.write_text("replicas: 2\nnamespace: from-file\nmodel: org/file-model\npvc-size: 10Gi\n")
+    env = {"LLMD_REPLICAS": "3", "NAMESPACE": "legacy-ns", "LLMD_NAMESPACE": "env-ns"}
+    s = load_settings({"replicas": 5}, sets=["pvc_size=20Gi"], config=str(cfg), environ=env)
+    assert s.replicas == 5 and s.sources["replicas"] == "flag --replicas"
+    assert s.namespace == "env-ns" and s.sources["namespace"] == "env LLMD_NAMESPACE"
+    assert s.model == "org/file-model" and s.sources["model"].startswith("config file")
+    assert s.pvc_size == "20Gi" and s.sources["pvc_size"] == "--set pvc_size"
+    assert "tensor_parallel" not in s.sources  # default
+
+
+def test_legacy_shell_guide_variables():
+    s = load_settings({}, environ={"NAMESPACE": "team-a", "RELEASE_NAME_POSTFIX": "demo", "KUBECONFIG": "/k/cfg"})
+    assert (s.namespace, s.release_postfix, s.kubeconfig) == ("team-a", "demo", "/k/cfg")
+    assert s.gateway_name == "infra-demo-inference-gateway"
+
+
+def test_config_file_keeps_ambiguous_scalars_as_strings(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("namespace: 123\nrelease_postfix: no-x\n")
+    s = load_settings({}, config=str(cfg), environ={})
+    assert s.namespace == "123" and isinstance(s.namespace, str)
+
+
+def test_chart_value_overrides_parse_yaml():
+    s = load_settings({}, sets=["values.ms.decode.replicas=2", "values.gaie.inferenceExtension.flags.v=3"], environ={})
+    assert ("ms", "decode.replicas", 2) in s.value_overrides
+    assert ("gaie", "inferenceExtension.flags.v", 3) in s.value_overrides
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        ({"namespace": "Foo_Bar"}, "try 'foo-bar'"),  # F1
+        ({"namespace": "a" * 64}, "64 characters, the limit is 63"),  # F2
+        ({"namespace": "--kubeconfig=/tmp/x"}, "starts with '-'"),  # F3
+        ({"release_postfix": "a-much-too-long-release-postfix-x"}, "derived names are too long"),  # F4
+        ({"release_postfix": "9lives"}, "must start with a letter"),  # F5
+        ({"model": "org/model\nname"}, "not a Hugging Face repo id"),  # F6
+        ({"model": "{{ 7*7 }}"}, "not a Hugging Face repo id"),
+        ({"model": "../../etc/passwd"}, "not a Hugging Face repo id"),
+        ({"model": 'org/"quoted"'}, "not a Hugging Face repo id"),
+        ({"model": "org/a: b"}, "not a Hugging Face repo id"),
+        ({"environment": "nginx"}, "not one of istio"),
+        ({"accelerator": "tpu-v9"}, "not one of"),
+        ({"replicas": -1}, "integer from 0"),
+        ({"gpu_memory_utilization": 1.5}, "from 0.05 to 1.0"),
+        ({"pvc_size": "lots"}, "Kubernetes quantity"),
+        ({"accelerator": "sim", "tensor_parallel": 2}, "no tensor parallelism"),
+    ],
+)
+def test_bad_input_is_rejected_with_the_rule_and_a_fix(flags, needle):
+    with pytest.raises(ConfigError) as err:
+        load_settings(flags, environ={})
+    assert err.value.exit_code == ExitCode.USAGE
+    assert needle in err.value.message
+
+
+def test_derived_name_lengths_are_listed():
+    with pytest.raises(ConfigError) as err:
+        load_settings({"release_postfix": "p" * 40}, environ={})
+    text = err.value.message
+    assert "decode deployment" in text and "(limit 52)" in text
+
+
+def test_type_errors_name_the_source():
+    with pytest.raises(ConfigError, match=r"replicas: 'four' \(from env LLMD_REPLICAS\) is not a valid int"):
+        load_settings({}, environ={"LLMD_REPLICAS": "four"})
+
+
+def test_unknown_config_key_and_set_path(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("replica: 2\n")
+    with pytest.raises(ConfigError, match="unknown setting 'replica'"):
+        load_settings({}, config=str(cfg), environ={})
+    with pytest.raises(ConfigError, match="unknown setting"):
+        load_settings({}, sets=["nope=1"], environ={})
+    with pytest.raises(ConfigError, match=r"values\.<infra\|gaie\|ms>"):
+        load_settings({}, sets=["values.other.x=1"], environ={})
+
+
+class TestToken:
+    def test_missing_token_when_needed(self):  # F8
+        with pytest.raises(ConfigError, match="set HF_TOKEN or pass --hf-token-file"):
+            load_settings({}, environ={}, need_token=True)
+
+    def test_no_token_needed_for_public_models_or_sim(self):
+        assert load_settings({"no_hf_token": True}, environ={}, need_token=True).hf_token is None
+        assert load_settings({"accelerator": "sim"}, environ={}, need_token=True).hf_token is None
+
+    @pytest.mark.parametrize("raw", ["", "   ", "\n"])
+    def test_empty_token(self, raw):  # F9
+        with pytest.raises(ConfigError, match="empty"):
+            load_settings({}, environ={"HF_TOKEN": raw}, need_token=True)
+
+    def test_trailing_newline_is_stripped_and_token_redacted(self):
+        from llmd.redact import redact
+
+        s = load_settings({}, environ={"HF_TOKEN": "hf_canaryCANARYcanary1234\n"}, need_token=True)
+        assert s.hf_token == "hf_canaryCANARYcanary1234"
+        assert "canary" not in repr(s) and "canary" not in str(s.to_dict())
+        assert redact("token=hf_canaryCANARYcanary1234") == "token=***"
+
+    def test_token_file_mode_warning(self, tmp_path):
+        f = tmp_path / "tok"
+        f.write_text("secret-token-value\n")
+        f.chmod(0o644)
+        warnings = []
+        s = load_settings({"hf_token_file": str(f)}, environ={}, need_token=True, warn=warnings.append)
+        assert s.hf_token == "secret-token-value"
+        assert warnings and "chmod 600" in warnings[0]
+
+
+def test_settings_is_frozen():
+    s = Settings()
+    with pytest.raises(AttributeError):
+        s.namespace = "x"  # type: ignore[misc]
+
+
+def test_config_command_shows_sources(cli):
+    r = cli("config", "--json", "-n", "team-b", "--set", "replicas=2")
+    assert r.exit_code == 0, r.stderr
+    import json
+
+    doc = json.loads(r.stdout)
+    assert doc["settings"]["namespace"] == {"value": "team-b", "source": "flag --namespace"}
+    assert doc["settings"]["replicas"] == {"value": 2, "source": "--set replicas"}
+    assert doc["names"]["gateway_service"].endswith("-inference-gateway-istio")
+
+
+def test_config_command_bad_input_exit_2(cli):
+    r = cli("config", "-n", "Bad_NS")
+    assert r.exit_code == 2
+    assert "DNS-1123" in r.stderr and "foo" not in r.stdout
