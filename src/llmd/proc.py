@@ -92,6 +92,10 @@ def _unregister(p: subprocess.Popen) -> None:
 
 
 def _signal_group(p: subprocess.Popen, sig: int) -> None:
+    # Children lead their own group (start_new_session), so their pid is the pgid. Never signal
+    # init's group or our own, whatever a caller hands us.
+    if p.pid <= 1 or p.pid == os.getpgrp():
+        return
     with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
         os.killpg(p.pid, sig)
 
