@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""Time whole `llmd` processes: `llmd --version` and `llmd render` (median of N runs).
+
+Usage: .venv/bin/python bench/cli_startup.py [--runs 15]
+Prints a table and writes bench/results/cli_startup.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def llmd_argv() -> list[str]:
+    exe = shutil.which("llmd", path=str(Path(sys.executable).parent))
+    return [exe] if exe else [sys.executable, "-m", "llmd"]
+
+
+def time_runs(argv: list[str], runs: int, env: dict[str, str]) -> list[float]:
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, timeout=60)
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--runs", type=int, default=15)
+    args = ap.parse_args()
+    base = llmd_argv()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMD_")}
+    with tempfile.TemporaryDirectory() as tmp:
+        env["LLMD_STATE_DIR"] = tmp
+        cases = {
+            "llmd --version": [*base, "--version"],
+            "llmd render": [*base, "render", "--out", str(Path(tmp) / "out")],
+            "python -c pass (floor)": [sys.executable, "-c", "pass"],
+        }
+        results = {}
+        for name, argv in cases.items():
+            time_runs(argv, 2, env)  # warm the page cache and .pyc files
+            samples = time_runs(argv, args.runs, env)
+            results[name] = {"median_ms": round(statistics.median(samples), 1), "min_ms": round(min(samples), 1),
+                             "max_ms": round(max(samples), 1), "runs": args.runs}
+    width = max(len(n) for n in results)
+    print(f"{'command':<{width}}  median    min     max   (ms, {args.runs} runs)")
+    for name, r in results.items():
+        print(f"{name:<{width}}  {r['median_ms']:>6.1f} {r['min_ms']:>6.1f} {r['max_ms']:>7.1f}")
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "cli_startup.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

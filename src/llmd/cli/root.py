@@ -1,0 +1,144 @@
+"""The Typer app and the one error boundary.
+
+Commands only translate: they load settings, call one `llmd.ops` function and show its report.
+Heavy modules (jinja2, httpx, the load engine) are imported inside the commands so that
+`llmd --version` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from llmd import __version__
+from llmd.errors import ExitCode, LlmdError
+
+app = typer.Typer(
+    name="llmd",
+    help="Deploy, test and tear down the llm-d inference-scheduling stack on Kubernetes.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,  # our boundary prints errors; locals (tokens) never print
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+EPILOG_EXIT_CODES = (
+    "Exit codes: 0 ok, 1 internal error, 2 bad input, 3 missing prerequisite, 4 cluster unreachable/forbidden, "
+    "5 deploy failed, 6 not ready, 7 test failed, 8 perf thresholds breached, 9 cleanup incomplete, "
+    "10 refused by a guard, 130/143 interrupted."
+)
+
+
+class State:
+    """The single ctx.obj: global switches shared by every command."""
+
+    def __init__(self, debug: bool, verbose: int, quiet: bool) -> None:
+        self.debug = debug
+        self.verbose = verbose
+        self.quiet = quiet
+
+    def ui(self, json_mode: bool = False):
+        from llmd.ui import Ui
+
+        return Ui(json_mode=json_mode, verbose=self.verbose, quiet=self.quiet)
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"llmd {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback(epilog=EPILOG_EXIT_CODES)
+def root(
+    ctx: typer.Context,
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,  # noqa: UP045
+                                                    help="Show the version and exit")] = None,
+    debug: Annotated[bool, typer.Option("--debug", envvar="LLMD_DEBUG", help="Show tracebacks")] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More detail")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and results")] = False,
+) -> None:
+    ctx.obj = State(debug=debug, verbose=verbose, quiet=quiet)
+
+
+def _register() -> None:
+    from llmd.cli import commands
+
+    commands.register(app)
+
+
+def _on_sigterm(signum, frame):
+    from llmd import proc
+
+    proc.last_signal = signal.SIGTERM
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: the one place that turns exceptions into exit codes."""
+    from llmd import proc
+
+    _register()
+    debug = os.environ.get("LLMD_DEBUG", "") not in ("", "0") or "--debug" in (argv or sys.argv)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    code = ExitCode.OK
+    try:
+        # Non-standalone Typer returns the code of typer.Exit, and turns Ctrl-C into 130 itself.
+        rv = app(args=argv, prog_name="llmd", standalone_mode=False)
+        if rv == ExitCode.INTERRUPTED:
+            raise KeyboardInterrupt
+        if isinstance(rv, int):
+            code = rv
+    except LlmdError as err:
+        code = err.exit_code
+        _report(err, debug)
+    except KeyboardInterrupt:
+        code = ExitCode.TERMINATED if proc.last_signal == signal.SIGTERM else ExitCode.INTERRUPTED
+        proc.kill_all_children()
+        _stderr("✗ interrupted; child processes stopped")
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except (typer.Abort, EOFError):
+        code = ExitCode.INTERRUPTED
+        _stderr("✗ aborted")
+    except Exception as exc:  # click usage errors and bugs
+        if callable(getattr(exc, "show", None)) and hasattr(exc, "exit_code"):  # click usage error
+            exc.show()
+            code = ExitCode.USAGE
+        else:
+            code = ExitCode.INTERNAL
+            if debug:
+                from rich.console import Console
+
+                Console(stderr=True).print_exception(show_locals=False)
+            _stderr(f"✗ internal error: {type(exc).__name__}: {exc}\n  (re-run with --debug for the traceback)")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    sys.exit(int(code))
+
+
+def _stderr(text: str) -> None:
+    from llmd.redact import redact
+
+    sys.stderr.write(redact(text) + "\n")
+    sys.stderr.flush()
+
+
+def _report(err: LlmdError, debug: bool) -> None:
+    _stderr(f"✗ {err.message}")
+    if err.details:
+        _stderr(err.details)
+    if err.hint:
+        _stderr(f"hint: {err.hint}")
+    log = getattr(err, "log_path", None)
+    if log:
+        _stderr(f"log: {log}")
+    if debug:
+        import traceback
+
+        _stderr("".join(traceback.format_exception(err)))
