@@ -281,7 +281,7 @@ def tool_version(path: Path, b: Binary, timeout: float = VERSION_TIMEOUT_S) -> s
     except OSError as exc:
         raise InstallError(f"cannot run {path}: {exc}") from exc
     out = (res.stdout + res.stderr).strip()
-    if res.returncode != 0 or not re.search(rf"(?<![0-9.]){re.escape(b.expect)}(?![0-9])", out):
+    if res.returncode != 0 or not re.search(rf"(?<![0-9.]){re.escape(b.expect)}(?!\.?[0-9])", out):
         raise InstallError(f"{path} reports {out[:200]!r} (exit {res.returncode}); expected version {b.expect}")
     return out.splitlines()[0]
 
