@@ -9,3 +9,7 @@ def register(app: typer.Typer) -> None:
     from llmd.cli import config
 
     app.command("config")(config.config)
+
+    from llmd.cli import render
+
+    app.command("render")(render.render)

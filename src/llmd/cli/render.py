@@ -1,0 +1,43 @@
+"""`llmd render`: write the complete deployment (helmfile, chart values, manifests) without touching a cluster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from llmd.cli.common import load
+from llmd.cli.options import JsonOpt, settings_options
+
+OutOpt = Annotated[str, typer.Option("--out", "-o", help="Directory to write, or '-' for one YAML stream on stdout",
+                                     show_default=True)]
+
+
+@settings_options
+def render(ctx: typer.Context, *, out: OutOpt = "rendered", json: JsonOpt = False, flags, sets, config) -> None:
+    """Render the helmfile, one values file per release, the HTTPRoute and the model-cache manifests.
+
+    The output also works without llmd: `helmfile -f <out>/helmfile.yaml sync`, then
+    `kubectl apply -f <out>/manifests/`. Invalid settings exit 2 before anything is written.
+    """
+    ui, settings = load(ctx, flags, sets, config, json_mode=json)
+    from llmd.render import render_bundle
+
+    bundle = render_bundle(settings)
+    if out == "-":
+        if json:
+            ui.json({"digest": bundle.digest(), "files": dict(bundle.files)})
+        else:
+            ui.data(bundle.to_stream())
+        return
+    directory = bundle.write(Path(out))
+    written = [str(directory / rel) for rel in bundle.files]
+    if json:
+        ui.json({"out": str(directory), "digest": bundle.digest(), "files": written})
+        return
+    for path in written:
+        ui.info(path)
+    ui.ok(f"rendered {len(written)} files into {directory}")
+    ui.hint(f"deploy with `llmd deploy`, or by hand: helmfile -f {directory / 'helmfile.yaml'} sync "
+            f"&& kubectl apply -n {settings.namespace} -f {directory / 'manifests'}")

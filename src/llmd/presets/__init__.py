@@ -1,0 +1,22 @@
+"""Preset data (YAML): chart pins and images, accelerator profiles, gateway environments, EPP schedulers."""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+from typing import Any
+
+import yaml
+
+
+@functools.cache
+def _load(name: str) -> dict[str, Any]:
+    text = resources.files(__name__).joinpath(f"{name}.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+def load(name: str) -> dict[str, Any]:
+    """A fresh deep copy of presets/<name>.yaml, so callers may mutate what they get."""
+    import copy
+
+    return copy.deepcopy(_load(name))

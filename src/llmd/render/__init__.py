@@ -1,0 +1,54 @@
+"""`render_bundle(settings)`: the complete deployment (helmfile, chart values, manifests) as a Bundle.
+
+Pure: no I/O besides reading package data. `llmd render` writes it, `llmd deploy` applies the same files.
+"""
+
+from __future__ import annotations
+
+from llmd.render.bundle import Bundle
+
+__all__ = ["Bundle", "render_bundle"]
+
+
+def render_bundle(settings) -> Bundle:
+    from llmd import __version__
+    from llmd.errors import ConfigError
+    from llmd.render import bundle as B
+    from llmd.render import engine, epp, gaie_keys, manifests, values, yamlsafe
+
+    charts = __import__("llmd.presets", fromlist=["load"]).load("defaults")["charts"]
+    overrides = settings.value_overrides
+    chart_values = {
+        "infra": values.apply_overrides(values.infra_values(settings), "infra", overrides),
+        "gaie": values.apply_overrides(values.gaie_values(settings), "gaie", overrides),
+        "ms": values.apply_overrides(values.ms_values(settings), "ms", overrides),
+    }
+    unknown = gaie_keys.unknown_keys(chart_values["gaie"])
+    if unknown:
+        raise ConfigError(f"inferencepool {charts['gaie']['version']} does not read these values: "
+                          + ", ".join(unknown),
+                          hint="the chart has no schema and would silently ignore them; fix the --set path")
+    ext = chart_values["gaie"]["inferenceExtension"]
+    custom = ext.get("pluginsCustomConfig") or {}
+    config_file = ext.get("pluginsConfigFile")
+    if config_file in custom:
+        errors = epp.validate_epp_config(yamlsafe.load(custom[config_file]))
+        if errors:
+            raise ConfigError("EPP plugin config is invalid:\n" + "\n".join(f"  • {e}" for e in errors),
+                              hint="the EPP would crash-loop with it; choose a --scheduler preset")
+
+    context = {"settings": settings, "version": __version__, "charts": charts}
+    files: dict[str, str] = {
+        B.HELMFILE: engine.render_file("helmfile.yaml.j2", [manifests.helmfile(settings)], **context),
+    }
+    for key, rel in B.VALUES.items():
+        files[rel] = engine.render_file("values.yaml.j2", [chart_values[key]], release=key, **context)
+    files[B.HTTPROUTE] = engine.render_file("manifest.yaml.j2", [manifests.httproute(settings)],
+                                            what="HTTPRoute from the gateway to the InferencePool", **context)
+    if values.uses_model_cache(settings):
+        files[B.PVC] = engine.render_file("manifest.yaml.j2", [manifests.model_cache_pvc(settings)],
+                                          what="model-cache PVC (Hugging Face hub cache layout)", **context)
+        files[B.DOWNLOAD_JOB] = engine.render_file(
+            "manifest.yaml.j2", [manifests.model_download_job(settings)],
+            what="Job that downloads the model into the cache PVC once (skips when complete)", **context)
+    return Bundle(files)

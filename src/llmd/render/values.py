@@ -1,0 +1,253 @@
+"""Chart values for the three releases, built as plain dicts from Settings + preset data.
+
+Nothing here formats YAML: the engine dumps these dicts and parses them back (reliability rule 8).
+Names always come from Settings properties.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from llmd import presets
+from llmd.errors import ConfigError
+from llmd.render import epp, yamlsafe
+from llmd.settings import Settings
+
+SERVING_LABEL = "llm-d.ai/inference-serving"
+GUIDE_LABEL = "llm-d.ai/guide"
+MODEL_LABEL = "llm-d.ai/model"
+
+
+def profile(settings: Settings) -> dict[str, Any]:
+    return presets.load("accelerators")[settings.accelerator]
+
+
+def label_value(text: str) -> str:
+    """A Kubernetes label value (<= 63, [A-Za-z0-9._-], alnum at both ends) derived from `text`."""
+    value = re.sub(r"[^A-Za-z0-9._-]+", "-", text)[:63]
+    return re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", value) or "model"
+
+
+def pool_match_labels(settings: Settings) -> dict[str, str]:
+    """The InferencePool selector; the decode pods carry these labels (and more)."""
+    return {SERVING_LABEL: "true", GUIDE_LABEL: settings.guide_label}
+
+
+def model_labels(settings: Settings) -> dict[str, str]:
+    labels = pool_match_labels(settings)
+    labels.update({k: str(v) for k, v in profile(settings).get("labels", {}).items()})
+    labels[MODEL_LABEL] = label_value(settings.model.rsplit("/", 1)[-1])
+    return labels
+
+
+def uses_model_cache(settings: Settings) -> bool:
+    """A PVC + download Job are rendered only for real model servers with model_cache=pvc (the sim needs no weights)."""
+    return settings.model_cache == "pvc" and profile(settings)["engine"] != "sim"
+
+
+# ---- llm-d-infra ---------------------------------------------------------------------------------
+
+def infra_values(settings: Settings) -> dict[str, Any]:
+    env = presets.load("environments")[settings.environment]
+    values = env["infra"]
+    prof = profile(settings)
+    if prof.get("small_cluster") and settings.environment == "istio":
+        small = presets.load("accelerators")["small_cluster"]
+        values["gateway"]["gatewayParameters"]["resources"] = small["gateway_resources"]
+    return values
+
+
+# ---- inferencepool (GAIE) ------------------------------------------------------------------------
+
+def gaie_values(settings: Settings) -> dict[str, Any]:
+    defaults = presets.load("defaults")
+    env = presets.load("environments")[settings.environment]
+    config_text = yamlsafe.dump(epp.epp_config(settings.scheduler))
+    ext: dict[str, Any] = {
+        "replicas": 1,
+        "image": defaults["epp"]["image"],
+        "extProcPort": defaults["epp"]["extProcPort"],
+        "pluginsConfigFile": epp.CONFIG_FILE,
+        "pluginsCustomConfig": {epp.CONFIG_FILE: config_text},
+        "tracing": {"enabled": False},
+        "monitoring": {
+            "interval": defaults["epp"]["monitoring_interval"],
+            "prometheus": {
+                "enabled": settings.monitoring,
+                # Release-scoped: the chart's fixed default collides across stacks in one namespace.
+                "auth": {"enabled": True, "secretName": f"{settings.gaie_release}-sa-metrics-reader-secret"},
+            },
+        },
+    }
+    if profile(settings).get("small_cluster"):
+        ext["resources"] = presets.load("accelerators")["small_cluster"]["epp_resources"]
+    provider = env["gaie_provider"]
+    if provider["name"] == "istio":
+        rule = provider["istio"]["destinationRule"]
+        provider["istio"]["destinationRule"] = {
+            "host": f"{settings.epp_name}.{settings.namespace}.svc.cluster.local", **rule}
+    return {
+        "inferenceExtension": ext,
+        "inferencePool": {
+            "targetPorts": [{"number": defaults["model_server"]["port"]}],
+            "modelServerType": "vllm",
+            "modelServers": {"matchLabels": pool_match_labels(settings)},
+        },
+        "provider": provider,
+    }
+
+
+# ---- llm-d-modelservice --------------------------------------------------------------------------
+
+def _model_artifacts(settings: Settings, defaults: dict[str, Any]) -> dict[str, Any]:
+    ms = defaults["model_server"]
+    if uses_model_cache(settings):
+        uri = f"pvc+hf://{settings.pvc_name}/{ms['hub_cache_dir']}/{settings.model}"
+    else:
+        uri = f"hf://{settings.model}"
+    artifacts: dict[str, Any] = {"uri": uri, "name": settings.served_model_name}
+    if not uri.startswith("pvc"):
+        artifacts["size"] = "1Gi" if profile(settings)["engine"] == "sim" else settings.pvc_size
+    if settings.needs_hf_token:
+        artifacts["authSecretName"] = settings.hf_secret_name
+    artifacts["mountPath"] = ms["mount_path"]
+    artifacts["labels"] = model_labels(settings)
+    return artifacts
+
+
+def _resources(settings: Settings, prof: dict[str, Any]) -> dict[str, Any] | None:
+    res = prof.get("resources")
+    if not res:
+        return None
+    scale = settings.tensor_parallel if res.get("per_gpu") else 1
+    cpu = str(res["cpu"] * scale)
+    memory = f"{res['memory_gi'] * scale}Gi"
+    limits = {"cpu": cpu, "memory": memory}
+    requests = {"cpu": str(res.get("request_cpu", cpu)), "memory": str(res.get("request_memory", memory))}
+    # GPUs are added by the chart from parallelism (tensor x dataLocal); never set them here.
+    return {"limits": limits, "requests": requests}
+
+
+def _probes(settings: Settings, prof: dict[str, Any], ms: dict[str, Any]) -> dict[str, Any]:
+    probes = {k: dict(v) for k, v in ms["probes"].items()}
+    if not uses_model_cache(settings) and prof["engine"] != "sim":
+        probes["startup"]["failureThreshold"] = ms["emptydir_startup_failure_threshold"]
+    for kind, override in prof.get("probes", {}).items():
+        probes[kind].update(override)
+    return {"startupProbe": probes["startup"], "livenessProbe": probes["liveness"],
+            "readinessProbe": probes["readiness"]}
+
+
+def _container(settings: Settings, prof: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    ms = defaults["model_server"]
+    if prof["engine"] == "sim":
+        args = [f"--max-model-len={settings.max_model_len}", *prof.get("sim_args", [])]
+        command = "imageDefault"
+    else:
+        args = ["--disable-uvicorn-access-log", f"--max-model-len={settings.max_model_len}"]
+        if prof.get("gpu_memory_flag"):
+            args.append(f"--gpu-memory-utilization={settings.gpu_memory_utilization}")
+        args += prof.get("extra_args", [])
+        command = "vllmServe"
+    container: dict[str, Any] = {"name": "vllm", "image": prof["image"], "modelCommand": command, "args": args}
+    env = dict(prof.get("env", {}))
+    if uses_model_cache(settings):
+        env["HF_HUB_OFFLINE"] = "1"  # the download Job filled the cache; never reach the Hub from every replica
+    if env:
+        container["env"] = [{"name": k, "value": str(v)} for k, v in env.items()]
+    if prof.get("security_context"):
+        container["securityContext"] = prof["security_context"]
+    container["ports"] = [{"containerPort": ms["port"], "name": ms["podmonitor"]["portName"], "protocol": "TCP"}]
+    resources = _resources(settings, prof)
+    if resources:
+        container["resources"] = resources
+    container["mountModelVolume"] = True
+    mounts = [{"name": "metrics-volume", "mountPath": "/.config"}]
+    if prof["engine"] == "vllm":
+        mounts.append({"name": "torch-compile-cache", "mountPath": "/.cache"})
+    if prof.get("shm"):
+        mounts.append({"name": "shm", "mountPath": "/dev/shm"})
+    container["volumeMounts"] = mounts
+    container.update(_probes(settings, prof, ms))
+    return container
+
+
+def _volumes(prof: dict[str, Any]) -> list[dict[str, Any]]:
+    volumes: list[dict[str, Any]] = [{"name": "metrics-volume", "emptyDir": {}}]
+    if prof["engine"] == "vllm":
+        volumes.append({"name": "torch-compile-cache", "emptyDir": {}})
+    if prof.get("shm"):
+        volumes.append({"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": prof["shm"]}})
+    return volumes
+
+
+def _tpu_node_selector(settings: Settings, prof: dict[str, Any]) -> dict[str, str]:
+    topologies = prof["tpu_topologies"]
+    if settings.tensor_parallel not in topologies:
+        raise ConfigError(
+            f"tensor_parallel: {settings.tensor_parallel} does not match a single-host TPU v6e slice",
+            hint="use --tensor-parallel " + " | ".join(str(k) for k in topologies)
+                 + " (chips per replica) with --accelerator tpu-v6e")
+    topology = topologies[settings.tensor_parallel]
+    return {k: str(v).replace("{topology}", topology) for k, v in prof["node_selector"].items()}
+
+
+def ms_values(settings: Settings) -> dict[str, Any]:
+    defaults = presets.load("defaults")
+    prof = profile(settings)
+    ms = defaults["model_server"]
+    decode: dict[str, Any] = {
+        "create": True,
+        "replicas": settings.replicas,
+        "parallelism": {"tensor": settings.tensor_parallel, "data": 1},
+    }
+    if prof.get("node_affinity"):
+        decode["acceleratorTypes"] = prof["node_affinity"]
+    if prof.get("node_selector"):
+        decode["extraConfig"] = {"nodeSelector": _tpu_node_selector(settings, prof)}
+    decode["monitoring"] = {"podmonitor": {"enabled": settings.monitoring, **ms["podmonitor"]}}
+    decode["containers"] = [_container(settings, prof, defaults)]
+    decode["volumes"] = _volumes(prof)
+    return {
+        "multinode": False,
+        "modelArtifacts": _model_artifacts(settings, defaults),
+        "routing": {"servicePort": ms["port"], "proxy": {"enabled": False, "targetPort": ms["port"]}},
+        "accelerator": {"type": prof["accelerator_type"]},
+        "decode": decode,
+        "prefill": {"create": False},
+    }
+
+
+# ---- overrides -----------------------------------------------------------------------------------
+
+def apply_overrides(values: dict[str, Any], release: str, overrides) -> dict[str, Any]:
+    """Deep-set `--set values.<release>.a.b=v` into `values` (last wins). Lists are addressed by index."""
+    for rel, path, value in overrides:
+        if rel != release:
+            continue
+        node: Any = values
+        parts = path.split(".")
+        for depth, key in enumerate(parts):
+            last = depth == len(parts) - 1
+            if isinstance(node, list):
+                if not key.isdigit() or int(key) >= len(node):
+                    raise ConfigError(f"--set values.{rel}.{path}: {'.'.join(parts[:depth])} is a list of "
+                                      f"{len(node)} items; {key!r} is not a valid index",
+                                      hint="address list items by index, e.g. decode.containers.0.image")
+                if last:
+                    node[int(key)] = value
+                else:
+                    node = node[int(key)]
+                continue
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set values.{rel}.{path}: {'.'.join(parts[:depth])} is a "
+                                  f"{type(node).__name__}, not a mapping",
+                                  hint="set the parent key itself or choose another path")
+            if last:
+                node[key] = value
+            else:
+                if node.get(key) is None:
+                    node[key] = {}
+                node = node[key]
+    return values
