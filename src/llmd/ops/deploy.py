@@ -1,0 +1,309 @@
+"""`llmd deploy`: render, preflight, apply, wait — idempotent, recoverable, and dry-run on the same path.
+
+Order: render the bundle (pure) and write it; pin the context; preflight; refuse (or `--recover`)
+releases left pending by an interrupted run; namespace (labelled only when we create it); HF token
+Secret over stdin; model-cache PVC and the download Job, waited for so N replicas never each download
+the model; `helmfile sync`, skipped when the recorded bundle digest matches and every release is
+`deployed`; the HTTPRoute; then our own readiness wait. Dry-run runs this same code with a Runner that
+records commands instead of starting them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from llmd import proc
+from llmd.errors import CommandFailed, DeployError, ExitCode, Interrupted
+from llmd.kube.helm import Helm, Helmfile, Release
+from llmd.kube.kubectl import Kubectl
+from llmd.ops import state, wait
+from llmd.ops.preflight import PreflightReport, preflight
+from llmd.ops.target import Target, pin_target
+from llmd.proc import Runner
+from llmd.render import bundle as B
+
+SSA = ("apply", "--server-side", "--field-manager=llmd", "--force-conflicts")
+
+
+@dataclass
+class StepResult:
+    name: str
+    status: str  # done | unchanged | skipped | planned
+    detail: str = ""
+
+    def to_dict(self) -> dict:
+        return {"step": self.name, "status": self.status, "detail": self.detail}
+
+
+@dataclass
+class DeployReport:
+    target: Target
+    rendered_dir: str
+    digest: str
+    dry_run: bool = False
+    changed: bool = False  # helmfile sync ran
+    steps: list[StepResult] = field(default_factory=list)
+    preflight: PreflightReport | None = None
+    readiness: wait.Readiness | None = None
+    releases: dict[str, Release] = field(default_factory=dict)
+    planned: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+    def step(self, name: str, status: str, detail: str = "") -> None:
+        self.steps.append(StepResult(name, status, detail))
+
+    def next_commands(self, settings) -> list[str]:
+        scope = f" -n {settings.namespace}" + (f" --context {self.target.context}" if self.target.context else "")
+        return [f"llmd test{scope}", f"llmd status{scope}", f"llmd cleanup{scope}"]
+
+    def to_dict(self) -> dict:
+        return {
+            "status": "planned" if self.dry_run else "deployed",
+            "exit_code": 0,
+            "target": self.target.to_dict(),
+            "rendered_dir": self.rendered_dir,
+            "digest": self.digest,
+            "dry_run": self.dry_run,
+            "changed": self.changed,
+            "steps": [s.to_dict() for s in self.steps],
+            "preflight": self.preflight.to_dict() if self.preflight else None,
+            "readiness": self.readiness.to_dict() if self.readiness else None,
+            "releases": {k: v.to_dict() for k, v in self.releases.items()},
+            "plan": self.planned,
+            "elapsed_s": round(self.elapsed_s, 1),
+        }
+
+
+def secret_manifest(settings) -> bytes:
+    """The HF token Secret as JSON for stdin. Server-side apply keeps it out of last-applied annotations."""
+    from llmd.render.manifests import owner_labels
+
+    token = settings.hf_token or ""
+    doc = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+           "metadata": {"name": settings.hf_secret_name, "namespace": settings.namespace,
+                        "labels": owner_labels(settings, "hf-token")},
+           "data": {"HF_TOKEN": base64.b64encode(token.encode()).decode()}}
+    return json.dumps(doc).encode()
+
+
+def namespace_manifest(settings) -> bytes:
+    from llmd.render.manifests import MANAGED_BY
+
+    return json.dumps({"apiVersion": "v1", "kind": "Namespace",
+                       "metadata": {"name": settings.namespace, "labels": dict(MANAGED_BY)}}).encode()
+
+
+class Deployer:
+    def __init__(self, settings, runner: Runner, ui, *, out_dir: Path, recover: bool = False) -> None:
+        self.s = settings
+        self.runner = runner
+        self.ui = ui
+        self.out_dir = Path(out_dir)
+        self.recover = recover
+
+    # -- helpers
+
+    def apply(self, what: str, *, stdin: bytes | None = None, path: Path | None = None) -> None:
+        args = (*SSA, "--filename", str(path) if path else "-")
+        self.kubectl.run(*args, mutates=True, stdin=stdin, check=True, fail_code=ExitCode.DEPLOY_FAILED,
+                         timeout=60, title=f"apply {what}")
+
+    def remaining(self) -> float:
+        return max(0.0, self.s.timeout - (wait.CLOCK.now() - self.t0))
+
+    # -- the run
+
+    def run(self) -> DeployReport:
+        from llmd.render import render_bundle
+
+        self.t0 = wait.CLOCK.now()
+        bundle = render_bundle(self.s)
+        rendered = bundle.write(self.out_dir)
+        scope, target = pin_target(self.s, self.runner)
+        self.kubectl = Kubectl(self.runner, scope)
+        self.helm = Helm(self.runner, scope)
+        self.helmfile = Helmfile(self.runner, scope)
+        report = DeployReport(target, str(rendered), bundle.digest(), dry_run=self.runner.dry_run)
+        self.report = report
+        self.ui.step(f"deploying to {target.describe()}")
+        self.ui.info(f"  rendered files: {rendered}")
+
+        report.preflight = preflight(self.s, self.runner, self.kubectl, target)
+        for c in report.preflight.checks:
+            if c.status == "warn":
+                self.ui.warn(f"{c.name}: {c.message}")
+        self.ui.ok("preflight passed" if not self.runner.dry_run else "preflight planned")
+
+        releases = self.check_pending()
+        self.ensure_namespace(report.preflight)
+        self.ensure_secret()
+        if B.PVC in bundle.files:
+            self.ensure_model_cache(rendered)
+        self.sync_charts(rendered, bundle.digest(), releases)
+        self.apply("HTTPRoute", path=rendered / B.HTTPROUTE)
+        report.step("httproute", "done", self.s.httproute_name)
+
+        if self.runner.dry_run:
+            report.step("wait", "planned", "wait for the EPP, the gateway, every decode replica and the HTTPRoute")
+        else:
+            report.readiness = wait.wait_ready(self.s, self.kubectl, self.ui, ("epp", "gateway", "decode", "route"),
+                                               timeout_s=self.remaining())
+            report.step("wait", "done", f"ready in {report.readiness.elapsed_s:.0f}s")
+            report.releases = {k: v for k, v in self.helm.releases().items() if k in self.s.releases}
+        report.planned = [c.display() for c in self.runner.planned]
+        report.elapsed_s = wait.CLOCK.now() - self.t0
+        return report
+
+    def check_pending(self) -> dict[str, Release]:
+        """Rule 16: a release stuck pending-* from an interrupted run is reported, never silently repaired."""
+        releases = {k: v for k, v in self.helm.releases().items() if k in self.s.releases}
+        pending = [r for r in releases.values() if r.pending]
+        if not pending:
+            return releases
+        if not self.recover:
+            ctx = f" --context {self.kubectl.scope.context}" if self.kubectl.scope.context else ""
+            raise DeployError(
+                "release(s) left pending by an interrupted run: "
+                + ", ".join(f"{r.name} ({r.status}, revision {r.revision})" for r in pending),
+                hint=f"run `llmd deploy --recover -n {self.s.namespace}{ctx}`: it uninstalls a release stuck at "
+                     "revision 1 and rolls any other back to its last deployed revision "
+                     f"(or by hand: `helm rollback <release> <revision> -n {self.s.namespace}`)")
+        for rel in pending:
+            self.recover_release(rel)
+        return {k: v for k, v in self.helm.releases().items() if k in self.s.releases}
+
+    def recover_release(self, rel: Release) -> None:
+        history = self.helm.history(rel.name)
+        good = [int(h.get("revision", 0)) for h in history
+                if h.get("status") in ("deployed", "superseded") and int(h.get("revision", 0)) < rel.revision]
+        if rel.revision <= 1 or not good:
+            self.ui.step(f"recover: uninstalling {rel.name} ({rel.status} at revision {rel.revision})")
+            self.helm.uninstall(rel.name)
+            self.report.step(f"recover {rel.name}", "done", "uninstalled (no earlier good revision)")
+        else:
+            self.ui.step(f"recover: rolling {rel.name} back to revision {max(good)}")
+            self.helm.rollback(rel.name, max(good))
+            self.report.step(f"recover {rel.name}", "done", f"rolled back to revision {max(good)}")
+
+    def ensure_namespace(self, pf: PreflightReport) -> None:
+        if pf.namespace_exists:
+            detail = "exists" + ("" if pf.namespace_owned else " (not created by llmd: left unlabelled)")
+            self.report.step("namespace", "unchanged", detail)
+            return
+        self.apply(f"namespace {self.s.namespace}", stdin=namespace_manifest(self.s))
+        self.report.step("namespace", "done",
+                         f"created {self.s.namespace} (labelled app.kubernetes.io/managed-by=llmd)")
+
+    def ensure_secret(self) -> None:
+        if not self.s.hf_token:
+            self.report.step("hf token secret", "skipped", "no HF token (public model)")
+            return
+        self.apply(f"Secret {self.s.hf_secret_name}", stdin=secret_manifest(self.s))
+        self.report.step("hf token secret", "done", f"{self.s.hf_secret_name} (key HF_TOKEN, sent on stdin)")
+
+    def ensure_model_cache(self, rendered: Path) -> None:
+        self.apply(f"PVC {self.s.pvc_name}", path=rendered / B.PVC)
+        self.report.step("model cache pvc", "done", self.s.pvc_name)
+        job = self.kubectl.get_json("jobs.batch", self.s.download_job_name)
+        if job is not None and self._job_must_be_replaced(job):
+            # A Job's pod template is immutable: a failed or different download is replaced, not patched.
+            self.kubectl.run("delete", "jobs.batch", self.s.download_job_name, "--ignore-not-found",
+                             "--cascade=foreground", "--wait=true", mutates=True, timeout=120,
+                             fail_code=ExitCode.DEPLOY_FAILED)
+        self.apply(f"Job {self.s.download_job_name}", path=rendered / B.DOWNLOAD_JOB)
+        if self.runner.dry_run:
+            self.report.step("model download", "planned", f"wait for Job {self.s.download_job_name}")
+            return
+        self.ui.step(f"downloading {self.s.model} into {self.s.pvc_name} (once, shared by every replica)")
+        done = wait.wait_ready(self.s, self.kubectl, self.ui, ("download",), timeout_s=self.remaining(),
+                               started=self.t0)
+        self.report.step("model download", "done", f"complete after {done.elapsed_s:.0f}s")
+
+    def _job_must_be_replaced(self, job: dict) -> bool:
+        conds = (job.get("status") or {}).get("conditions") or []
+        if any(c.get("type") == "Failed" and c.get("status") == "True" for c in conds):
+            return True
+        containers = (((job.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or []
+        env = {e.get("name"): e.get("value") for c in containers for e in c.get("env") or []}
+        return env.get("MODEL") not in (None, self.s.model)
+
+    def sync_charts(self, rendered: Path, digest: str, releases: dict[str, Release]) -> None:
+        cm_name = state.configmap_name(self.s)
+        cm = self.kubectl.get_json("configmap", cm_name)
+        recorded = ((cm or {}).get("metadata") or {}).get("annotations", {}).get(state.DIGEST_ANNOTATION)
+        all_deployed = all(releases.get(r) and releases[r].status == "deployed" for r in self.s.releases)
+        if recorded == digest and all_deployed:
+            self.ui.ok(f"charts: no changes (bundle {digest[:12]} already deployed)")
+            self.report.step("helmfile sync", "unchanged", "no changes")
+            return
+        self.ui.step("helmfile sync (infra → gaie → ms)")
+        tracker = SyncTracker(self.s.releases)
+        try:
+            self.helmfile.sync(rendered / B.HELMFILE, on_line=tracker.feed)
+        except KeyboardInterrupt:
+            proc.kill_all_children()
+            maybe = tracker.in_flight() or list(self.s.releases)
+            raise Interrupted(
+                f"interrupted during helmfile sync; release {', '.join(maybe)} may be pending; "
+                f"run `llmd deploy --recover -n {self.s.namespace}`",
+                hint="`llmd status` shows what was installed",
+                signum=15 if proc.last_signal == 15 else 2) from None
+        except CommandFailed as exc:
+            raise self._sync_failed(exc) from None
+        self.report.changed = True
+        self.report.step("helmfile sync", "done", ", ".join(self.s.releases))
+        self.apply(f"state ConfigMap {cm_name}", stdin=state.configmap_manifest(self.s, digest))
+
+    def _sync_failed(self, exc: CommandFailed) -> DeployError:
+        """Exit 5 with the redacted stderr tail and a ledger of which releases exist now."""
+        tail = exc.result.tail(20) if exc.result is not None else str(exc)
+        try:
+            now = {k: v for k, v in self.helm.releases().items() if k in self.s.releases}
+        except Exception:  # the ledger is best effort; the sync error is what matters
+            now = {}
+        ledger = "; ".join(f"{r}: {now[r].status if r in now else 'not installed'}" for r in self.s.releases)
+        if exc.result is not None and exc.result.timed_out:
+            head = "helmfile sync timed out"
+        else:
+            head = f"helmfile sync failed (exit {exc.result.returncode if exc.result else '?'})"
+        return DeployError(f"{head}; releases: {ledger}",
+                           hint=f"fix the cause above and re-run `llmd deploy` (it resumes), or remove what was "
+                                f"installed with `llmd cleanup -n {self.s.namespace}`",
+                           details=tail)
+
+
+class SyncTracker:
+    """Follows helmfile's output to know which release was being installed when a run was cut short."""
+
+    START = re.compile(r"(?:Upgrading|Installing|Adding|Deleting)\s+release=([a-z0-9-]+)|Release \"([a-z0-9-]+)\" "
+                       r"does not exist")
+    DONE = re.compile(r"^NAME:\s+([a-z0-9-]+)|Release \"([a-z0-9-]+)\" has been upgraded")
+
+    def __init__(self, releases) -> None:
+        self.releases = tuple(releases)
+        self.started: list[str] = []
+        self.done: set[str] = set()
+
+    def feed(self, line: str) -> None:
+        for pattern, sink in ((self.START, "start"), (self.DONE, "done")):
+            m = pattern.search(line)
+            if m:
+                name = next(g for g in m.groups() if g)
+                if name not in self.releases:
+                    continue
+                if sink == "start" and name not in self.started:
+                    self.started.append(name)
+                elif sink == "done":
+                    self.done.add(name)
+
+    def in_flight(self) -> list[str]:
+        return [r for r in self.started if r not in self.done]
+
+
+def deploy(settings, runner: Runner, ui, *, out_dir: Path, recover: bool = False) -> DeployReport:
+    return Deployer(settings, runner, ui, out_dir=out_dir, recover=recover).run()
+

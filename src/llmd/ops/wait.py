@@ -1,0 +1,308 @@
+"""Our own two-phase readiness wait (rule 15: never trust `helm --wait` for vLLM).
+
+One `kubectl get <kinds> -o json` per poll lists every object we watch. Components become ready
+(ready/desired), terminal pod states fail fast with a hint (exit 6), a rejected HTTPRoute fails with
+its condition (exit 5), and the deadline ends in exit 6 with diagnostics. Time comes from `CLOCK`, so
+tests swap in a fake clock instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+from llmd.errors import ClusterError, DeployError, NotReadyError
+from llmd.kube.kubectl import Kubectl, classify_failure, raise_cluster_error
+from llmd.ops import diagnose
+
+POLL_S = 5.0
+UNSCHEDULABLE_GRACE_S = 120.0  # a pod the scheduler cannot place for this long fails the deploy
+ROUTE_REJECT_POLLS = 2  # a route condition False on this many polls in a row is a real rejection
+
+
+class Clock:
+    def now(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+CLOCK = Clock()
+
+KINDS = {
+    "download": ("jobs.batch", "pods"),
+    "epp": ("deployments.apps", "pods"),
+    "gateway": ("deployments.apps", "pods", "gateways.gateway.networking.k8s.io"),
+    "decode": ("deployments.apps", "pods"),
+    "route": ("httproutes.gateway.networking.k8s.io",),
+}
+PHASES = {"download": "downloading model", "epp": "starting the endpoint picker", "gateway": "starting the gateway",
+          "decode": "starting model servers", "route": "waiting for the HTTPRoute"}
+
+
+@dataclass
+class Component:
+    key: str
+    name: str  # object name shown to the user
+    ready: int = 0
+    desired: int = 1
+    note: str = ""
+
+    @property
+    def done(self) -> bool:
+        return self.ready >= self.desired and (self.desired > 0 or self.note == "scaled to 0")
+
+    def to_dict(self) -> dict:
+        return {"component": self.key, "name": self.name, "ready": self.ready, "desired": self.desired,
+                "note": self.note}
+
+
+@dataclass
+class Readiness:
+    components: list[Component] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    phase: str = ""
+
+    def to_dict(self) -> dict:
+        return {"components": [c.to_dict() for c in self.components], "elapsed_s": round(self.elapsed_s, 1)}
+
+    def line(self) -> str:
+        parts = [f"{c.key} {c.ready}/{c.desired}" + (f" ({c.note})" if c.note and not c.done else "")
+                 for c in self.components]
+        return " · ".join(parts) + f" — {self.phase} ({self.elapsed_s:.0f}s)"
+
+
+def _condition(obj: dict, ctype: str) -> dict | None:
+    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == ctype), None)
+
+
+def _deployment_counts(dep: dict | None) -> tuple[int, int]:
+    if dep is None:
+        return 0, 1
+    desired = (dep.get("spec") or {}).get("replicas")
+    desired = 1 if desired is None else int(desired)
+    return int((dep.get("status") or {}).get("readyReplicas") or 0), desired
+
+
+def route_conditions(route: dict) -> list[dict]:
+    """Accepted / ResolvedRefs conditions over every parent that reported status."""
+    out = []
+    for parent in (route.get("status") or {}).get("parents") or []:
+        out += [c for c in parent.get("conditions") or [] if c.get("type") in ("Accepted", "ResolvedRefs")]
+    return out
+
+
+class Watcher:
+    """Evaluates one snapshot of the namespace against the components being waited for."""
+
+    def __init__(self, settings, kubectl: Kubectl, keys: tuple[str, ...]) -> None:
+        self.s = settings
+        self.kubectl = kubectl
+        self.keys = keys
+        self.unschedulable_since: dict[str, float] = {}
+        self.route_rejections = 0
+        self.prefixes = {"download": f"{settings.download_job_name}-", "epp": f"{settings.epp_name}-",
+                         "decode": f"{settings.decode_deployment}-"}
+        if settings.gateway_service:
+            self.prefixes["gateway"] = f"{settings.gateway_service}-"
+
+    def kinds(self) -> tuple[str, ...]:
+        seen: list[str] = []
+        for k in self.keys:
+            seen += [kind for kind in KINDS[k] if kind not in seen]
+        return tuple(seen)
+
+    def fetch(self) -> dict[str, list[dict]]:
+        res = self.kubectl.run("get", ",".join(self.kinds()), "--output", "json", check=False, timeout=30)
+        if not res.ok:
+            raise_cluster_error(res, classify_failure(res), self.kubectl.scope)
+        try:
+            items = json.loads(res.stdout or "{}").get("items") or []
+        except json.JSONDecodeError as exc:
+            raise ClusterError(f"kubectl returned invalid JSON while waiting: {exc}") from None
+        by_kind: dict[str, list[dict]] = {}
+        for item in items:
+            by_kind.setdefault(item.get("kind", ""), []).append(item)
+        return by_kind
+
+    def pods_of(self, key: str, pods: list[dict]) -> list[dict]:
+        prefix = self.prefixes.get(key)
+        return [p for p in pods if prefix and p["metadata"]["name"].startswith(prefix)] if prefix else []
+
+    def evaluate(self, snap: dict[str, list[dict]], now: float) -> list[Component]:
+        named = {(kind, o["metadata"]["name"]): o for kind, objs in snap.items() for o in objs}
+        pods = snap.get("Pod", [])
+        out: list[Component] = []
+        for key in self.keys:
+            comp = self._component(key, named)
+            out.append(comp)
+            for pod in self.pods_of(key, pods):
+                self._fail_fast(key, pod, now, comp)
+        return out
+
+    def _component(self, key: str, named: dict) -> Component:
+        s = self.s
+        if key == "download":
+            job = named.get(("Job", s.download_job_name))
+            comp = Component(key, s.download_job_name)
+            if job is None:
+                comp.note = "job not found"
+                return comp
+            finding = diagnose.job_failure(self.kubectl, job, s)
+            if finding:
+                raise NotReadyError(f"model download job {s.download_job_name} failed: {finding.reason}",
+                                    hint=finding.hint, details=finding.message)
+            complete = _condition(job, "Complete")
+            comp.ready = 1 if complete and complete.get("status") == "True" else 0
+            comp.note = "" if comp.ready else "downloading"
+            return comp
+        if key in ("epp", "decode"):
+            name = s.epp_name if key == "epp" else s.decode_deployment
+            dep = named.get(("Deployment", name))
+            ready, desired = _deployment_counts(dep)
+            note = "not created yet" if dep is None else ("scaled to 0" if desired == 0 else "")
+            return Component(key, name, ready, desired, note)
+        if key == "gateway":
+            gw = named.get(("Gateway", s.gateway_name))
+            programmed = _condition(gw, "Programmed") if gw else None
+            is_programmed = bool(programmed and programmed.get("status") == "True")
+            dep = named.get(("Deployment", s.gateway_service)) if s.gateway_service else None
+            if dep is not None:
+                ready, desired = _deployment_counts(dep)
+                ready = ready if is_programmed else min(ready, desired - 1)
+            else:
+                ready, desired = (1 if is_programmed else 0), 1
+            note = "" if is_programmed else ("Gateway not created yet" if gw is None else
+                                             f"not Programmed: {(programmed or {}).get('message', 'no status yet')}")
+            return Component(key, s.gateway_name, max(ready, 0), desired, note)
+        # route
+        route = named.get(("HTTPRoute", s.httproute_name))
+        comp = Component(key, s.httproute_name)
+        if route is None:
+            comp.note = "not found"
+            return comp
+        conds = route_conditions(route)
+        rejected = [c for c in conds if c.get("status") == "False"]
+        if rejected:
+            self.route_rejections += 1
+            if self.route_rejections >= ROUTE_REJECT_POLLS:
+                msg = "; ".join(f"{c['type']}=False ({c.get('reason', '')}): {c.get('message', '')}" for c in rejected)
+                raise DeployError(f"HTTPRoute {s.httproute_name} was not accepted by the gateway",
+                                  hint=f"check that the route's parent is Gateway {s.gateway_name} and its backend "
+                                       f"is InferencePool {s.pool_name} (group inference.networking.k8s.io)",
+                                  details=msg)
+            comp.note = "rejected (re-checking)"
+            return comp
+        self.route_rejections = 0
+        ok = {c["type"] for c in conds if c.get("status") == "True"}
+        comp.ready = 1 if {"Accepted", "ResolvedRefs"} <= ok else 0
+        comp.note = "" if comp.ready else "no status from the gateway controller yet"
+        return comp
+
+    def _fail_fast(self, key: str, pod: dict, now: float, comp: Component) -> None:
+        name = pod["metadata"]["name"]
+        finding = diagnose.terminal_finding(self.kubectl, pod, self.s)
+        if finding:
+            raise NotReadyError(f"{key} pod {name}: {finding.reason}", hint=finding.hint, details=finding.message)
+        msg = diagnose.unschedulable_message(pod)
+        if msg is None:
+            self.unschedulable_since.pop(name, None)
+            return
+        first = self.unschedulable_since.setdefault(name, now)
+        comp.note = f"Pending: {msg}"
+        if now - first >= UNSCHEDULABLE_GRACE_S:
+            hint = "free or add capacity, or lower --replicas / --tensor-parallel"
+            if "nvidia.com/gpu" in msg or "amd.com/gpu" in msg or "google.com/tpu" in msg:
+                hint = ("not enough free accelerators: lower --replicas or --tensor-parallel, or add GPU nodes "
+                        "(`kubectl describe nodes` shows what is allocated)")
+            raise NotReadyError(f"{key} pod {name} cannot be scheduled for {now - first:.0f}s",
+                                hint=hint, details=f"scheduler: {msg}")
+
+
+class Display:
+    """A rich Live table on a terminal; otherwise one plain line whenever the state changes."""
+
+    def __init__(self, ui) -> None:
+        self.ui = ui
+        self.live = None
+        self.last = ""
+
+    def __enter__(self) -> Display:
+        if self.ui.interactive:
+            from rich.live import Live
+
+            self.live = Live(console=self.ui.err, refresh_per_second=4, transient=True)
+            self.live.__enter__()
+        return self
+
+    def update(self, state: Readiness) -> None:
+        if self.live is not None:
+            from rich.table import Table
+
+            t = Table(title=f"{state.phase} — {state.elapsed_s:.0f}s", title_justify="left")
+            for col in ("component", "object", "ready", "note"):
+                t.add_column(col)
+            for c in state.components:
+                t.add_row(c.key, c.name, f"{c.ready}/{c.desired}", "✓" if c.done else c.note)
+            self.live.update(t)
+            return
+        text = " · ".join(f"{c.key} {c.ready}/{c.desired}" + (f" ({c.note})" if c.note and not c.done else "")
+                          for c in state.components) + f" — {state.phase}"
+        if text != self.last:
+            self.last = text
+            self.ui.info(f"  [{state.elapsed_s:4.0f}s] {text}")
+
+    def __exit__(self, *exc) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+
+
+def wait_ready(settings, kubectl: Kubectl, ui, keys: tuple[str, ...], *, timeout_s: float,
+               started: float | None = None) -> Readiness:
+    """Poll until every component in `keys` is ready; raise NotReadyError/DeployError otherwise."""
+    watcher = Watcher(settings, kubectl, keys)
+    t0 = CLOCK.now() if started is None else started
+    state = Readiness()
+    with Display(ui) as display:
+        while True:
+            now = CLOCK.now()
+            state.components = watcher.evaluate(watcher.fetch(), now)
+            state.elapsed_s = now - t0
+            pending = [c for c in state.components if not c.done]
+            state.phase = PHASES[pending[0].key] if pending else "ready"
+            display.update(state)
+            if not pending:
+                return state
+            if now - t0 >= timeout_s:
+                raise NotReadyError(
+                    f"not ready after {now - t0:.0f}s: " + ", ".join(f"{c.key} {c.ready}/{c.desired}" for c in pending),
+                    hint="raise --timeout if the model is still loading; `llmd status` shows the current state",
+                    details=diagnostics(watcher, pending))
+            CLOCK.sleep(POLL_S)
+
+
+def diagnostics(watcher: Watcher, pending: list[Component]) -> str:
+    """Per pending component: its note, its non-ready pods with their state, and recent warning events."""
+    lines = [f"  {c.key} {c.name}: {c.ready}/{c.desired} {c.note}".rstrip() for c in pending]
+    try:
+        snap = watcher.fetch()
+    except ClusterError:
+        return "\n".join(lines)
+    ours = set()
+    for c in pending:
+        for pod in watcher.pods_of(c.key, snap.get("Pod", [])):
+            ours.add(pod["metadata"]["name"])
+            phase = (pod.get("status") or {}).get("phase", "?")
+            waiting = [((cs.get("state") or {}).get("waiting") or {}).get("reason") for cs in
+                       diagnose.container_states(pod)]
+            reasons = ", ".join(r for r in waiting if r) or "containers not ready"
+            lines.append(f"    pod {pod['metadata']['name']}: {phase}, {reasons}")
+    events = watcher.kubectl.get_json("events", selector=None) or {}
+    warn = [e for e in events.get("items", []) if e.get("type") == "Warning"
+            and (e.get("involvedObject") or {}).get("name") in ours | {c.name for c in pending}]
+    warn.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+    lines += [f"    event {e['involvedObject'].get('name')}: {e.get('reason')}: {e.get('message', '').strip()}"
+              for e in warn[-8:]]
+    return "\n".join(lines)
