@@ -13,3 +13,7 @@ def register(app: typer.Typer) -> None:
     from llmd.cli import render
 
     app.command("render")(render.render)
+
+    from llmd.cli import deploy
+
+    app.command("deploy")(deploy.deploy)
