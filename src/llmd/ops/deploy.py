@@ -21,7 +21,7 @@ from llmd.errors import CommandFailed, DeployError, ExitCode, Interrupted
 from llmd.kube.helm import Helm, Helmfile, Release
 from llmd.kube.kubectl import Kubectl
 from llmd.ops import state, wait
-from llmd.ops.preflight import PreflightReport, preflight
+from llmd.ops.preflight import PreflightReport, check_tools, preflight
 from llmd.ops.target import Target, pin_target
 from llmd.proc import Runner
 from llmd.render import bundle as B
@@ -123,6 +123,8 @@ class Deployer:
         self.t0 = wait.CLOCK.now()
         bundle = render_bundle(self.s)
         rendered = bundle.write(self.out_dir)
+        checks = PreflightReport()
+        check_tools(self.runner, checks)  # every missing tool at once, before the first subprocess
         scope, target = pin_target(self.s, self.runner)
         self.kubectl = Kubectl(self.runner, scope)
         self.helm = Helm(self.runner, scope)
@@ -132,7 +134,7 @@ class Deployer:
         self.ui.step(f"deploying to {target.describe()}")
         self.ui.info(f"  rendered files: {rendered}")
 
-        report.preflight = preflight(self.s, self.runner, self.kubectl, target)
+        report.preflight = preflight(self.s, self.runner, self.kubectl, target, checks)
         for c in report.preflight.checks:
             if c.status == "warn":
                 self.ui.warn(f"{c.name}: {c.message}")

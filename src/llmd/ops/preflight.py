@@ -262,10 +262,9 @@ def check_namespace(kubectl: Kubectl, settings, report: PreflightReport, *, term
         wait.CLOCK.sleep(wait.POLL_S)
 
 
-def preflight(settings, runner: Runner, kubectl: Kubectl, target, *, terminating_wait_s: float = 120.0
-              ) -> PreflightReport:
-    report = PreflightReport()
-    check_tools(runner, report)
+def preflight(settings, runner: Runner, kubectl: Kubectl, target, report: PreflightReport, *,
+              terminating_wait_s: float = 120.0) -> PreflightReport:
+    """The cluster checks; `check_tools` ran first, before the context was pinned."""
     check_reachable(kubectl, target, report)
     fixes = check_crds(kubectl, report)
     fixes += check_gateway_class(kubectl, settings, report) if not fixes else []  # class needs the Gateway CRDs

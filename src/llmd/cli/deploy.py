@@ -1,0 +1,53 @@
+"""`llmd deploy`: install or update the stack and wait until it serves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from llmd.cli.common import load, make_runner, state_dir
+from llmd.cli.lifecycle import json_failure, steps_table
+from llmd.cli.options import DryRunOpt, JsonOpt, settings_options
+
+RecoverOpt = Annotated[bool, typer.Option(
+    "--recover", help="Repair releases left pending-* by an interrupted run: uninstall one stuck at revision 1, "
+                      "roll any other back to its last deployed revision")]
+OutOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045
+    "--out", help="Where to write the rendered files [default: <state dir>/rendered/<namespace>/<postfix>]",
+    show_default=False)]
+
+
+@settings_options
+def deploy(ctx: typer.Context, *, recover: RecoverOpt = False, out: OutOpt = None, dry_run: DryRunOpt = False,
+           json: JsonOpt = False, flags, sets, config) -> None:
+    """Deploy the inference-scheduling stack: preflight, namespace, HF token Secret (stdin only), model cache,
+    helmfile sync, HTTPRoute, then wait for the EPP, the gateway and every decode replica.
+
+    Idempotent: an identical second run changes nothing. --dry-run prints every command and the rendered
+    directory and runs nothing. Exit 3 missing prerequisite, 4 cluster unreachable, 5 deploy failed or
+    pending release, 6 not ready, 130 interrupted.
+    """
+    ui, settings = load(ctx, flags, sets, config, json_mode=json, need_token=True)
+    runner = make_runner(ctx, ui, dry_run=dry_run)
+    out_dir = Path(out) if out else state_dir() / "rendered" / settings.namespace / settings.release_postfix
+    from llmd.ops.deploy import deploy as run_deploy
+
+    with json_failure(ui, json):
+        report = run_deploy(settings, runner, ui, out_dir=out_dir, recover=recover)
+    if json:
+        ui.json(report.to_dict())
+        return
+    if report.dry_run:
+        ui.info("plan (dry-run: nothing was run):")
+        for line in report.planned:
+            ui.info(f"  $ {line}")
+        ui.ok(f"dry-run complete; rendered files in {report.rendered_dir}")
+        return
+    ui.render(steps_table("deploy", [(s.name, s.status, s.detail) for s in report.steps]))
+    verb = "Deployed" if report.changed else "Up to date:"
+    ui.ok(f"{verb} {', '.join(settings.releases)} in {report.target.describe()} ({report.elapsed_s:.0f}s)")
+    ui.info("Next:")
+    for cmd in report.next_commands(settings):
+        ui.info(f"  {cmd}")

@@ -1,0 +1,31 @@
+"""Shared bits of `deploy`, `status` and `cleanup`: the failure document for --json and rendering helpers."""
+
+from __future__ import annotations
+
+import contextlib
+
+from llmd.errors import LlmdError
+
+
+@contextlib.contextmanager
+def json_failure(ui, enabled: bool):
+    """With --json, a failure still prints one JSON document on stdout before the error boundary exits."""
+    try:
+        yield
+    except LlmdError as err:
+        if enabled:
+            ui.json({"status": "failed", "exit_code": int(err.exit_code), "error": err.message,
+                     "details": err.details, "hint": err.hint})
+        raise
+
+
+def steps_table(title: str, rows: list[tuple[str, str, str]]):
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
+    t.add_column("step")
+    t.add_column("result")
+    t.add_column("detail", overflow="fold")
+    for row in rows:
+        t.add_row(*row)
+    return t
