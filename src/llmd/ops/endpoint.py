@@ -1,0 +1,235 @@
+"""What `llmd test` talks to: a URL given with --url, an embedded simulator (--sim), or the gateway of
+the deployment the settings describe (port-forward to its Service; GKE: the Gateway's address).
+
+`open_endpoint(...)` is a context manager yielding an `Endpoint`; leaving it stops the tunnel or the
+simulator, Ctrl-C included. The Endpoint is what the smoke test and the perf engine use: `.url` may
+change after a tunnel restart and `.generation` bumps when it does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmd.errors import ConfigError, LlmdError, TestFailed
+from llmd.redact import redact
+
+GATEWAY_PATTERN = "inference-gateway"
+GKE_PORT = 80
+API_KEY_ENV = "LLMD_API_KEY"  # bearer token for endpoints that want one (--url); never a flag value
+
+
+@dataclass
+class Endpoint:
+    kind: str  # "url" | "sim" | "gateway" | "gke"
+    description: str
+    base_url: str | None = None  # fixed URL (url, sim, gke); a port-forward supplies its own
+    tunnel: Any = None  # llmd.kube.portforward.PortForward when via port-forward
+    names: dict[str, str] = field(default_factory=dict)  # cluster object names for hints
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+    diagnose: Callable[[], str] | None = field(default=None, repr=False)  # pod status etc. for failure evidence
+
+    @property
+    def url(self) -> str:
+        if self.tunnel is not None:
+            return self.tunnel.url
+        assert self.base_url is not None
+        return self.base_url
+
+    @property
+    def via_port_forward(self) -> bool:
+        return self.tunnel is not None
+
+    @property
+    def generation(self) -> int:
+        return self.tunnel.generation if self.tunnel is not None else 1
+
+    @property
+    def restarts(self) -> int:
+        return self.tunnel.restarts if self.tunnel is not None else 0
+
+    def ensure_alive(self) -> None:
+        """Between phases: re-probe a port-forward and restart it transparently if it went idle/dead (F39)."""
+        if self.tunnel is not None:
+            self.tunnel.ensure_alive()
+
+    def evidence(self) -> str | None:
+        """Extra evidence for a failure (pod status); best effort, says so when it cannot be collected."""
+        if self.diagnose is None:
+            return None
+        try:
+            return self.diagnose()
+        except LlmdError as exc:
+            return f"(could not collect pod status: {exc.message})"
+
+    def to_dict(self) -> dict:
+        out = {"kind": self.kind, "url": self.url, "description": self.description,
+               "via_port_forward": self.via_port_forward, "generation": self.generation}
+        if self.tunnel is not None:
+            out["port_forward"] = self.tunnel.to_dict()
+            out["note"] = PORT_FORWARD_NOTE
+        return out
+
+
+PORT_FORWARD_NOTE = ("measured through kubectl port-forward: one API-server/kubelet stream to a single gateway pod, "
+                     "not a neutral path for throughput")
+
+
+def normalize_url(url: str) -> str:
+    """Validate --url and return the base (scheme://host[:port][/prefix], without a trailing /v1)."""
+    import httpx
+
+    try:
+        u = httpx.URL(url.strip())
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise ConfigError(f"--url {url!r} is not a valid URL: {exc}", hint="e.g. --url http://127.0.0.1:8000") from None
+    if u.scheme not in ("http", "https") or not u.host:
+        raise ConfigError(f"--url {url!r} must be an http:// or https:// URL with a host",
+                          hint="e.g. --url http://127.0.0.1:8000 or https://gateway.example.com")
+    if u.userinfo:
+        raise ConfigError("--url must not carry credentials (user:password@)",
+                          hint=f"put a bearer token in ${API_KEY_ENV} instead (sent as Authorization, redacted)")
+    if u.query or u.fragment:
+        raise ConfigError(f"--url {url!r} must not have a query or fragment", hint="pass the base URL only")
+    path = u.path.rstrip("/")
+    if path.endswith("/v1"):
+        path = path[: -len("/v1")]
+    port = f":{u.port}" if u.port else ""
+    host = f"[{u.host}]" if ":" in u.host else u.host
+    return f"{u.scheme}://{host}{port}{path}"
+
+
+def _auth_headers() -> dict[str, str]:
+    from llmd.redact import register
+
+    key = os.environ.get(API_KEY_ENV, "").strip()
+    if not key:
+        return {}
+    register(key)
+    return {"authorization": f"Bearer {key}"}
+
+
+@contextlib.contextmanager
+def open_endpoint(*, settings, runner=None, ui=None, url: str | None = None, sim: bool = False,
+                  sim_model: str | None = None, local_port: int | None = None,
+                  pf_ready_timeout: float = 20.0, pf_options: dict | None = None) -> Iterator[Endpoint]:
+    """Resolve and open what to test; everything opened here is closed on exit."""
+    if url and sim:
+        raise ConfigError("--url and --sim are mutually exclusive", hint="pick one endpoint to test")
+    if local_port is not None and (url or sim):
+        raise ConfigError("--local-port applies only to the port-forward to a cluster gateway",
+                          hint="drop --local-port when testing --url or --sim")
+    if local_port is not None and not 1 <= local_port <= 65535:
+        raise ConfigError(f"--local-port {local_port} is out of range", hint="use 1-65535, or omit it (kernel picks)")
+    if url:
+        base = normalize_url(url)
+        yield Endpoint("url", f"{base} (direct)", base_url=base, headers=_auth_headers())
+        return
+    if sim:
+        with _sim(sim_model) as ep:
+            yield ep
+        return
+    yield from _cluster(settings, runner, ui, local_port=local_port, pf_ready_timeout=pf_ready_timeout,
+                        pf_options=pf_options or {})
+
+
+@contextlib.contextmanager
+def _sim(model: str | None) -> Iterator[Endpoint]:
+    from llmd.sim.config import SimConfig
+    from llmd.sim.server import run_in_thread
+
+    cfg = SimConfig(port=0, host="127.0.0.1", **({"model": model} if model else {}))
+    handle = run_in_thread(cfg)
+    try:
+        yield Endpoint("sim", f"embedded llmd sim at {handle.url}", base_url=handle.url.rstrip("/"))
+    finally:
+        handle.stop()
+
+
+def _names(settings) -> dict[str, str]:
+    return {"namespace": settings.namespace, "gateway": settings.gateway_name, "httproute": settings.httproute_name,
+            "pool": settings.pool_name, "epp": settings.epp_name, "decode": settings.decode_deployment,
+            "guide_label": settings.guide_label}
+
+
+def _cluster(settings, runner, ui, *, local_port, pf_ready_timeout, pf_options) -> Iterator[Endpoint]:
+    from llmd.kube.kubectl import Kubectl, Scope
+
+    runner.require_tools(["kubectl"])
+    kubectl = Kubectl(runner, Scope.from_settings(settings))
+    names = _names(settings)
+
+    def diagnose() -> str:
+        return pod_summary(kubectl)
+
+    if settings.environment == "gke":
+        base = gke_address(kubectl, settings)
+        yield Endpoint("gke", f"Gateway {settings.gateway_name} at {base}", base_url=base, names=names,
+                       diagnose=diagnose)
+        return
+
+    from llmd.kube.portforward import PortForward
+
+    service = settings.gateway_service
+    require_service(kubectl, settings, service)
+    warn = ui.warn if ui is not None else None
+    with PortForward(kubectl, f"svc/{service}", 80, local_port, ready_timeout=pf_ready_timeout, on_event=warn,
+                     **pf_options) as pf:
+        yield Endpoint("gateway", f"svc/{service} in {settings.namespace} via port-forward", tunnel=pf,
+                       names=names, diagnose=diagnose)
+
+
+def require_service(kubectl, settings, service: str) -> None:
+    """F34: the gateway Service must exist; otherwise list what does and what was expected."""
+    if kubectl.get_json("service", service) is not None:
+        return
+    listing = kubectl.get_json("services") or {}
+    found = sorted(item.get("metadata", {}).get("name", "") for item in listing.get("items", []))
+    gateways = [n for n in found if GATEWAY_PATTERN in n]
+    seen = ", ".join(gateways) if gateways else "none"
+    raise TestFailed(
+        f"gateway Service {service} not found in namespace {settings.namespace} "
+        f"(environment {settings.environment}); Services matching *-{GATEWAY_PATTERN}*: {seen}",
+        hint=("istio names it <gateway>-istio, agentgateway/kgateway use the gateway name: check -e/--environment "
+              "and --release-postfix match the deployment, or run `llmd status`"),
+        details=f"all Services in {settings.namespace}: {', '.join(found) or '(none)'}")
+
+
+def gke_address(kubectl, settings) -> str:
+    gw = kubectl.get_json("gateway", settings.gateway_name)
+    if gw is None:
+        raise TestFailed(f"Gateway {settings.gateway_name} not found in namespace {settings.namespace}",
+                         hint="deploy first (`llmd deploy -e gke`), or check --release-postfix / -n")
+    addresses = (gw.get("status") or {}).get("addresses") or []
+    value = addresses[0].get("value") if addresses and isinstance(addresses[0], dict) else None
+    if not value:
+        conditions = (gw.get("status") or {}).get("conditions") or []
+        detail = "; ".join(f"{c.get('type')}={c.get('status')} {c.get('reason', '')}".strip() for c in conditions)
+        raise TestFailed(f"Gateway {settings.gateway_name} has no address yet",
+                         hint=f"the GKE load balancer takes minutes to program: kubectl describe gateway "
+                              f"{settings.gateway_name} -n {settings.namespace}",
+                         details=detail or None)
+    host = f"[{value}]" if ":" in value else value
+    return f"http://{host}:{GKE_PORT}"
+
+
+def pod_summary(kubectl, limit: int = 12) -> str:
+    """`name phase ready restarts reason` for the pods of the namespace: evidence for a failed smoke test."""
+    data = kubectl.get_json("pods") or {}
+    lines = []
+    for item in (data.get("items") or [])[:limit]:
+        name = item.get("metadata", {}).get("name", "?")
+        status = item.get("status") or {}
+        statuses = status.get("containerStatuses") or []
+        ready = sum(1 for c in statuses if c.get("ready"))
+        restarts = sum(int(c.get("restartCount") or 0) for c in statuses)
+        reasons = [((c.get("state") or {}).get("waiting") or {}).get("reason") for c in statuses]
+        reason = ",".join(r for r in reasons if r)
+        lines.append(f"{name}  {status.get('phase', '?')}  ready {ready}/{len(statuses)}  restarts {restarts}"
+                     + (f"  {reason}" if reason else ""))
+    if not lines:
+        return f"no pods in namespace {kubectl.scope.namespace}"
+    return redact("pods:\n  " + "\n  ".join(lines))

@@ -1,0 +1,542 @@
+"""The smoke test: is the endpoint serving the model, and does it answer correctly?
+
+1. Poll `/v1/models` until the served model appears, tolerating a fresh stack's warm-up answers
+   (503 `no healthy upstream`, 502/504, connection errors; 404 too behind a just-created gateway) up
+   to the ready deadline (F40).
+2. A chat completion and a completion, each non-streamed and streamed; each checked for HTTP status,
+   JSON shape, model name (a mismatch is a warning, F51), non-empty content or finish_reason=length
+   (an empty answer at a tiny max_tokens is fine, F51) and usage.
+
+Retries (rule 11): only 408/425/429/502/503/504 and connection errors, 500 at most once, never after
+a stream has started; jittered exponential backoff; Retry-After honoured up to a cap (F42); a cap on
+attempts and on the time spent. Every call has connect/read/write/pool timeouts and an overall
+deadline checked between chunks (rule 10). Failures carry the evidence and a hint (F43-F45, F50).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from llmd.redact import redact
+
+DEFAULT_PROMPT = "Say hello in one short sentence."
+DEFAULT_MAX_TOKENS = 16
+RETRY_STATUSES = frozenset({408, 425, 429, 502, 503, 504})
+WARMUP_STATUSES = frozenset({502, 503, 504, 429, 408, 425})  # while polling /v1/models
+RETRY_AFTER_CAP_S = 10.0
+BODY_CAP = 256 * 1024  # bytes of an error/non-stream body we keep
+EXCERPT = 200
+ACCEPTED_FINISH = frozenset({"stop", "length", "eos", "end_turn", "stop_sequence"})
+CONTEXT_MARKERS = ("context length", "maximum context", "max_model_len", "context_length", "too long",
+                   "max_tokens must be", "maximum model length")
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str = ""
+    evidence: str | None = None
+    hint: str | None = None
+    warning: str | None = None
+    attempts: int = 1
+    duration_s: float = 0.0
+    skipped: bool = False
+
+    @property
+    def status(self) -> str:
+        if self.skipped:
+            return "skipped"
+        if not self.ok:
+            return "fail"
+        return "warn" if self.warning else "ok"
+
+
+@dataclass
+class SmokeReport:
+    url: str
+    endpoint: dict
+    model: str | None
+    prompt_chars: int
+    max_tokens: int
+    checks: list[Check] = field(default_factory=list)
+    duration_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        ran = [c for c in self.checks if not c.skipped]
+        return bool(ran) and all(c.ok for c in ran)
+
+    @property
+    def failed_checks(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok and not c.skipped]
+
+    @property
+    def warnings(self) -> list[str]:
+        return [f"{c.name}: {c.warning}" for c in self.checks if c.warning]
+
+    @property
+    def via_port_forward(self) -> bool:
+        return bool(self.endpoint.get("via_port_forward"))
+
+    def to_dict(self) -> dict:
+        return {
+            "ok": self.ok, "url": self.url, "endpoint": self.endpoint, "model": self.model,
+            "prompt_chars": self.prompt_chars, "max_tokens": self.max_tokens,
+            "duration_s": round(self.duration_s, 3), "warnings": self.warnings,
+            "checks": [{**asdict(c), "status": c.status, "duration_s": round(c.duration_s, 3)} for c in self.checks],
+        }
+
+
+# ---- one HTTP exchange ----------------------------------------------------------------------------
+
+
+class _Transport(Exception):
+    """No HTTP response at all (connect refused/reset, timeout before headers)."""
+
+    def __init__(self, kind: str, message: str, retryable: bool) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.retryable = retryable
+
+
+@dataclass
+class _Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes = b""  # non-stream body, or the head of an unexpected stream body
+    outcome: Any = None  # llmd.sse.StreamOutcome for a 200 event stream
+    elapsed_s: float = 0.0
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "")
+
+    def excerpt(self) -> str:
+        return redact(self.body[:EXCERPT].decode("utf-8", errors="replace"))
+
+
+def _timeouts(remaining: float, read: float):
+    import httpx
+
+    r = max(0.05, remaining)
+    return httpx.Timeout(connect=min(5.0, r), read=min(read, r), write=min(10.0, r), pool=min(5.0, r))
+
+
+class SmokeClient:
+    """httpx with explicit timeouts and an overall deadline per call; reads the URL from the endpoint
+    each time (a restarted port-forward has a new local port)."""
+
+    def __init__(self, endpoint, *, request_timeout: float = 60.0, read_timeout: float = 30.0) -> None:
+        import httpx
+
+        self.endpoint = endpoint
+        self.request_timeout = request_timeout
+        self.read_timeout = read_timeout
+        self.client = httpx.Client(trust_env=False, follow_redirects=False)
+        self.headers = {"accept": "application/json", **getattr(endpoint, "headers", {})}
+
+    def close(self) -> None:
+        self.client.close()
+
+    def exchange(self, method: str, path: str, body: dict | None = None, *, stream: bool = False) -> _Reply:
+        import httpx
+
+        from llmd.sse import SSEDecoder, StreamValidator
+
+        started = time.monotonic()
+        deadline = started + self.request_timeout
+        url = self.endpoint.url.rstrip("/") + path
+        headers = dict(self.headers)
+        if stream:
+            headers["accept"] = "text/event-stream"
+        got_headers = False
+        try:
+            with self.client.stream(method, url, json=body, headers=headers,
+                                    timeout=_timeouts(deadline - time.monotonic(), self.read_timeout)) as r:
+                got_headers = True
+                reply = _Reply(r.status_code, {k.lower(): v for k, v in r.headers.items()})
+                is_sse = "text/event-stream" in reply.content_type
+                if not (stream and r.status_code == 200 and is_sse):
+                    reply.body = _read_capped(r, deadline)
+                    reply.elapsed_s = time.monotonic() - started
+                    return reply
+                decoder, validator = SSEDecoder(), StreamValidator()
+                complete = False
+                try:
+                    for chunk in r.iter_bytes():
+                        for payload in decoder.feed(chunk):
+                            validator.on_payload(payload)
+                        if time.monotonic() > deadline:
+                            validator.fail("timeout", f"stream exceeded the {self.request_timeout:g}s deadline")
+                            break
+                    else:
+                        complete = True
+                        for payload in decoder.flush():
+                            validator.on_payload(payload)
+                except httpx.ReadTimeout:
+                    validator.fail("stalled", f"no bytes for {self.read_timeout:g}s in the middle of the stream")
+                except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                    validator.fail("truncated", f"connection cut mid-stream ({type(exc).__name__}: {exc})")
+                validator.check_decoder(decoder)
+                reply.outcome = validator.finish(complete)
+                reply.elapsed_s = time.monotonic() - started
+                return reply
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise _Transport("connect_error", f"cannot connect to {url}: {exc or type(exc).__name__}", True) from None
+        except httpx.TimeoutException as exc:
+            if got_headers:
+                raise _Transport("timeout", f"response body from {url} timed out ({type(exc).__name__})",
+                                 False) from None
+            raise _Transport("timeout", f"no response from {url} within {self.read_timeout:g}s", False) from None
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+            # Closed before any response bytes: the server (or tunnel) dropped us; safe to retry.
+            raise _Transport("connect_error", f"connection to {url} dropped: {exc or type(exc).__name__}",
+                             not got_headers) from None
+
+
+def _read_capped(r, deadline: float) -> bytes:
+    buf = bytearray()
+    for chunk in r.iter_bytes():
+        buf += chunk
+        if len(buf) >= BODY_CAP or time.monotonic() > deadline:
+            break
+    return bytes(buf[:BODY_CAP])
+
+
+# ---- retries --------------------------------------------------------------------------------------
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP-date), capped; None if absent/invalid."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        secs = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        secs = when.timestamp() - time.time()
+    return max(0.0, min(RETRY_AFTER_CAP_S, secs))
+
+
+def backoff(attempt: int, base: float = 0.25, cap: float = 4.0, rng: random.Random | None = None) -> float:
+    """Jittered exponential backoff: uniform in [x/2, x] with x = base * 2^(attempt-1), capped."""
+    x = min(cap, base * (2 ** max(0, attempt - 1)))
+    return (rng or random).uniform(x / 2, x)
+
+
+@dataclass
+class RetryPolicy:
+    max_attempts: int = 5
+    window_s: float = 30.0  # total time spent retrying one check
+    sleep: Callable[[float], None] = time.sleep
+
+
+def send_with_retry(call: Callable[[], _Reply], policy: RetryPolicy) -> tuple[_Reply | _Transport, int, list[str]]:
+    """Run `call` until a final answer. Returns (reply or transport error, attempts, notes on retries)."""
+    started = time.monotonic()
+    attempt, five_hundreds = 0, 0
+    notes: list[str] = []
+    while True:
+        attempt += 1
+        try:
+            result: _Reply | _Transport = call()
+        except _Transport as exc:
+            result = exc
+        if isinstance(result, _Transport):
+            retryable, label, wait = result.retryable, result.kind, None
+        else:
+            label, wait = f"HTTP {result.status}", retry_after(result.headers.get("retry-after"))
+            retryable = result.status in RETRY_STATUSES
+            if result.status == 500 and five_hundreds == 0:
+                five_hundreds, retryable = 1, True
+        if not retryable or attempt >= policy.max_attempts:
+            return result, attempt, notes
+        delay = wait if wait is not None else backoff(attempt)
+        if time.monotonic() - started + delay > policy.window_s:
+            return result, attempt, notes
+        notes.append(f"{label}, retried after {delay:.2f}s" + (" (Retry-After)" if wait is not None else ""))
+        policy.sleep(delay)
+
+
+# ---- the smoke test -------------------------------------------------------------------------------
+
+
+class Smoke:
+    def __init__(self, endpoint, *, model: str | None, prompt: str, max_tokens: int, ready_timeout: float,
+                 request_timeout: float = 60.0, read_timeout: float = 30.0, policy: RetryPolicy | None = None,
+                 ui=None, tolerate_404: bool | None = None) -> None:
+        self.endpoint = endpoint
+        self.model = model
+        self.prompt = prompt
+        self.max_tokens = max_tokens
+        self.ready_timeout = ready_timeout
+        self.policy = policy or RetryPolicy()
+        self.ui = ui
+        self.names: dict[str, str] = getattr(endpoint, "names", {}) or {}
+        # A just-created gateway answers 404 until its HTTPRoute is programmed; a direct URL that 404s is wrong.
+        self.tolerate_404 = getattr(endpoint, "kind", "url") == "gateway" if tolerate_404 is None else tolerate_404
+        self.http = SmokeClient(endpoint, request_timeout=request_timeout, read_timeout=read_timeout)
+
+    # -- hints
+
+    def _hint_404(self) -> str:
+        n = self.names
+        if n:
+            return (f"HTTPRoute missing or not attached: kubectl get httproute {n['httproute']} -n {n['namespace']} "
+                    f"-o yaml (status.parents must show Accepted and ResolvedRefs for Gateway {n['gateway']})")
+        return "HTTPRoute missing or not attached (or wrong path): the endpoint has no route for /v1/*"
+
+    def _hint_pool(self) -> str:
+        n = self.names
+        pool = f"InferencePool {n['pool']}" if n else "the InferencePool"
+        epp = f"; EPP {n['epp']} must run with --pool-name {n['pool']} --pool-group inference.networking.k8s.io" \
+            if n else ""
+        return (f"the gateway aborted the request (no endpoint picked): the HTTPRoute backendRef must name {pool} "
+                f"with group inference.networking.k8s.io (v1, not inference.networking.x-k8s.io){epp}")
+
+    def _hint_unavailable(self) -> str:
+        n = self.names
+        if n:
+            return (f"no ready model server behind the pool, or the EPP is not ready: kubectl get pods -n "
+                    f"{n['namespace']}; kubectl logs deploy/{n['epp']} -n {n['namespace']}; `llmd status`")
+        return "the server is not ready (503/502/504): wait for it, or raise --ready-timeout"
+
+    def _describe_failure(self, result: _Reply | _Transport) -> tuple[str, str | None, str | None]:
+        """(detail, evidence, hint) for a failed HTTP exchange."""
+        if isinstance(result, _Transport):
+            hint = ("the port-forward or the server dropped the connection" if self.endpoint.via_port_forward
+                    else "check that the server listens at this URL")
+            return result.message, None, hint
+        body = result.excerpt()
+        text = body.lower()
+        evidence = f"HTTP {result.status}, content-type {result.content_type or '(none)'}: {body}"
+        if result.status == 404:
+            return "HTTP 404: no route to the model server", evidence, self._hint_404()
+        if result.status == 500 and "fault filter abort" in text:
+            return "HTTP 500 fault filter abort", evidence, self._hint_pool()
+        if result.status == 400 and any(m in text for m in CONTEXT_MARKERS):
+            return (f"HTTP 400 context length: prompt is {len(self.prompt)} characters (~{len(self.prompt) // 4 + 1}"
+                    f" tokens), max_tokens={self.max_tokens}", evidence,
+                    "lower --max-tokens or shorten --prompt (prompt + max_tokens must fit the server's "
+                    "max-model-len)")
+        if result.status in (401, 403):
+            return f"HTTP {result.status}: not authorised", evidence, \
+                "the endpoint wants credentials: export LLMD_API_KEY=<token> (sent as a bearer token)"
+        if result.status == 429:
+            return "HTTP 429: rate limited on every attempt", evidence, \
+                "the server sheds load: retry later or lower the load on it"
+        if result.status in (502, 503, 504):
+            return f"HTTP {result.status}" + (": no healthy upstream" if "no healthy upstream" in text else ""), \
+                evidence, self._hint_unavailable()
+        return f"HTTP {result.status}", evidence, None
+
+    def _evidence_with_pods(self, evidence: str | None) -> str | None:
+        extra = self.endpoint.evidence() if hasattr(self.endpoint, "evidence") else None
+        return "\n".join(x for x in (evidence, extra) if x) or None
+
+    # -- /v1/models
+
+    def check_models(self) -> Check:
+        started = time.monotonic()
+        deadline = started + self.ready_timeout
+        attempts = 0
+        warmups: dict[str, int] = {}
+        last: _Reply | _Transport | None = None
+        while True:
+            attempts += 1
+            try:
+                last = self.http.exchange("GET", "/v1/models")
+            except _Transport as exc:
+                last = exc
+            transient = isinstance(last, _Transport) or last.status in WARMUP_STATUSES or (
+                last.status == 404 and self.tolerate_404)
+            if not transient:
+                break
+            label = last.kind if isinstance(last, _Transport) else f"HTTP {last.status}"
+            warmups[label] = warmups.get(label, 0) + 1
+            wait = None if isinstance(last, _Transport) else retry_after(last.headers.get("retry-after"))
+            delay = wait if wait is not None else backoff(attempts, base=0.25, cap=2.0)
+            if time.monotonic() + delay > deadline:
+                break
+            if attempts == 1 and self.ui is not None:
+                self.ui.step(f"waiting for {self.endpoint.url}/v1/models (warm-up: {label}; up to "
+                             f"{self.ready_timeout:g}s)")
+            time.sleep(delay)
+        took = time.monotonic() - started
+        warm = ", ".join(f"{n}x {k}" for k, n in warmups.items())
+        if isinstance(last, _Transport) or last.status != 200:
+            detail, evidence, hint = self._describe_failure(last)
+            if warmups:
+                detail += f" (still failing after {took:.1f}s; warm-up answers: {warm})"
+            return Check("models", False, detail, self._evidence_with_pods(evidence), hint, attempts=attempts,
+                         duration_s=took)
+        try:
+            doc = json.loads(last.body)
+            served = [m["id"] for m in doc["data"] if isinstance(m, dict) and m.get("id")]
+        except (ValueError, KeyError, TypeError):
+            return Check("models", False, "/v1/models answered 200 but not with an OpenAI model list",
+                         f"content-type {last.content_type or '(none)'}: {last.excerpt()}",
+                         "a proxy or a non-OpenAI server answered: check the URL/route", attempts=attempts,
+                         duration_s=took)
+        if not served:
+            return Check("models", False, "/v1/models lists no model", last.excerpt(), self._hint_unavailable(),
+                         attempts=attempts, duration_s=took)
+        if self.model is None:
+            self.model = served[0]
+        elif self.model not in served:
+            return Check("models", False, f"model {self.model!r} is not served; the server lists: {', '.join(served)}",
+                         None, f"pass --model {served[0]}, or deploy {self.model}", attempts=attempts, duration_s=took)
+        detail = f"serves {', '.join(served)}" + (f" (after warm-up: {warm}, {took:.1f}s)" if warmups else "")
+        return Check("models", True, detail, attempts=attempts, duration_s=took)
+
+    # -- completions
+
+    def _payload(self, api: str, stream: bool) -> tuple[str, dict]:
+        body: dict[str, Any] = {"model": self.model, "max_tokens": self.max_tokens, "stream": stream,
+                                "temperature": 0}
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        if api == "chat":
+            body["messages"] = [{"role": "user", "content": self.prompt}]
+            return "/v1/chat/completions", body
+        body["prompt"] = self.prompt
+        return "/v1/completions", body
+
+    def check_completion(self, api: str, stream: bool) -> Check:
+        name = f"{'chat' if api == 'chat' else 'completion'}{' stream' if stream else ''}"
+        path, body = self._payload(api, stream)
+        started = time.monotonic()
+        result, attempts, notes = send_with_retry(lambda: self.http.exchange("POST", path, body, stream=stream),
+                                                  self.policy)
+        took = time.monotonic() - started
+        retried = f" after {len(notes)} retr{'y' if len(notes) == 1 else 'ies'} ({'; '.join(notes)})" if notes else ""
+        if isinstance(result, _Transport) or result.status != 200:
+            detail, evidence, hint = self._describe_failure(result)
+            if not isinstance(result, _Transport) and result.status in (404, 500, 502, 503, 504):
+                evidence = self._evidence_with_pods(evidence)
+            return Check(name, False, detail + retried, evidence, hint, attempts=attempts, duration_s=took)
+        if stream:
+            verdict = self._judge_stream(result)
+        else:
+            verdict = self._judge_json(result, api)
+        ok, detail, evidence, hint, warning = verdict
+        return Check(name, ok, detail + (retried if ok else ""), evidence, hint, warning, attempts=attempts,
+                     duration_s=took)
+
+    def _not_json_evidence(self, reply: _Reply) -> str:
+        return f"content-type {reply.content_type or '(none)'}; first {EXCERPT} bytes: {reply.excerpt()}"
+
+    _PROXY_HINT = "a proxy or error page answered instead of the model server: check the gateway/ingress in front"
+
+    def _judge_json(self, reply: _Reply, api: str):
+        if "json" not in reply.content_type:
+            return False, "200 but not JSON", self._not_json_evidence(reply), self._PROXY_HINT, None
+        try:
+            doc = json.loads(reply.body)
+        except ValueError:
+            return False, "200 with a body that does not parse as JSON", self._not_json_evidence(reply), \
+                self._PROXY_HINT, None
+        choices = doc.get("choices") if isinstance(doc, dict) else None
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            return False, "200 JSON without choices", self._not_json_evidence(reply), self._PROXY_HINT, None
+        first = choices[0]
+        if api == "chat":
+            msg = first.get("message") or {}
+            content = (msg.get("content") or msg.get("reasoning_content") or "") if isinstance(msg, dict) else ""
+        else:
+            content = first.get("text") or ""
+        return self._judge_answer(content, first.get("finish_reason"), doc.get("usage"), doc.get("model"),
+                                  reply.elapsed_s)
+
+    def _judge_stream(self, reply: _Reply):
+        if reply.outcome is None:  # 200 but not an event stream
+            return False, "200 but not an event stream (stream=true was asked)", self._not_json_evidence(reply), \
+                self._PROXY_HINT, None
+        out = reply.outcome
+        if not out.ok:
+            hint = {"stream_error": "the server reported an error inside the 200 stream (see evidence)",
+                    "truncated": "the stream was cut: a proxy timeout or a dying pod/tunnel",
+                    "stalled": "the server stopped sending mid-stream",
+                    "malformed_stream": "the stream is not valid SSE/JSON: a proxy may be rewriting it"}.get(
+                        out.failure or "")
+            return False, f"stream failed: {out.failure}", redact(out.error or ""), hint, None
+        ok, detail, evidence, hint, warning = self._judge_answer(out.content, out.finish_reason, out.usage, out.model,
+                                                                 reply.elapsed_s)
+        if ok:
+            detail += f", {out.content_events} content events, [DONE]"
+        return ok, detail, evidence, hint, warning
+
+    def _judge_answer(self, content: str, finish: str | None, usage: Any, model: str | None, elapsed: float):
+        warning = None
+        if model and self.model and model != self.model:
+            warning = f"response model {model!r} differs from the requested {self.model!r}"
+        if not isinstance(usage, dict) or not isinstance(usage.get("completion_tokens"), int):
+            return False, "no usage in the response", f"usage = {json.dumps(usage)[:EXCERPT]}", \
+                "the server must report usage (vLLM does; streams need stream_options.include_usage)", warning
+        if not finish:
+            return False, "no finish_reason", None, None, warning
+        if not content.strip():
+            if finish != "length":
+                return False, f"empty content with finish_reason={finish}", None, \
+                    "the model produced nothing: try another --prompt", warning
+            note = f"empty content, finish_reason=length at max_tokens={self.max_tokens} (accepted)"
+        else:
+            if finish not in ACCEPTED_FINISH:
+                warning = (warning + "; " if warning else "") + f"unusual finish_reason {finish!r}"
+            note = f"{len(content)} chars, finish_reason={finish}"
+        tokens = usage.get("completion_tokens")
+        return True, f"{note}, {tokens} completion tokens, {elapsed * 1000:.0f} ms", None, None, warning
+
+    # -- run
+
+    def run(self) -> SmokeReport:
+        started = time.monotonic()
+        report = SmokeReport(url=self.endpoint.url, endpoint=_endpoint_dict(self.endpoint), model=self.model,
+                             prompt_chars=len(self.prompt), max_tokens=self.max_tokens)
+        try:
+            models = self.check_models()
+            report.checks.append(models)
+            report.model = self.model
+            plan = [("chat", False), ("chat", True), ("completions", False), ("completions", True)]
+            stop = not models.ok
+            for api, stream in plan:
+                if stop:
+                    name = f"{'chat' if api == 'chat' else 'completion'}{' stream' if stream else ''}"
+                    report.checks.append(Check(name, False, "not run (an earlier check failed)", skipped=True))
+                    continue
+                if self.ui is not None:
+                    self.ui.step(f"{api}{' (stream)' if stream else ''} -> {self.model}")
+                check = self.check_completion(api, stream)
+                report.checks.append(check)
+                # An unreachable route/server fails every later check the same way: stop there.
+                stop = not check.ok and (check.detail.startswith("HTTP") or "connect" in check.detail)
+        finally:
+            self.http.close()
+            report.duration_s = time.monotonic() - started
+            report.url = self.endpoint.url
+        return report
+
+
+def _endpoint_dict(endpoint) -> dict:
+    if hasattr(endpoint, "to_dict"):
+        return endpoint.to_dict()
+    return {"url": endpoint.url, "via_port_forward": bool(getattr(endpoint, "via_port_forward", False))}
+
+
+def run_smoke(endpoint, model: str | None, prompt: str = DEFAULT_PROMPT,  # noqa: PLR0917 (the shared contract)
+              max_tokens: int = DEFAULT_MAX_TOKENS, deadline: float = 120.0, ui=None, **kw) -> SmokeReport:
+    """Run the smoke test against `endpoint` (.url, .via_port_forward). `deadline`: seconds allowed for warm-up."""
+    return Smoke(endpoint, model=model, prompt=prompt, max_tokens=max_tokens, ready_timeout=deadline, ui=ui,
+                 **kw).run()

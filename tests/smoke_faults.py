@@ -1,0 +1,163 @@
+"""A tiny scripted OpenAI-style HTTP server on 127.0.0.1 for the smoke / port-forward / endpoint tests.
+
+By default it answers like a healthy vLLM (`/v1/models`, chat and completions, streamed with usage and
+[DONE]). `script(path, Reply(...), ...)` queues exact answers for the next requests on a path (then the
+default answers resume; with `repeat=True` the last one repeats), so each fault-matrix row is reproduced
+byte for byte; `requests` records what arrived.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    json: Any = None
+    body: bytes | None = None
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+    frames: list[str] | None = None  # SSE payloads, sent chunked one per write
+    close_early: bool = False  # cut the chunked stream before its end
+    delay: float = 0.0  # before the status line
+    frame_delay: float = 0.0
+
+
+def chat_reply(model: str, content: str = "Hello there!", finish: str = "stop", usage: bool = True) -> Reply:
+    doc = {"id": "c1", "object": "chat.completion", "model": model,
+           "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}]}
+    if usage:
+        doc["usage"] = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+    return Reply(json=doc)
+
+
+def completion_reply(model: str, text: str = " Hello there!", finish: str = "stop") -> Reply:
+    return Reply(json={"id": "p1", "object": "text_completion", "model": model,
+                       "choices": [{"index": 0, "text": text, "finish_reason": finish}],
+                       "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}})
+
+
+def stream_reply(model: str, chat: bool, pieces=("Hel", "lo", "!"), finish: str = "stop", done: bool = True,
+                 usage: bool = True) -> Reply:
+    frames = []
+    for i, piece in enumerate(pieces):
+        choice = {"index": 0, "finish_reason": finish if i == len(pieces) - 1 else None}
+        choice.update({"delta": {"content": piece}} if chat else {"text": piece})
+        frames.append(json.dumps({"id": "s1", "model": model, "choices": [choice]}))
+    if usage:
+        frames.append(json.dumps({"id": "s1", "model": model, "choices": [],
+                                  "usage": {"prompt_tokens": 7, "completion_tokens": len(pieces),
+                                            "total_tokens": 7 + len(pieces)}}))
+    if done:
+        frames.append("[DONE]")
+    return Reply(content_type="text/event-stream", frames=frames)
+
+
+class FaultServer:
+    def __init__(self, model: str = "test-model") -> None:
+        self.model = model
+        self.scripts: dict[str, list[Reply]] = {}
+        self.repeat: dict[str, bool] = {}
+        self.requests: list[dict] = []
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_GET(self):
+                self._serve(None)
+
+            def do_POST(self):
+                n = int(self.headers.get("content-length") or 0)
+                raw = self.rfile.read(n) if n else b""
+                self._serve(json.loads(raw) if raw else None)
+
+            def _serve(self, body):
+                path = self.path.split("?")[0]
+                with server.lock:
+                    server.requests.append({"t": time.monotonic(), "method": self.command, "path": path,
+                                            "body": body, "headers": dict(self.headers)})
+                reply = server.next_reply(path, body)
+                if reply.delay:
+                    time.sleep(reply.delay)
+                try:
+                    server.write(self, reply)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.block_on_close = False
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def script(self, path: str, *replies: Reply, repeat: bool = False) -> FaultServer:
+        with self.lock:
+            self.scripts[path] = list(replies)
+            self.repeat[path] = repeat
+        return self
+
+    def hits(self, path: str) -> list[dict]:
+        with self.lock:
+            return [r for r in self.requests if r["path"] == path]
+
+    def next_reply(self, path: str, body) -> Reply:
+        with self.lock:
+            queue = self.scripts.get(path)
+            if queue:
+                return queue[0] if len(queue) == 1 and self.repeat.get(path) else queue.pop(0)
+        return self.default(path, body)
+
+    def default(self, path: str, body) -> Reply:
+        if path == "/v1/models":
+            return Reply(json={"object": "list", "data": [{"id": self.model, "object": "model"}]})
+        stream = bool(body and body.get("stream"))
+        model = (body or {}).get("model") or self.model
+        if path == "/v1/chat/completions":
+            return stream_reply(model, True) if stream else chat_reply(model)
+        if path == "/v1/completions":
+            return stream_reply(model, False) if stream else completion_reply(model)
+        return Reply(status=404, body=b"not found", content_type="text/plain")
+
+    @staticmethod
+    def write(handler: BaseHTTPRequestHandler, reply: Reply) -> None:
+        handler.send_response(reply.status)
+        handler.send_header("content-type", reply.content_type)
+        for k, v in reply.headers.items():
+            handler.send_header(k, v)
+        if reply.frames is None:
+            data = reply.body if reply.body is not None else json.dumps(reply.json).encode()
+            handler.send_header("content-length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data)
+            return
+        handler.send_header("transfer-encoding", "chunked")
+        handler.end_headers()
+        for frame in reply.frames:
+            data = f"data: {frame}\n\n".encode()
+            handler.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            handler.wfile.flush()
+            if reply.frame_delay:
+                time.sleep(reply.frame_delay)
+        if reply.close_early:
+            handler.close_connection = True
+            handler.wfile.flush()
+            handler.connection.shutdown(2)
+            return
+        handler.wfile.write(b"0\r\n\r\n")
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
