@@ -17,3 +17,7 @@ def register(app: typer.Typer) -> None:
     from llmd.cli import deploy
 
     app.command("deploy")(deploy.deploy)
+
+    from llmd.cli import status
+
+    app.command("status")(status.status)

@@ -136,13 +136,13 @@ class Watcher:
         pods = snap.get("Pod", [])
         out: list[Component] = []
         for key in self.keys:
-            comp = self._component(key, named)
+            comp = self.component(key, named)
             out.append(comp)
             for pod in self.pods_of(key, pods):
                 self._fail_fast(key, pod, now, comp)
         return out
 
-    def _component(self, key: str, named: dict) -> Component:
+    def component(self, key: str, named: dict) -> Component:
         s = self.s
         if key == "download":
             job = named.get(("Job", s.download_job_name))

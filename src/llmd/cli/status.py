@@ -1,0 +1,64 @@
+"""`llmd status`: releases, readiness, PVC, gateway Service, HTTPRoute and InferencePool, with a verdict."""
+
+from __future__ import annotations
+
+import typer
+
+from llmd.cli.common import load, make_runner
+from llmd.cli.lifecycle import json_failure
+from llmd.cli.options import JsonOpt, settings_options
+
+
+@settings_options
+def status(ctx: typer.Context, *, json: JsonOpt = False, flags, sets, config) -> None:
+    """Show what is deployed and whether it can serve.
+
+    Exit 0 when healthy; 6 when degraded or not deployed (the verdict line says which); 4 when the
+    cluster is unreachable.
+    """
+    ui, settings = load(ctx, flags, sets, config, json_mode=json)
+    runner = make_runner(ctx, ui, echo=ui.verbose > 0)
+    from llmd.ops.status import collect_status
+
+    with json_failure(ui, json):
+        report = collect_status(settings, runner)
+    if json:
+        ui.json(report.to_dict())
+    else:
+        _show(ui, settings, report)
+    if not report.healthy:
+        raise typer.Exit(6)
+
+
+def _show(ui, settings, report) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"llmd status — {report.target.describe()}", title_justify="left")
+    for col in ("object", "name", "state"):
+        t.add_column(col, overflow="fold")
+    for name, st in report.releases.items():
+        t.add_row("release", name, st)
+    for c in report.components:
+        t.add_row(c.key, c.name, f"{c.ready}/{c.desired} ready" + (f" ({c.note})" if c.note and not c.done else ""))
+    if report.namespace_exists:
+        pvc = report.pvc
+        t.add_row("pvc", settings.pvc_name, f"{pvc['phase']} {pvc.get('capacity') or ''}".strip() if pvc else "absent")
+        svc = report.gateway_service
+        if settings.gateway_service:
+            t.add_row("service", settings.gateway_service,
+                      f"{svc['type']} {svc['cluster_ip']} ports {svc['ports']}" if svc else "absent")
+        route = report.httproute
+        t.add_row("httproute", settings.httproute_name,
+                  ", ".join(f"{k}={v}" for k, v in route["conditions"].items()) or "no status yet" if route
+                  else "absent")
+        pool = report.inference_pool
+        t.add_row("inferencepool", settings.pool_name,
+                  (", ".join(f"{k}={v}" for k, v in pool["conditions"].items()) or "present") if pool else "absent")
+    ui.render(t)
+    if report.healthy:
+        ui.ok("healthy: the stack can serve (`llmd test` sends a request)")
+        return
+    ui.error(f"{report.verdict}: " + "; ".join(report.problems))
+    ui.hint("`llmd deploy` installs or repairs the stack" if report.verdict == "not deployed"
+            else f"`kubectl get pods -n {settings.namespace}` and `kubectl get events -n {settings.namespace}` "
+                 "show why; `llmd deploy` re-waits with fail-fast diagnosis")
