@@ -1,0 +1,63 @@
+"""`llmd render` end to end through the real CLI boundary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from llmd.render import yamlsafe
+
+
+def test_render_to_default_dir(cli, tmp_path):
+    res = cli("render", "-n", "team-a", "--release-postfix", "demo", "--accelerator", "sim")
+    assert res.exit_code == 0, res.stderr
+    out = tmp_path / "rendered"  # cwd is tmp_path (isolation fixture)
+    helmfile = yamlsafe.load((out / "helmfile.yaml").read_text())
+    assert [r["name"] for r in helmfile["releases"]] == ["infra-demo", "gaie-demo", "ms-demo"]
+    assert "rendered/values/ms.yaml" in res.stderr
+    assert "rendered 5 files" in res.stderr
+    assert res.stdout == ""
+
+
+def test_render_out_dir_and_json(cli, tmp_path):
+    target = tmp_path / "x" / "bundle"
+    res = cli("render", "--out", str(target), "--json", "--model-cache", "pvc")
+    assert res.exit_code == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["out"] == str(target)
+    assert len(report["digest"]) == 64
+    assert [Path(p).relative_to(target).as_posix() for p in report["files"]] == [
+        "helmfile.yaml", "values/infra.yaml", "values/gaie.yaml", "values/ms.yaml", "manifests/httproute.yaml",
+        "manifests/model-cache-pvc.yaml", "manifests/model-download-job.yaml"]
+    assert all(Path(p).is_file() for p in report["files"])
+
+
+def test_render_to_stdout(cli, tmp_path):
+    res = cli("render", "--out", "-", "-e", "gke", "--scheduler", "random")
+    assert res.exit_code == 0, res.stderr
+    assert res.stdout.startswith("---\n# file: helmfile.yaml\n")
+    assert "# file: manifests/httproute.yaml" in res.stdout
+    docs = yamlsafe.load_all(res.stdout)
+    assert docs[1]["gateway"]["provider"] == "gke-l7-regional-external-managed"
+    assert "random-picker" in docs[2]["inferenceExtension"]["pluginsCustomConfig"]["custom-plugins.yaml"]
+    assert not (tmp_path / "rendered").exists()
+
+
+def test_bad_settings_exit_2_and_write_nothing(cli, tmp_path):
+    res = cli("render", "--out", str(tmp_path / "o"), "--release-postfix", "9bad")
+    assert res.exit_code == 2
+    assert "release_postfix" in res.stderr and "DNS-1035" in res.stderr
+    assert not (tmp_path / "o").exists()
+    res = cli("render", "--out", str(tmp_path / "o"), "--set", "values.gaie.inferenceExtension.imag.tag=x")
+    assert res.exit_code == 2
+    assert "inferenceExtension.imag" in res.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_render_never_prints_the_token(cli, tmp_path, monkeypatch):
+    canary = "hf_CANARYrender0123456789abcdef"
+    monkeypatch.setenv("HF_TOKEN", canary)
+    res = cli("render", "--out", "-")
+    assert res.exit_code == 0, res.stderr
+    assert canary not in res.stdout + res.stderr
+    assert "secretKeyRef" in res.stdout
