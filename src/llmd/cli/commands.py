@@ -21,3 +21,7 @@ def register(app: typer.Typer) -> None:
     from llmd.cli import status
 
     app.command("status")(status.status)
+
+    from llmd.cli import sim
+
+    app.command("sim")(sim.sim)
