@@ -25,3 +25,7 @@ def register(app: typer.Typer) -> None:
     from llmd.cli import sim
 
     app.command("sim")(sim.sim)
+
+    from llmd.cli import cleanup
+
+    app.command("cleanup")(cleanup.cleanup)
