@@ -82,18 +82,31 @@ class _Child:
         if stream is None:
             return
         with contextlib.suppress(ValueError, OSError):  # closed under us while stopping
-            for raw in iter(stream.readline, b""):
-                line = redact(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
-                if is_stdout:
-                    self.stdout.append(line)
-                    m = FORWARDING.search(line)
-                    if m and self.port is None:
-                        self.port = int(m.group(1))
-                        self.forwarding.set()
-                else:
-                    self.stderr.append(line)
-                    if any(mark.lower() in line.lower() for mark in TROUBLE_MARKERS):
-                        self._on_trouble(line)
+            while True:
+                raw = stream.readline()
+                if raw:
+                    self._line(raw, is_stdout)
+                    continue
+                # EOF while the child lives on (a closed pipe, or a buffer not yet filled): keep watching
+                # until it exits, then drain what is left.
+                if self.proc.poll() is not None:
+                    for rest in iter(stream.readline, b""):
+                        self._line(rest, is_stdout)
+                    return
+                time.sleep(0.05)
+
+    def _line(self, raw: bytes, is_stdout: bool) -> None:
+        line = redact(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+        if is_stdout:
+            self.stdout.append(line)
+            m = FORWARDING.search(line)
+            if m and self.port is None:
+                self.port = int(m.group(1))
+                self.forwarding.set()
+        else:
+            self.stderr.append(line)
+            if any(mark.lower() in line.lower() for mark in TROUBLE_MARKERS):
+                self._on_trouble(line)
 
     def output_tail(self) -> str:
         lines = list(self.stderr) or list(self.stdout)
