@@ -29,3 +29,7 @@ def register(app: typer.Typer) -> None:
     from llmd.cli import cleanup
 
     app.command("cleanup")(cleanup.cleanup)
+
+    from llmd.cli import test
+
+    app.command("test")(test.test)
