@@ -92,7 +92,8 @@ class Kubectl:
         if all_namespaces:
             args.append("--all-namespaces")
         args += ["--output", "json"]
-        res = self.run(*args, check=False, namespaced=namespaced and not all_namespaces)
+        res = self.run(*args, check=False, namespaced=namespaced and not all_namespaces,
+                       fail_code=ExitCode.CLUSTER)  # a read that times out means an unreachable cluster
         if res.dry_run:
             return None
         if not res.ok:
