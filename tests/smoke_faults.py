@@ -161,3 +161,70 @@ class FaultServer:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+FAKE_KUBECTL = r'''#!{python}
+"""A real process playing kubectl: answers `get` from JSON files, and `port-forward` like kubectl does."""
+import json, os, subprocess, sys, time
+state = {state!r}
+args = sys.argv[1:]
+with open(os.path.join(state, "calls.log"), "a") as fh:
+    fh.write(json.dumps(args) + "\n")
+if "port-forward" in args:
+    # a grandchild in the same process group: the whole group must be reaped
+    kid = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    with open(os.path.join(state, "pids"), "a") as fh:
+        fh.write(f"{{os.getpid()}} {{kid.pid}}\n")
+    print(f"Forwarding from 127.0.0.1:{{open(os.path.join(state, 'port')).read().strip()}} -> 80", flush=True)
+    time.sleep(120)
+    sys.exit(0)
+kind, name = args[args.index("get") + 1], None
+rest = args[args.index("get") + 2:]
+if rest and not rest[0].startswith("-"):
+    name = rest[0]
+path = os.path.join(state, f"{{kind}}-{{name}}.json" if name else f"{{kind}}.json")
+if not os.path.exists(path):
+    sys.stderr.write(f'Error from server (NotFound): {{kind}} "{{name}}" not found\n')
+    sys.exit(1)
+sys.stdout.write(open(path).read())
+'''
+
+
+def write_fake_kubectl(state_dir, port: int, objects: dict[str, object]):
+    """A kubectl script in `state_dir`; `objects` maps "kind-name" or "kind" to the JSON `get` prints."""
+    import os
+    import sys
+    from pathlib import Path
+
+    state = Path(state_dir)
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "port").write_text(str(port))
+    for key, doc in objects.items():
+        (state / f"{key}.json").write_text(json.dumps(doc))
+    exe = state / "kubectl"
+    exe.write_text(FAKE_KUBECTL.format(python=sys.executable, state=str(state)))
+    exe.chmod(0o755)
+    os.utime(exe)
+    return exe
+
+
+def pids_alive(state_dir) -> list[int]:
+    """The fake port-forward processes (and their grandchildren) that are still running."""
+    import os
+    from pathlib import Path
+
+    path = Path(state_dir) / "pids"
+    pids = [int(p) for line in (path.read_text().splitlines() if path.exists() else []) for p in line.split()]
+    alive = []
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as fh:  # a zombie awaiting its reaper is gone for our purpose
+                if fh.read().rsplit(")", 1)[1].split()[0] != "Z":
+                    alive.append(pid)
+        except FileNotFoundError:
+            continue
+    return alive

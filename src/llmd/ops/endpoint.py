@@ -31,6 +31,7 @@ class Endpoint:
     names: dict[str, str] = field(default_factory=dict)  # cluster object names for hints
     headers: dict[str, str] = field(default_factory=dict, repr=False)
     diagnose: Callable[[], str] | None = field(default=None, repr=False)  # pod status etc. for failure evidence
+    model: str | None = None  # the served model once the smoke test found it (the perf engine reads it)
 
     @property
     def url(self) -> str:

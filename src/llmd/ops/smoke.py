@@ -457,8 +457,7 @@ class Smoke:
             content = (msg.get("content") or msg.get("reasoning_content") or "") if isinstance(msg, dict) else ""
         else:
             content = first.get("text") or ""
-        return self._judge_answer(content, first.get("finish_reason"), doc.get("usage"), doc.get("model"),
-                                  reply.elapsed_s)
+        return self._judge_answer(content, first.get("finish_reason"), doc.get("usage"), doc.get("model"))
 
     def _judge_stream(self, reply: _Reply):
         if reply.outcome is None:  # 200 but not an event stream
@@ -472,13 +471,12 @@ class Smoke:
                     "malformed_stream": "the stream is not valid SSE/JSON: a proxy may be rewriting it"}.get(
                         out.failure or "")
             return False, f"stream failed: {out.failure}", redact(out.error or ""), hint, None
-        ok, detail, evidence, hint, warning = self._judge_answer(out.content, out.finish_reason, out.usage, out.model,
-                                                                 reply.elapsed_s)
+        ok, detail, evidence, hint, warning = self._judge_answer(out.content, out.finish_reason, out.usage, out.model)
         if ok:
             detail += f", {out.content_events} content events, [DONE]"
         return ok, detail, evidence, hint, warning
 
-    def _judge_answer(self, content: str, finish: str | None, usage: Any, model: str | None, elapsed: float):
+    def _judge_answer(self, content: str, finish: str | None, usage: Any, model: str | None):
         warning = None
         if model and self.model and model != self.model:
             warning = f"response model {model!r} differs from the requested {self.model!r}"
@@ -496,8 +494,7 @@ class Smoke:
             if finish not in ACCEPTED_FINISH:
                 warning = (warning + "; " if warning else "") + f"unusual finish_reason {finish!r}"
             note = f"{len(content)} chars, finish_reason={finish}"
-        tokens = usage.get("completion_tokens")
-        return True, f"{note}, {tokens} completion tokens, {elapsed * 1000:.0f} ms", None, None, warning
+        return True, f"{note}, {usage.get('completion_tokens')} completion tokens", None, None, warning
 
     # -- run
 

@@ -1,0 +1,188 @@
+"""`llmd test` end to end through the real CLI boundary: --sim, --url, the port-forward path (fp and a real
+fake-kubectl process), bad input (exit 2), smoke failures (exit 7), --perf, and Ctrl-C leaving no child behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from llmd import proc
+from smoke_faults import FaultServer, Reply, pids_alive, write_fake_kubectl
+
+MODEL = "meta-llama/Llama-3.1-8B-Instruct"  # Settings' default model: what the deployment serves
+NS = "llm-d-inference-scheduling"
+SVC = "infra-inference-scheduling-inference-gateway-istio"
+
+
+@pytest.fixture
+def srv():
+    s = FaultServer(MODEL)
+    yield s
+    s.close()
+
+
+def test_sim_passes_and_prints_a_table(cli):
+    r = cli("test", "--sim")
+    assert r.exit_code == 0, r.stderr
+    assert "smoke test" in r.stderr and "chat stream" in r.stderr and "smoke test passed" in r.stderr
+    assert r.stdout == ""
+
+
+def test_sim_json_on_stdout(cli):
+    r = cli("test", "--sim", "--json", "--model", "org/tiny-model", "--max-tokens", "4")
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["smoke"]["ok"] is True and doc["smoke"]["model"] == "org/tiny-model"
+    assert doc["smoke"]["max_tokens"] == 4 and doc["perf"] is None
+    assert [c["status"] for c in doc["smoke"]["checks"]] == ["ok"] * 5
+
+
+def test_url_failure_exits_7_with_evidence_and_hint(cli, srv):
+    srv.script("/v1/chat/completions", Reply(404, body=b"no route", content_type="text/plain"), repeat=True)
+    r = cli("test", "--url", srv.url + "/v1/", "--json")
+    assert r.exit_code == 7
+    assert "smoke test failed: chat: HTTP 404" in r.stderr and "HTTPRoute missing or not attached" in r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["smoke"]["ok"] is False and doc["smoke"]["url"] == srv.url  # "/v1/" was normalised away
+
+
+def test_url_uses_the_first_served_model_without_model_flag(cli, srv):
+    r = cli("test", "--url", srv.url, "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["smoke"]["model"] == MODEL
+
+
+def test_api_key_is_sent_and_never_printed(cli, srv, monkeypatch):
+    monkeypatch.setenv("LLMD_API_KEY", "sk-canary-4242")
+    srv.script("/v1/chat/completions", Reply(401, body=b"bad key sk-canary-4242", content_type="text/plain"))
+    r = cli("test", "--url", srv.url, "--json")
+    assert r.exit_code == 7
+    assert srv.hits("/v1/models")[0]["headers"]["authorization"] == "Bearer sk-canary-4242"
+    assert "sk-canary-4242" not in r.stderr + r.stdout and "LLMD_API_KEY" in r.stderr
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (("--url", "http://x", "--sim"), "mutually exclusive"),
+    (("--url", "ftp://x"), "http:// or https://"),
+    (("--url", "http://user:pw@x"), "credentials"),
+    (("--url", "http://x", "--local-port", "8000"), "--local-port applies only"),
+    (("--local-port", "70000"), "out of range"),
+    (("--sim", "--max-tokens", "0"), "--max-tokens 0"),
+    (("--sim", "--prompt", " "), "--prompt is empty"),
+    (("--sim", "--ready-timeout", "0"), "--ready-timeout"),
+    (("--sim", "--perf", "--concurrency", "0"), "concurrency"),
+])
+def test_bad_input_exits_2_before_anything_runs(cli, fp, args, needle):
+    r = cli("test", *args)
+    assert r.exit_code == 2, r.stderr
+    assert needle in r.stderr
+    assert len(fp.calls) == 0
+
+
+# ---- the cluster path with pytest-subprocess playing kubectl -------------------------------------------
+
+
+def _kubectl(*args):
+    return ["kubectl", "--namespace", NS, "--request-timeout=10s", *args]
+
+
+def _register_port_forward(fp, port: int):
+    import threading
+
+    done = threading.Event()
+
+    def live(process):
+        process.stdout.seek(0)
+        done.wait(30)
+
+    fp.register(_kubectl("port-forward", "--address", "127.0.0.1", f"svc/{SVC}", ":80"),
+                stdout=[f"Forwarding from 127.0.0.1:{port} -> 80"], callback=live,
+                signal_callback=lambda _p, _sig: done.set())
+
+
+def test_default_path_port_forwards_to_the_gateway_service(cli, fp, fake_tools_on_path, srv):
+    fp.register(_kubectl("get", "service", SVC, "--output", "json"), stdout=json.dumps({"metadata": {"name": SVC}}))
+    _register_port_forward(fp, srv.port)
+    r = cli("test", "--json")
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)["smoke"]
+    assert doc["endpoint"]["via_port_forward"] is True and "not a neutral path" in doc["endpoint"]["note"]
+    assert doc["model"] == MODEL and doc["url"] == srv.url
+    assert proc.live_children() == []
+
+
+def test_f34_gateway_service_missing_lists_what_exists(cli, fp, fake_tools_on_path):
+    fp.register(_kubectl("get", "service", SVC, "--output", "json"), returncode=1,
+                stderr=f'Error from server (NotFound): services "{SVC}" not found')
+    items = [{"metadata": {"name": n}} for n in ("infra-other-inference-gateway", "vllm", "gaie-x-epp")]
+    fp.register(_kubectl("get", "services", "--output", "json"), stdout=json.dumps({"items": items}))
+    r = cli("test")
+    assert r.exit_code == 7
+    assert f"gateway Service {SVC} not found" in r.stderr
+    assert "*-inference-gateway*: infra-other-inference-gateway" in r.stderr
+    assert "--environment" in r.stderr  # the hint names the knob that picks the Service name
+
+
+def test_missing_kubectl_exits_3(cli, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    r = cli("test")
+    assert r.exit_code == 3 and "kubectl" in r.stderr
+
+
+def test_perf_runs_after_the_smoke_test(cli, tmp_path):
+    out = tmp_path / "perf.json"
+    r = cli("test", "--sim", "--perf", "--requests", "6", "--concurrency", "2", "--output-tokens", "4",
+            "--input-tokens", "8", "--output", str(out), "--json")
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["smoke"]["ok"] and doc["perf"]["complete"] and doc["perf"]["breaches"] == []
+    assert json.loads(out.read_text())["stages"][0]["requests"]["ok"] == 6
+
+
+# ---- real processes: a fake kubectl binary; no child may survive ----------------------------------------
+
+
+def _fake_cluster(tmp_path, srv):
+    state = tmp_path / "kube"
+    exe = write_fake_kubectl(state, srv.port, {f"service-{SVC}": {"metadata": {"name": SVC}},
+                                               "pods": {"items": []}})
+    return state, exe
+
+
+def test_real_port_forward_child_and_its_group_are_gone_after_the_run(cli, srv, tmp_path, monkeypatch):
+    state, exe = _fake_cluster(tmp_path, srv)
+    monkeypatch.setenv("LLMD_KUBECTL", str(exe))
+    r = cli("test")
+    assert r.exit_code == 0, r.stderr
+    assert "via port-forward" in r.stderr
+    assert (state / "pids").exists() and pids_alive(state) == []
+
+
+def test_ctrl_c_mid_test_exits_130_and_leaves_no_child(srv, tmp_path):
+    # The gateway never becomes ready (503 forever), so `llmd test` sits in the warm-up loop when SIGINT lands.
+    srv.script("/v1/models", Reply(503, body=b"no healthy upstream", content_type="text/plain"), repeat=True)
+    state, exe = _fake_cluster(tmp_path, srv)
+    env = {**os.environ, "LLMD_KUBECTL": str(exe), "LLMD_STATE_DIR": str(tmp_path / "st")}
+    p = subprocess.Popen([sys.executable, "-m", "llmd", "test", "--ready-timeout", "60"], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 15
+        while len(srv.hits("/v1/models")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(srv.hits("/v1/models")) >= 2, "llmd never reached the warm-up loop"
+        assert pids_alive(state), "the port-forward child should be running now"
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=15)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    assert p.returncode == 130, err
+    assert "interrupted" in err
+    assert pids_alive(state) == []
