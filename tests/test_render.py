@@ -214,3 +214,30 @@ def test_to_stream_marks_each_file():
         assert f"---\n# file: {rel}\n" in stream
     docs = list(yamlsafe.load_all(stream))
     assert len(docs) == len(bundle.files)
+
+
+# llm-d-inference-sim v0.8.2 flags (upstream-stack.md §7.2); unknown flags are fatal to the simulator.
+SIM_FLAGS = {"--model", "--port", "--served-model-name", "--max-model-len", "--max-num-seqs",
+             "--max-waiting-queue-length", "--mode", "--time-to-first-token", "--time-to-first-token-std-dev",
+             "--inter-token-latency", "--inter-token-latency-std-dev", "--prefill-overhead",
+             "--prefill-time-per-token", "--time-factor-under-load", "--latency-calculator", "--seed",
+             "--enable-kvcache", "--kv-cache-size", "--block-size", "--hash-seed", "--zmq-endpoint"}
+
+
+def test_sim_gets_only_simulator_flags_and_a_dummy_weight_name():
+    s = settings(accelerator="sim", max_model_len=1000, model="Qwen/Qwen3-0.6B")
+    ms = render_bundle(s).manifest_docs("values/ms.yaml")[0]
+    container = ms["decode"]["containers"][0]
+    flags = {a.split("=", 1)[0] for a in container["args"]}
+    assert flags <= SIM_FLAGS, flags - SIM_FLAGS
+    args = dict(a.split("=", 1) for a in container["args"] if "=" in a)
+    assert args["--max-model-len"] == "1000"
+    assert args["--block-size"] in {"8", "16", "32", "64", "128"}
+    # room for max-num-seqs full-length requests: 8 * ceil(1000/16) = 504 blocks, twice
+    assert int(args["--kv-cache-size"]) == 2 * int(args["--max-num-seqs"]) * 63
+    assert float(args["--time-factor-under-load"]) >= 1.0
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"  # --enable-kvcache needs it
+    assert ms["modelArtifacts"]["uri"] == "hf://random" and ms["modelArtifacts"]["name"] == "Qwen/Qwen3-0.6B"
+    assert "authSecretName" not in ms["modelArtifacts"]
+    assert "resources" in container and "nvidia.com/gpu" not in str(container["resources"])

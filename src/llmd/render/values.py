@@ -102,13 +102,16 @@ def gaie_values(settings: Settings) -> dict[str, Any]:
 
 def _model_artifacts(settings: Settings, defaults: dict[str, Any]) -> dict[str, Any]:
     ms = defaults["model_server"]
-    if uses_model_cache(settings):
+    prof = profile(settings)
+    if prof.get("model_uri"):
+        uri = prof["model_uri"]
+    elif uses_model_cache(settings):
         uri = f"pvc+hf://{settings.pvc_name}/{ms['hub_cache_dir']}/{settings.model}"
     else:
         uri = f"hf://{settings.model}"
     artifacts: dict[str, Any] = {"uri": uri, "name": settings.served_model_name}
     if not uri.startswith("pvc"):
-        artifacts["size"] = "1Gi" if profile(settings)["engine"] == "sim" else settings.pvc_size
+        artifacts["size"] = "1Gi" if prof["engine"] == "sim" else settings.pvc_size
     if settings.needs_hf_token:
         artifacts["authSecretName"] = settings.hf_secret_name
     artifacts["mountPath"] = ms["mount_path"]
@@ -142,7 +145,11 @@ def _probes(settings: Settings, prof: dict[str, Any], ms: dict[str, Any]) -> dic
 def _container(settings: Settings, prof: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
     ms = defaults["model_server"]
     if prof["engine"] == "sim":
-        args = [f"--max-model-len={settings.max_model_len}", *prof.get("sim_args", [])]
+        sim = prof["sim"]
+        blocks_per_request = -(-settings.max_model_len // sim["block_size"])
+        args = [f"--max-model-len={settings.max_model_len}", f"--max-num-seqs={sim['max_num_seqs']}",
+                f"--block-size={sim['block_size']}",
+                f"--kv-cache-size={2 * sim['max_num_seqs'] * blocks_per_request}", *sim["args"]]
         command = "imageDefault"
     else:
         args = ["--disable-uvicorn-access-log", f"--max-model-len={settings.max_model_len}"]
@@ -154,8 +161,11 @@ def _container(settings: Settings, prof: dict[str, Any], defaults: dict[str, Any
     env = dict(prof.get("env", {}))
     if uses_model_cache(settings):
         env["HF_HUB_OFFLINE"] = "1"  # the download Job filled the cache; never reach the Hub from every replica
-    if env:
-        container["env"] = [{"name": k, "value": str(v)} for k, v in env.items()]
+    env_list: list[dict[str, Any]] = [{"name": k, "value": str(v)} for k, v in env.items()]
+    env_list += [{"name": k, "valueFrom": {"fieldRef": {"fieldPath": v}}}
+                 for k, v in prof.get("env_from_field", {}).items()]
+    if env_list:
+        container["env"] = env_list
     if prof.get("security_context"):
         container["securityContext"] = prof["security_context"]
     container["ports"] = [{"containerPort": ms["port"], "name": ms["podmonitor"]["portName"], "protocol": "TCP"}]
