@@ -23,13 +23,11 @@ def test_render_out_dir_and_json(cli, tmp_path):
     target = tmp_path / "x" / "bundle"
     res = cli("render", "--out", str(target), "--json", "--model-cache", "pvc")
     assert res.exit_code == 0, res.stderr
-    report = json.loads(res.stdout)
-    assert report["out"] == str(target)
-    assert len(report["digest"]) == 64
-    assert [Path(p).relative_to(target).as_posix() for p in report["files"]] == [
+    written = json.loads(res.stdout)
+    assert [Path(p).relative_to(target).as_posix() for p in written] == [
         "helmfile.yaml", "values/infra.yaml", "values/gaie.yaml", "values/ms.yaml", "manifests/httproute.yaml",
         "manifests/model-cache-pvc.yaml", "manifests/model-download-job.yaml"]
-    assert all(Path(p).is_file() for p in report["files"])
+    assert all(Path(p).is_file() for p in written)
 
 
 def test_render_to_stdout(cli, tmp_path):
@@ -61,3 +59,12 @@ def test_render_never_prints_the_token(cli, tmp_path, monkeypatch):
     assert res.exit_code == 0, res.stderr
     assert canary not in res.stdout + res.stderr
     assert "secretKeyRef" in res.stdout
+
+
+def test_render_stdout_json(cli):
+    res = cli("render", "--out", "-", "--json", "--model-cache", "emptydir")
+    assert res.exit_code == 0, res.stderr
+    files = json.loads(res.stdout)
+    assert [f["path"] for f in files] == ["helmfile.yaml", "values/infra.yaml", "values/gaie.yaml", "values/ms.yaml",
+                                          "manifests/httproute.yaml"]
+    assert yamlsafe.load(files[3]["content"])["decode"]["replicas"] == 4

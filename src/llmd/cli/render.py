@@ -8,14 +8,16 @@ from typing import Annotated
 import typer
 
 from llmd.cli.common import load
-from llmd.cli.options import JsonOpt, settings_options
+from llmd.cli.options import settings_options
 
 OutOpt = Annotated[str, typer.Option("--out", "-o", help="Directory to write, or '-' for one YAML stream on stdout",
                                      show_default=True)]
+JsonFilesOpt = Annotated[bool, typer.Option("--json", help="Print a JSON list of the files written "
+                                            "(with --out -: a list of {path, content})")]
 
 
 @settings_options
-def render(ctx: typer.Context, *, out: OutOpt = "rendered", json: JsonOpt = False, flags, sets, config) -> None:
+def render(ctx: typer.Context, *, out: OutOpt = "rendered", json: JsonFilesOpt = False, flags, sets, config) -> None:
     """Render the helmfile, one values file per release, the HTTPRoute and the model-cache manifests.
 
     The output also works without llmd: `helmfile -f <out>/helmfile.yaml sync`, then
@@ -27,14 +29,14 @@ def render(ctx: typer.Context, *, out: OutOpt = "rendered", json: JsonOpt = Fals
     bundle = render_bundle(settings)
     if out == "-":
         if json:
-            ui.json({"digest": bundle.digest(), "files": dict(bundle.files)})
+            ui.json([{"path": rel, "content": text} for rel, text in bundle.files.items()])
         else:
             ui.data(bundle.to_stream())
         return
     directory = bundle.write(Path(out))
     written = [str(directory / rel) for rel in bundle.files]
     if json:
-        ui.json({"out": str(directory), "digest": bundle.digest(), "files": written})
+        ui.json(written)
         return
     for path in written:
         ui.info(path)
