@@ -146,7 +146,7 @@ def test_value_overrides_apply_last_per_release():
 @pytest.mark.parametrize(("expr", "message"), [
     ("values.gaie.inferenceExtension.imag.tag=x", "inferenceExtension.imag"),
     ("values.gaie.inferenceExtension.monitoring.secret.name=x", "use inferenceExtension.monitoring.prometheus"),
-    ("values.ms.decode.replicas.x=1", "is a int, not a mapping"),
+    ("values.ms.decode.replicas.x=1", "holds the value 4, not a mapping"),
     ("values.ms.decode.containers.5.image=x", "not a valid index"),
 ])
 def test_bad_overrides_are_usage_errors(expr, message):
@@ -241,3 +241,17 @@ def test_sim_gets_only_simulator_flags_and_a_dummy_weight_name():
     assert ms["modelArtifacts"]["uri"] == "hf://random" and ms["modelArtifacts"]["name"] == "Qwen/Qwen3-0.6B"
     assert "authSecretName" not in ms["modelArtifacts"]
     assert "resources" in container and "nvidia.com/gpu" not in str(container["resources"])
+
+
+def test_write_replaces_planted_symlinks_instead_of_following_them(tmp_path):
+    out = tmp_path / "out"
+    (out / "values").mkdir(parents=True)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    (out / "values" / "ms.yaml").symlink_to(victim)
+    (out / "values" / ".gaie.yaml.tmp").symlink_to(victim)
+    bundle = render_bundle(settings())
+    bundle.write(out)
+    assert victim.read_text() == "keep"
+    assert not (out / "values" / "ms.yaml").is_symlink()
+    assert (out / "values" / "ms.yaml").read_text() == bundle.files["values/ms.yaml"]

@@ -68,3 +68,14 @@ def test_render_stdout_json(cli):
     assert [f["path"] for f in files] == ["helmfile.yaml", "values/infra.yaml", "values/gaie.yaml", "values/ms.yaml",
                                           "manifests/httproute.yaml"]
     assert yamlsafe.load(files[3]["content"])["decode"]["replicas"] == 4
+
+
+def test_unwritable_out_is_a_usage_error(cli, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a dir")
+    res = cli("render", "--out", str(blocker))
+    assert res.exit_code == 2
+    assert "cannot write the rendered files" in res.stderr and str(blocker) in res.stderr
+    assert blocker.read_text() == "not a dir"
+    res = cli("render", "--out", " ")
+    assert res.exit_code == 2 and "--out is empty" in res.stderr

@@ -24,6 +24,7 @@ def render(ctx: typer.Context, *, out: OutOpt = "rendered", json: JsonFilesOpt =
     `kubectl apply -f <out>/manifests/`. Invalid settings exit 2 before anything is written.
     """
     ui, settings = load(ctx, flags, sets, config, json_mode=json)
+    from llmd.errors import ConfigError
     from llmd.render import render_bundle
 
     bundle = render_bundle(settings)
@@ -33,7 +34,13 @@ def render(ctx: typer.Context, *, out: OutOpt = "rendered", json: JsonFilesOpt =
         else:
             ui.data(bundle.to_stream())
         return
-    directory = bundle.write(Path(out))
+    if not out.strip():
+        raise ConfigError("--out is empty", hint="give a directory (default: rendered) or '-' for stdout")
+    try:
+        directory = bundle.write(Path(out))
+    except OSError as exc:
+        raise ConfigError(f"cannot write the rendered files to {out}: {exc.strerror} ({exc.filename})",
+                          hint="choose another --out directory, or '-' to print them") from None
     written = [str(directory / rel) for rel in bundle.files]
     if json:
         ui.json(written)

@@ -11,12 +11,12 @@ __all__ = ["Bundle", "render_bundle"]
 
 
 def render_bundle(settings) -> Bundle:
-    from llmd import __version__
+    from llmd import __version__, presets
     from llmd.errors import ConfigError
     from llmd.render import bundle as B
     from llmd.render import engine, epp, gaie_keys, manifests, values, yamlsafe
 
-    charts = __import__("llmd.presets", fromlist=["load"]).load("defaults")["charts"]
+    charts = presets.load("defaults")["charts"]
     overrides = settings.value_overrides
     chart_values = {
         "infra": values.apply_overrides(values.infra_values(settings), "infra", overrides),

@@ -34,7 +34,8 @@ class Bundle:
             path = directory / rel
             path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            tmp.unlink(missing_ok=True)  # O_EXCL below: never write through a planted file or symlink
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(text)
             os.chmod(tmp, 0o644)  # umask-independent

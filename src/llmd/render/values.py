@@ -251,8 +251,8 @@ def apply_overrides(values: dict[str, Any], release: str, overrides) -> dict[str
                     node = node[int(key)]
                 continue
             if not isinstance(node, dict):
-                raise ConfigError(f"--set values.{rel}.{path}: {'.'.join(parts[:depth])} is a "
-                                  f"{type(node).__name__}, not a mapping",
+                raise ConfigError(f"--set values.{rel}.{path}: {'.'.join(parts[:depth])} holds the value "
+                                  f"{node!r}, not a mapping",
                                   hint="set the parent key itself or choose another path")
             if last:
                 node[key] = value
