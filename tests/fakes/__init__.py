@@ -22,7 +22,7 @@ class FakeTool:
     name: str
     bin: Path  # the executable to hand to helmfile / llmd
     log: Path  # one JSON argv per line
-    capture: Path  # values files copied here (helm)
+    capture: Path  # helm: values files passed; kubectl: what `apply -f -` read on stdin
     state: Path  # JSON state shared between calls
 
     @property
@@ -50,4 +50,4 @@ def install_fake(bindir: Path, name: str, workdir: Path) -> FakeTool:
     exe = bindir / name
     exe.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(str(SCRIPTS[name]))} \"$@\"\n")
     exe.chmod(0o755)
-    return FakeTool(name, exe, workdir / f"{name}.log", workdir / f"{name}-values", workdir / f"{name}-state.json")
+    return FakeTool(name, exe, workdir / f"{name}.log", workdir / f"{name}-capture", workdir / f"{name}-state.json")

@@ -1,0 +1,139 @@
+"""`llmd deploy` end to end: the real CLI, the REAL helmfile 0.166.0, a recording fake helm and a fake kubectl
+backed by a small JSON cluster (tests/fakes). Skipped when `make tools` was not run.
+
+What only this level shows: the rendered files reach helm through the real helmfile with our context pinned,
+the HF token travels on stdin only (never in any argv, output or log), the mutations happen in order, and a
+second identical deploy changes nothing (the digest recorded in the state ConfigMap makes it skip helmfile).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from fakes import FakeTool, install_fake
+from llmd.render import bundle as B
+from llmd.settings import load_settings
+
+pytestmark = pytest.mark.integration
+
+NS = "team-a"
+CONTEXT = "kind-llmd"
+TOKEN = "hf_FAKEtestTOKEN0123456789abcdef"
+
+
+def ready_deployment(name: str, replicas: int) -> dict:
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": NS},
+            "spec": {"replicas": replicas}, "status": {"replicas": replicas, "readyReplicas": replicas}}
+
+
+def seed_cluster(settings) -> dict:
+    """A cluster with the prerequisites installed, and the objects the three charts create already ready."""
+    crds = [{"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": n},
+             "spec": {"versions": [{"name": "v1", "served": True, "storage": True}]},
+             "status": {"conditions": [{"type": "Established", "status": "True"}]}}
+            for n in ("gateways.gateway.networking.k8s.io", "httproutes.gateway.networking.k8s.io",
+                      "inferencepools.inference.networking.k8s.io")]
+    objects = [
+        *crds,
+        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": "istio"}},
+        {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {
+            "name": "standard", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}}},
+        {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "gpu-node-1"},
+         "status": {"allocatable": {"nvidia.com/gpu": "8"}}},
+        ready_deployment(settings.epp_name, 1),
+        ready_deployment(settings.decode_deployment, settings.replicas),
+        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+         "metadata": {"name": settings.gateway_name, "namespace": NS},
+         "status": {"conditions": [{"type": "Programmed", "status": "True"}]}},
+    ]
+    if settings.gateway_service:
+        objects.append(ready_deployment(settings.gateway_service, 1))
+    return {"contexts": {CONTEXT: "https://127.0.0.1:6443"}, "current": CONTEXT, "objects": objects}
+
+
+@pytest.fixture
+def stack(tmp_path, monkeypatch, real_tools):
+    """Fake helm + fake kubectl + real helmfile wired into llmd through LLMD_HELM/LLMD_KUBECTL/LLMD_HELMFILE."""
+    helm = install_fake(tmp_path / "fakebin", "helm", tmp_path / "fake")
+    kubectl = install_fake(tmp_path / "fakebin", "kubectl", tmp_path / "fake")
+    for tool in (helm, kubectl):
+        for key, value in tool.env.items():
+            monkeypatch.setenv(key, value)
+    for var in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"):
+        monkeypatch.setenv(var, str(tmp_path / "helm-home"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    monkeypatch.setenv("LLMD_HELM", str(helm.bin))
+    monkeypatch.setenv("LLMD_KUBECTL", str(kubectl.bin))
+    monkeypatch.setenv("LLMD_HELMFILE", str(real_tools / "helmfile"))
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    settings = load_settings({"namespace": NS, "kube_context": CONTEXT}, environ={})
+    kubectl.state.write_text(json.dumps(seed_cluster(settings)))
+    return settings, helm, kubectl
+
+
+def applied(kubectl: FakeTool) -> list[str]:
+    """What each `kubectl apply` carried, in order: a rendered file name, or the kind read from stdin."""
+    stdin_docs = iter(json.loads(p.read_text()) for p in sorted(kubectl.capture.glob("stdin.*.json"),
+                                                               key=lambda p: int(p.name.split(".")[1])))
+    out = []
+    for argv in kubectl.calls():
+        if "apply" in argv:
+            source = argv[argv.index("--filename") + 1]
+            out.append(next(stdin_docs)["kind"] if source == "-" else "/".join(source.split("/")[-2:]))
+    return out
+
+
+def test_deploy_end_to_end_then_again_without_changes(cli, stack):
+    settings, helm, kubectl = stack
+    first = cli("deploy", "-n", NS, "--context", CONTEXT, "--json")
+    assert first.exit_code == 0, first.stderr
+    report = json.loads(first.stdout)
+    assert report["status"] == "deployed" and report["changed"] is True
+    assert report["target"] == {"namespace": NS, "context": CONTEXT, "server": "https://127.0.0.1:6443"}
+
+    # helm, through the real helmfile: the three releases, in order, pinned to our context and namespace.
+    upgrades = [c for c in helm.calls() if "upgrade" in c]
+    assert [c[c.index("--install") + 1] for c in upgrades] == list(settings.releases)
+    for c in upgrades:
+        assert c[c.index("--namespace") + 1] == NS and c[c.index("--kube-context") + 1] == CONTEXT
+    rendered = report["rendered_dir"]
+    for kind, release in zip(("infra", "gaie", "ms"), settings.releases, strict=True):
+        assert [p.read_text() for p in helm.captured(release)] == [open(f"{rendered}/{B.VALUES[kind]}").read()]
+
+    # kubectl: every call pinned to the context; mutations in dependency order.
+    for argv in kubectl.calls():
+        assert argv[argv.index("--context") + 1] == CONTEXT, argv
+    assert applied(kubectl) == ["Namespace", "Secret", B.PVC, B.DOWNLOAD_JOB, "ConfigMap", B.HTTPROUTE]
+
+    # The token: on stdin in the Secret, nowhere else.
+    secret = json.loads((kubectl.capture / "stdin.1.json").read_text())
+    assert base64.b64decode(secret["data"]["HF_TOKEN"]).decode() == TOKEN
+    assert secret["metadata"]["name"] == settings.hf_secret_name
+    for text in (helm.log.read_text(), kubectl.log.read_text(), first.stdout, first.stderr):
+        assert TOKEN not in text
+
+    # Second identical deploy: the recorded digest matches and all releases are deployed -> helmfile is skipped.
+    helm.reset()
+    second = cli("deploy", "-n", NS, "--context", CONTEXT, "--json")
+    assert second.exit_code == 0, second.stderr
+    again = json.loads(second.stdout)
+    assert again["changed"] is False and again["digest"] == report["digest"]
+    assert {"step": "helmfile sync", "status": "unchanged", "detail": "no changes"} in again["steps"]
+    assert not [c for c in helm.calls() if "upgrade" in c]
+
+
+def test_failed_chart_is_exit_5_with_a_ledger_of_releases(cli, stack, monkeypatch):
+    settings, helm, kubectl = stack
+    monkeypatch.setenv("FAKE_HELM_FAIL", f"upgrade:{settings.ms_release}")
+    res = cli("deploy", "-n", NS, "--context", CONTEXT)
+    assert res.exit_code == 5, res.stderr
+    assert "helmfile sync failed" in res.stderr
+    assert f"{settings.infra_release}: deployed" in res.stderr
+    assert f"{settings.ms_release}: not installed" in res.stderr
+    # No state ConfigMap recorded: the next deploy must run helmfile again.
+    assert "ConfigMap" not in applied(kubectl)
+    assert TOKEN not in res.stderr + res.stdout + helm.log.read_text() + kubectl.log.read_text()
