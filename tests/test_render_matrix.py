@@ -61,7 +61,11 @@ def schema_errors(upstream, chart_dir, values):
 
 @pytest.fixture(scope="module")
 def bundles():
-    return {case: (_settings(*case), render_bundle(_settings(*case))) for case in CASES}
+    out = {}
+    for case in CASES:
+        s = _settings(*case)
+        out[case] = (s, render_bundle(s))
+    return out
 
 
 def test_matrix_covers_every_choice():
@@ -236,3 +240,26 @@ def test_gpu_profiles_differ_by_affinity_and_resources():
     assert len({v[0] for v in seen.values()}) == 3
     assert len({v[1] for v in seen.values()}) == 3
     assert "NVIDIA-L40S" in seen["nvidia-l40s"][0]
+
+
+def test_gaie_allow_list_covers_the_chart_and_guides(upstream):
+    """Every key of the chart's own values.yaml and of the v0.6 guide gaie values is on the allow-list."""
+    files = [upstream / "inferencepool-v1.4.0/values.yaml",
+             upstream / "llm-d-guides-v0.6/inference-scheduling/gaie-inference-scheduling/values.yaml",
+             upstream / "llm-d-guides-v0.6/simulated-accelerators/gaie-sim/values.yaml",
+             upstream / "llm-d-guides-v0.6/precise-prefix-cache-aware/gaie-kv-events/values.yaml"]
+    for f in files:
+        assert gaie_keys.unknown_keys(yaml.safe_load(f.read_text())) == [], f
+    # the provider/destinationRule parts of the istio environment file are GAIE values too
+    istio = yaml.safe_load((upstream / "llm-d-guides-v0.6/prereq/gateway-provider/common-configurations/istio.yaml")
+                           .read_text())
+    assert gaie_keys.unknown_keys({"provider": istio["provider"]}) == []
+
+
+def test_gaie_allow_list_rejects_misspellings_and_stale_keys():
+    assert gaie_keys.unknown_keys({"inferenceExtension": {"imag": {}}, "inferencePol": {}}) == [
+        "inferenceExtension.imag", "inferencePol"]
+    assert gaie_keys.unknown_keys({"inferenceExtension": {"monitoring": {"secret": {"name": "x"}}}}) == [
+        "inferenceExtension.monitoring.secret (use inferenceExtension.monitoring.prometheus.auth.secretName)"]
+    assert gaie_keys.unknown_keys({"inferenceExtension": {"image": {"registry": "r"}}})[0].startswith(
+        "inferenceExtension.image.registry (use inferenceExtension.image.hub")
