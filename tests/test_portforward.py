@@ -202,3 +202,13 @@ def test_ctrl_c_inside_the_block_stops_the_child(fp, fake, srv, kubectl):
             raise KeyboardInterrupt
     assert fake.signals[0][0] == 2
     assert proc.live_children() == []
+
+
+def test_f56_unhandled_exception_still_stops_the_child(fp, fake, srv, kubectl):
+    fake.add(srv.port)
+    with pytest.raises(RuntimeError):
+        with PortForward(kubectl, "svc/gw", ready_timeout=3) as pf:
+            assert pf.is_up
+            raise RuntimeError("bug")
+    assert fake.signals[0][0] == 2 and not pf.is_up
+    assert proc.live_children() == []
