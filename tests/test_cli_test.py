@@ -186,3 +186,27 @@ def test_ctrl_c_mid_test_exits_130_and_leaves_no_child(srv, tmp_path):
     assert p.returncode == 130, err
     assert "interrupted" in err
     assert pids_alive(state) == []
+
+
+def test_f53_ctrl_c_during_perf_through_port_forward_exits_130_with_partial_report(srv, tmp_path):
+    state, exe = _fake_cluster(tmp_path, srv)
+    out = tmp_path / "perf.json"
+    env = {**os.environ, "LLMD_KUBECTL": str(exe), "LLMD_STATE_DIR": str(tmp_path / "st")}
+    p = subprocess.Popen([sys.executable, "-m", "llmd", "test", "--perf", "--duration", "30s", "--concurrency", "1",
+                          "--output-tokens", "4", "--input-tokens", "8", "--output", str(out)], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 20
+        while len(srv.hits("/v1/chat/completions")) < 8 and time.monotonic() < deadline:
+            time.sleep(0.05)  # smoke sends 2 chat requests; more means the load test is running
+        assert len(srv.hits("/v1/chat/completions")) >= 8, "the perf stage never started"
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=20)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    assert p.returncode == 130, err
+    assert pids_alive(state) == []
+    report = json.loads(out.read_text())
+    assert report["complete"] is False and report["environment"]["via_port_forward"] is True
