@@ -21,6 +21,10 @@ def test_parse_duration_go_like(text, seconds):
     assert parse_duration(text) == pytest.approx(seconds)
 
 
+def test_parse_duration_bare_unit():
+    assert parse_duration("2", bare_unit=1.0) == 2.0 and parse_duration("2s", bare_unit=1.0) == 2.0
+
+
 @pytest.mark.parametrize("text", ["5x", "", "ms", "-5ms", "1.5 s", "5ms3"])
 def test_parse_duration_rejects_with_name_and_hint(text):
     with pytest.raises(ConfigError) as err:

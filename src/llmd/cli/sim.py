@@ -52,16 +52,18 @@ def sim(
                                             rich_help_panel=FAULTS)] = 0,
     warmup_503: Annotated[int, typer.Option(help="Next N /v1/models requests answer 503 no healthy upstream",
                                             rich_help_panel=FAULTS)] = 0,
-    stall_cap: Annotated[str, typer.Option(help="A stalled request closes after this long",
+    stall_cap: Annotated[str, typer.Option(help="A stalled request closes after this long (bare number: seconds)",
                                            rich_help_panel=FAULTS)] = "30s",
     record: Annotated[Opt[str], typer.Option(help="Write one JSON line per request (timings) to FILE at exit")] = None,
     seed: Annotated[Opt[int], typer.Option(help="Seed for output lengths, text, sampled latencies, faults")] = None,
-    duration: Annotated[Opt[str], typer.Option(help='Stop by itself after this long ("2s")')] = None,
+    duration: Annotated[Opt[str], typer.Option(
+        help='Stop by itself after this long ("2" or "2s"; a bare number is seconds)')] = None,
 ) -> None:
     """Serve /v1/models, /v1/chat/completions, /v1/completions, /health and /metrics locally.
 
-    Prints one URL per replica on stdout once listening. Durations are Go-like ("50ms", "1.5s", "250us";
-    a bare number is milliseconds). Stops on Ctrl-C (exit 0), SIGTERM (exit 143) or after --duration (exit 0).
+    Prints one URL per replica on stdout once listening. Durations are Go-like ("50ms", "1.5s", "250us");
+    a bare number is milliseconds for latencies (as upstream) and seconds for --duration and --stall-cap.
+    Stops on Ctrl-C (exit 0), SIGTERM (exit 143) or after --duration (exit 0).
     """
     import asyncio
 
@@ -83,13 +85,13 @@ def sim(
         max_waiting=max_waiting, max_model_len=max_model_len, enable_kvcache=enable_kvcache,
         kv_cache_size=kv_cache_size, block_size=block_size, hash_seed=hash_seed,
         faults=tuple(FaultSpec.parse(f) for f in fault or ()), warmup_404=warmup_404, warmup_503=warmup_503,
-        record=record, seed=seed, stall_cap=parse_duration(stall_cap, name="--stall-cap"),
+        record=record, seed=seed, stall_cap=parse_duration(stall_cap, name="--stall-cap", bare_unit=1.0),
     ).validate()
     if cfg.port and cfg.port + replicas - 1 > 65535:
         from llmd.errors import ConfigError
 
         raise ConfigError(f"--port {port} with --replicas {replicas} runs past port 65535")
-    seconds = parse_duration(duration, name="--duration") if duration else None
+    seconds = parse_duration(duration, name="--duration", bare_unit=1.0) if duration else None
 
     def ready(servers) -> None:
         ui.data("".join(f"{s.url}\n" for s in servers))
