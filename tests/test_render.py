@@ -255,3 +255,12 @@ def test_write_replaces_planted_symlinks_instead_of_following_them(tmp_path):
     assert victim.read_text() == "keep"
     assert not (out / "values" / "ms.yaml").is_symlink()
     assert (out / "values" / "ms.yaml").read_text() == bundle.files["values/ms.yaml"]
+
+
+def test_template_syntax_in_values_is_never_evaluated():
+    """F6 defence in depth: even a value that bypassed validation is data, not a template."""
+    s = dataclasses.replace(settings(), model="org/a{{ 7*7 }}b")
+    bundle = render_bundle(s)
+    ms = bundle.manifest_docs("values/ms.yaml")[0]
+    assert ms["modelArtifacts"]["name"] == "org/a{{ 7*7 }}b"
+    assert "49" not in bundle.files["values/ms.yaml"]

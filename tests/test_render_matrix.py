@@ -5,6 +5,8 @@ and object names consistent across all files."""
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import functools
 import itertools
 import json
@@ -16,6 +18,7 @@ import yaml
 from llmd.render import epp, gaie_keys, render_bundle, yamlsafe
 from llmd.settings import ACCELERATORS, ENVIRONMENTS, SCHEDULERS, load_settings
 
+CANARY = "hf_MATRIXcanary0123456789abcdefXYZ"
 CASES = [
     (env, acc, SCHEDULERS[i % len(SCHEDULERS)], i)
     for i, (env, acc) in enumerate(itertools.product(ENVIRONMENTS, ACCELERATORS))
@@ -63,7 +66,7 @@ def schema_errors(upstream, chart_dir, values):
 def bundles():
     out = {}
     for case in CASES:
-        s = _settings(*case)
+        s = dataclasses.replace(_settings(*case), hf_token=CANARY)  # F68: the token must never be rendered
         out[case] = (s, render_bundle(s))
     return out
 
@@ -263,3 +266,16 @@ def test_gaie_allow_list_rejects_misspellings_and_stale_keys():
         "inferenceExtension.monitoring.secret (use inferenceExtension.monitoring.prometheus.auth.secretName)"]
     assert gaie_keys.unknown_keys({"inferenceExtension": {"image": {"registry": "r"}}})[0].startswith(
         "inferenceExtension.image.registry (use inferenceExtension.image.hub")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-{c[1]}-{c[2]}" for c in CASES])
+def test_token_canary_and_probes(case, bundles):
+    settings, bundle = bundles[case]
+    stream = bundle.to_stream()
+    assert CANARY not in stream and base64.b64encode(CANARY.encode()).decode() not in stream
+    # F30: a slow model load is covered by the startupProbe (liveness only starts after it succeeds)
+    container = bundle.manifest_docs("values/ms.yaml")[0]["decode"]["containers"][0]
+    startup = container["startupProbe"]
+    budget = startup.get("initialDelaySeconds", 0) + startup["periodSeconds"] * startup["failureThreshold"]
+    assert budget >= (100 if settings.accelerator == "sim" else 1800)
+    assert container["livenessProbe"]["httpGet"]["port"] == container["ports"][0]["name"]
