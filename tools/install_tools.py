@@ -259,12 +259,15 @@ def install_file(dest: Path, tool: str, data: bytes) -> Path:
         raise InstallError(f"refusing to install {tool!r}: not a plain tool name")
     target = dest / tool
     tmp = dest / f".{tool}.partial"
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.chmod(0o755)
-    os.replace(tmp, target)
+    try:
+        with tmp.open("wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.chmod(0o755)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)  # only still there when writing failed or was interrupted
     return target
 
 
