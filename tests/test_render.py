@@ -264,3 +264,18 @@ def test_template_syntax_in_values_is_never_evaluated():
     ms = bundle.manifest_docs("values/ms.yaml")[0]
     assert ms["modelArtifacts"]["name"] == "org/a{{ 7*7 }}b"
     assert "49" not in bundle.files["values/ms.yaml"]
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ('{"custom-plugins.yaml": {"plugins": []}}', "must be YAML text"),
+    ('{"custom-plugins.yaml": "a: [unclosed"}', "not valid YAML"),
+])
+def test_epp_override_must_be_yaml_text(value, message):
+    with pytest.raises(ConfigError, match=message):
+        render_bundle(settings(sets=[f"values.gaie.inferenceExtension.pluginsCustomConfig={value}"]))
+
+
+def test_switching_to_a_builtin_epp_config_is_allowed():
+    bundle = render_bundle(settings(sets=["values.gaie.inferenceExtension.pluginsConfigFile=default-plugins.yaml"]))
+    assert bundle.manifest_docs("values/gaie.yaml")[0]["inferenceExtension"]["pluginsConfigFile"] == \
+        "default-plugins.yaml"

@@ -12,9 +12,8 @@ __all__ = ["Bundle", "render_bundle"]
 
 def render_bundle(settings) -> Bundle:
     from llmd import __version__, presets
-    from llmd.errors import ConfigError
     from llmd.render import bundle as B
-    from llmd.render import engine, epp, gaie_keys, manifests, values, yamlsafe
+    from llmd.render import engine, manifests, values
 
     charts = presets.load("defaults")["charts"]
     overrides = settings.value_overrides
@@ -23,19 +22,7 @@ def render_bundle(settings) -> Bundle:
         "gaie": values.apply_overrides(values.gaie_values(settings), "gaie", overrides),
         "ms": values.apply_overrides(values.ms_values(settings), "ms", overrides),
     }
-    unknown = gaie_keys.unknown_keys(chart_values["gaie"])
-    if unknown:
-        raise ConfigError(f"inferencepool {charts['gaie']['version']} does not read these values: "
-                          + ", ".join(unknown),
-                          hint="the chart has no schema and would silently ignore them; fix the --set path")
-    ext = chart_values["gaie"]["inferenceExtension"]
-    custom = ext.get("pluginsCustomConfig") or {}
-    config_file = ext.get("pluginsConfigFile")
-    if config_file in custom:
-        errors = epp.validate_epp_config(yamlsafe.load(custom[config_file]))
-        if errors:
-            raise ConfigError("EPP plugin config is invalid:\n" + "\n".join(f"  • {e}" for e in errors),
-                              hint="the EPP would crash-loop with it; choose a --scheduler preset")
+    values.check_gaie(chart_values["gaie"], charts["gaie"]["version"])
 
     context = {"settings": settings, "version": __version__, "charts": charts}
     files: dict[str, str] = {

@@ -11,7 +11,7 @@ from typing import Any
 
 from llmd import presets
 from llmd.errors import ConfigError
-from llmd.render import epp, yamlsafe
+from llmd.render import epp, gaie_keys, yamlsafe
 from llmd.settings import Settings
 
 SERVING_LABEL = "llm-d.ai/inference-serving"
@@ -96,6 +96,32 @@ def gaie_values(settings: Settings) -> dict[str, Any]:
         },
         "provider": provider,
     }
+
+
+def check_gaie(values: dict[str, Any], chart_version: str) -> None:
+    """The inferencepool chart has no schema and the EPP decodes its config strictly: check both here,
+    after overrides, so a typo is exit 2 now instead of a silently ignored key or a crash-looping EPP."""
+    unknown = gaie_keys.unknown_keys(values)
+    if unknown:
+        raise ConfigError(f"inferencepool {chart_version} does not read these values: " + ", ".join(unknown),
+                          hint="the chart has no schema and would silently ignore them; fix the --set path")
+    ext = values.get("inferenceExtension") or {}
+    custom = ext.get("pluginsCustomConfig") or {}
+    name = ext.get("pluginsConfigFile")
+    if name not in custom:
+        return  # one of the chart's built-in configs
+    text = custom[name]
+    try:
+        doc = yamlsafe.load(text) if isinstance(text, str) else None
+    except Exception as exc:  # yaml.YAMLError: report it as bad input
+        raise ConfigError(f"EPP plugin config {name} is not valid YAML: {exc}") from None
+    if doc is None:
+        raise ConfigError(f"EPP plugin config {name} must be YAML text (a string), got {type(text).__name__}",
+                          hint="give pluginsCustomConfig.<file> as one YAML string")
+    errors = epp.validate_epp_config(doc)
+    if errors:
+        raise ConfigError(f"EPP plugin config {name} is invalid:\n" + "\n".join(f"  • {e}" for e in errors),
+                          hint="the EPP would crash-loop with it; choose a --scheduler preset")
 
 
 # ---- llm-d-modelservice --------------------------------------------------------------------------
