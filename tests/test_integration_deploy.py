@@ -14,6 +14,7 @@ import json
 import pytest
 
 from fakes import FakeTool, install_fake
+from llmd.ops.preflight import GATEWAY_CLASSES
 from llmd.render import bundle as B
 from llmd.settings import load_settings
 
@@ -38,7 +39,8 @@ def seed_cluster(settings) -> dict:
                       "inferencepools.inference.networking.k8s.io")]
     objects = [
         *crds,
-        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": "istio"}},
+        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+         "metadata": {"name": GATEWAY_CLASSES[settings.environment][0]}},
         {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {
             "name": "standard", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}}},
         {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "gpu-node-1"},
