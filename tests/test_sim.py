@@ -270,11 +270,11 @@ def test_record_and_token_timing(sim, tmp_path):
     assert all(r["n_tokens"] == 8 and len(r["token_ns"]) == 8 and r["path"] == "/v1/chat/completions"
                for r in recs[:4])
     assert all(r["last_token_ns"] == r["token_ns"][-1] for r in recs[:4])
-    assert 49.5 < statistics.median(ttfts) < 53, ttfts
-    assert 9.5 < statistics.median(gaps) < 12, gaps
+    assert 49.5 < statistics.median(ttfts) < 54, ttfts
+    assert 9.5 < statistics.median(gaps) < 12.5, gaps
     # the client's clock adds its own overhead (httpx, a shared CPU): looser bounds than the records
     assert 49 < statistics.median(client_ttft) * 1000 < 62
     assert 7 < statistics.median(client_gaps) * 1000 < 14
     # absolute deadlines: the last token is at TTFT + 7 ITL from the start, without accumulated drift
     spans = [(r["last_token_ns"] - r["recv_ns"]) / 1e6 for r in recs[:4]]
-    assert 119.5 < statistics.median(spans) < 124, spans
+    assert 119.5 < statistics.median(spans) < 125, spans

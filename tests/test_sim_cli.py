@@ -64,6 +64,7 @@ def test_replicas_share_one_record_file(tmp_path):
     assert sorted(r["id"] for r in recs) == ["r0", "r1"]
     assert {f"http://127.0.0.1:{r['port']}" for r in recs} == set(urls)
     assert all(r["status"] == 200 and r["n_tokens"] == 2 and r["first_token_ns"] >= r["recv_ns"] for r in recs)
+    assert all(r["token_ns"] == [r["first_token_ns"]] * 2 for r in recs)  # zero latency: one write
 
 
 @pytest.mark.parametrize(("args", "needle"), [

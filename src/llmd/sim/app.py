@@ -336,6 +336,8 @@ class SimApp:
             job.conn.write(response(200, body, JSON_CT, job.keep_alive, job.rid_hdr))
         job.first_ns = job.last_ns = time.perf_counter_ns()
         job.sent = job.n_out
+        if self.recorder is not None:
+            job.token_ns = [job.first_ns] * job.n_out  # one write carried every token
         self._end(job, True)
         job.conn.done(job.keep_alive)
 
