@@ -92,6 +92,7 @@ class _Child:
                 if self.proc.poll() is not None:
                     for rest in iter(stream.readline, b""):
                         self._line(rest, is_stdout)
+                    self._on_trouble("")  # exited: wake the watchdog now rather than at its next tick
                     return
                 time.sleep(0.05)
 
@@ -165,7 +166,8 @@ class PortForward:
         self._children: list[_Child] = []
         self._lock = threading.RLock()  # one (re)start at a time: watchdog vs ensure_alive
         self._stop = threading.Event()
-        self._trouble = threading.Event()
+        self._trouble = threading.Event()  # kubectl printed a trouble line: probe now
+        self._wake = threading.Event()  # wakes the watchdog early (child exit, trouble line, close)
         self._watchdog: threading.Thread | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------------
@@ -189,6 +191,7 @@ class PortForward:
     def close(self) -> None:
         """Stop the watchdog and every child this tunnel ever started (idempotent)."""
         self._stop.set()
+        self._wake.set()
         if self._watchdog is not None and self._watchdog is not threading.current_thread():
             self._watchdog.join(timeout=self.ready_timeout + 5)
         with self._lock:
@@ -272,14 +275,20 @@ class PortForward:
                 self._child = None
 
     def _note_trouble(self, line: str) -> None:
-        self._trouble.set()
+        if line:
+            self._trouble.set()
+        self._wake.set()
 
     def _record(self, kind: str, reason: str) -> None:
         self.events.append({"at": time.time(), "event": kind, "generation": self.generation, "reason": reason})
 
     def _restart(self, reason: str) -> None:
-        """Replace the current child: backoff, respawn, re-probe; give up after the restart budget."""
+        """Replace the current child: backoff, respawn, re-probe; give up after the restart budget.
+
+        `generation` bumps at once (requests still in flight belong to a lost tunnel) and again when the
+        new tunnel is up (its new URL)."""
         with self._lock:
+            self.generation += 1
             self._record("lost", reason)
             self.on_event(f"port-forward lost ({reason}); restarting")
             old = self._child
@@ -315,7 +324,11 @@ class PortForward:
     def _watch(self) -> None:
         next_probe = time.monotonic() + self.probe_interval
         failures = 0
-        while not self._stop.wait(self.watch_interval):
+        while True:
+            self._wake.wait(self.watch_interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             if self.failed is not None:
                 return
             child = self._child
