@@ -79,3 +79,12 @@ def test_unwritable_out_is_a_usage_error(cli, tmp_path):
     assert blocker.read_text() == "not a dir"
     res = cli("render", "--out", " ")
     assert res.exit_code == 2 and "--out is empty" in res.stderr
+
+
+def test_short_out_alias_and_help(cli, tmp_path):
+    res = cli("render", "-o", str(tmp_path / "short"), "--accelerator", "cpu")
+    assert res.exit_code == 0, res.stderr
+    assert (tmp_path / "short" / "values" / "ms.yaml").is_file()
+    res = cli("render", "--help")
+    assert res.exit_code == 0
+    assert "YAML stream on stdout" in res.stdout and "JSON list of the files" in res.stdout

@@ -1,7 +1,7 @@
 """`llmd render`: write the complete deployment (helmfile, chart values, manifests) without touching a cluster."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: @settings_options rebuilds the signature, and Typer must see
+# the Annotated option objects themselves (string annotations would lose --out's help and its -o alias).
 from pathlib import Path
 from typing import Annotated
 
