@@ -66,10 +66,19 @@ def root(
     ctx.obj = State(debug=debug, verbose=verbose, quiet=quiet)
 
 
+_registered = False
+
+
 def _register() -> None:
+    # Once per process: main() runs many times in-process under tests, and Typer rebuilds every
+    # registered command on each call (duplicates made the test suites quadratically slow).
+    global _registered
+    if _registered:
+        return
     from llmd.cli import commands
 
     commands.register(app)
+    _registered = True
 
 
 def _on_sigterm(signum, frame):
