@@ -210,8 +210,11 @@ class Cleaner:
         self.report.add(what, name, "failed", detail)
 
     def run(self, inv: Inventory, *, keep_pvc: bool, remove_namespace: bool) -> None:
-        for release in inv.releases:
-            self.uninstall(release)
+        for release in reversed(self.s.releases):
+            if release in inv.releases:
+                self.uninstall(release)
+            else:
+                self.report.add("helm release", release, "absent")
         for key, kind in OWNED_KINDS:
             names = inv.owned.get(key, [])
             if key == "pvc" and keep_pvc:

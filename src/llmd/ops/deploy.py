@@ -134,11 +134,14 @@ class Deployer:
         self.ui.step(f"deploying to {target.describe()}")
         self.ui.info(f"  rendered files: {rendered}")
 
-        report.preflight = preflight(self.s, self.runner, self.kubectl, target, checks)
+        report.preflight = preflight(self.s, self.runner, self.kubectl, target, checks,
+                                     needs_pvc=B.PVC in bundle.files)
         for c in report.preflight.checks:
             if c.status == "warn":
                 self.ui.warn(f"{c.name}: {c.message}")
         self.ui.ok("preflight passed" if not self.runner.dry_run else "preflight planned")
+        report.step("preflight", "planned" if self.runner.dry_run else "done",
+                    "; ".join(f"{c.name} {c.status}" for c in report.preflight.checks))
 
         releases = self.check_pending()
         self.ensure_namespace(report.preflight)
@@ -243,7 +246,7 @@ class Deployer:
             self.report.step("helmfile sync", "unchanged", "no changes")
             return
         self.ui.step("helmfile sync (infra → gaie → ms)")
-        tracker = SyncTracker(self.s.releases)
+        tracker = SyncTracker(self.s.releases, echo=self.ui.detail)
         try:
             self.helmfile.sync(rendered / B.HELMFILE, on_line=tracker.feed)
         except KeyboardInterrupt:
@@ -285,12 +288,15 @@ class SyncTracker:
                        r"does not exist")
     DONE = re.compile(r"^NAME:\s+([a-z0-9-]+)|Release \"([a-z0-9-]+)\" has been upgraded")
 
-    def __init__(self, releases) -> None:
+    def __init__(self, releases, echo=None) -> None:
         self.releases = tuple(releases)
+        self.echo = echo  # helmfile's own lines, shown with -v
         self.started: list[str] = []
         self.done: set[str] = set()
 
     def feed(self, line: str) -> None:
+        if self.echo is not None:
+            self.echo(line)
         for pattern, sink in ((self.START, "start"), (self.DONE, "done")):
             m = pattern.search(line)
             if m:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from llmd.errors import DeployError, PrereqError
+from llmd.errors import ClusterError, DeployError, ExitCode, PrereqError
 from llmd.kube.helm import helm_version, helmfile_version, parse_version
 from llmd.kube.kubectl import Kubectl, classify_failure, raise_cluster_error
 from llmd.ops import wait
@@ -101,13 +101,18 @@ def check_tools(runner: Runner, report: PreflightReport) -> None:
 def check_reachable(kubectl: Kubectl, target, report: PreflightReport) -> None:
     """`kubectl version` talks to /version: proves the API server answers, and reports both versions."""
 
-    res = kubectl.run("version", "--output", "json", namespaced=False, check=False, timeout=REACH_TIMEOUT_S)
+    res = kubectl.run("version", "--output", "json", namespaced=False, check=False, timeout=REACH_TIMEOUT_S,
+                      fail_code=ExitCode.CLUSTER)  # a blackholed server times out: that is exit 4, not a bug
     if res.dry_run:
         report.add("cluster", "skipped", "dry-run")
         return
     if not res.ok:
         kind = classify_failure(res)
-        raise_cluster_error(res, "unreachable" if kind in ("other", "not_found") else kind, kubectl.scope)
+        if kind in ("unauthorized", "forbidden"):
+            raise_cluster_error(res, kind, kubectl.scope)
+        raise ClusterError(f"cluster unreachable: {target.describe()}",
+                           hint="check the API server address, VPN and credentials (`kubectl cluster-info`), "
+                                "or pass another --context", details=res.tail(5))
     try:
         info = json.loads(res.stdout or "{}")
     except json.JSONDecodeError:
@@ -182,9 +187,9 @@ def check_gateway_class(kubectl: Kubectl, settings, report: PreflightReport) -> 
     return []
 
 
-def check_storage(kubectl: Kubectl, settings, report: PreflightReport) -> list[str]:
-    if settings.model_cache != "pvc":
-        report.add("storage", "skipped", f"model cache {settings.model_cache}: no PVC")
+def check_storage(kubectl: Kubectl, settings, report: PreflightReport, *, needs_pvc: bool) -> list[str]:
+    if not needs_pvc:
+        report.add("storage", "skipped", "no model-cache PVC in this deployment")
         return []
     data = kubectl.get_json("storageclasses.storage.k8s.io", namespaced=False)
     if data is None:
@@ -262,13 +267,14 @@ def check_namespace(kubectl: Kubectl, settings, report: PreflightReport, *, term
         wait.CLOCK.sleep(wait.POLL_S)
 
 
-def preflight(settings, runner: Runner, kubectl: Kubectl, target, report: PreflightReport, *,
+def preflight(settings, runner: Runner, kubectl: Kubectl, target, report: PreflightReport, *, needs_pvc: bool,
               terminating_wait_s: float = 120.0) -> PreflightReport:
-    """The cluster checks; `check_tools` ran first, before the context was pinned."""
+    """The cluster checks; `check_tools` ran first, before the context was pinned. `needs_pvc` comes from the
+    rendered bundle (it has a model-cache PVC or not)."""
     check_reachable(kubectl, target, report)
     fixes = check_crds(kubectl, report)
     fixes += check_gateway_class(kubectl, settings, report) if not fixes else []  # class needs the Gateway CRDs
-    fixes += check_storage(kubectl, settings, report)
+    fixes += check_storage(kubectl, settings, report, needs_pvc=needs_pvc)
     if fixes:
         failed = [c for c in report.checks if c.status == "fail"]
         raise PrereqError("missing cluster prerequisite(s): " + "; ".join(c.message for c in failed),

@@ -1,0 +1,423 @@
+"""`llmd deploy` end to end through the CLI against a strict fake process boundary (fault rows D, F11-F25)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from test_deploy_support import (  # noqa: F401  (fixtures)
+    CTX,
+    NS,
+    SERVER,
+    UNREACHABLE,
+    Fake,
+    clock,
+    crd,
+    job,
+    lst,
+    no_killpg,
+    pod,
+    rendered_digest,
+    route,
+    tool_calls,
+)
+
+SIM = ("--accelerator", "sim")
+
+
+@pytest.fixture
+def fake(fp, tmp_path, fake_tools_on_path, clock, no_killpg):  # noqa: F811
+    return Fake(fp, tmp_path)
+
+
+def _index(calls, argv):
+    return calls.index(argv)
+
+
+def test_first_deploy_runs_every_step_in_order_and_ends_with_next_commands(cli, fake, fp):
+    fake.happy_deploy(first=True)
+    r = cli("deploy", "--context", CTX, *SIM)
+    assert r.exit_code == 0, r.stderr
+    calls = tool_calls(fp)
+    ns_apply = _index(calls, fake.k(*["apply", "--server-side", "--field-manager=llmd", "--force-conflicts",
+                                      "--filename", "-"]))
+    sync = _index(calls, fake.helmfile_sync())
+    route_apply = _index(calls, fake.k("apply", "--server-side", "--field-manager=llmd", "--force-conflicts",
+                                       "--filename", str(fake.rendered / "manifests/httproute.yaml")))
+    assert ns_apply < sync < route_apply < _index(calls, fake.watch_argv())
+    assert (fake.rendered / "helmfile.yaml").is_file()
+    assert "Deployed infra-inference-scheduling, gaie-inference-scheduling, ms-inference-scheduling" in r.stderr
+    assert f"on context {CTX} ({SERVER})" in r.stderr
+    for verb in ("test", "status", "cleanup"):
+        assert f"llmd {verb} -n {NS} --context {CTX}" in r.stderr
+
+
+def test_json_prints_one_document_with_steps(cli, fake):
+    fake.happy_deploy(first=True)
+    r = cli("deploy", "--context", CTX, *SIM, "--json")
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["status"] == "deployed" and doc["changed"] is True
+    assert doc["target"] == {"namespace": NS, "context": CTX, "server": SERVER}
+    assert [s["step"] for s in doc["steps"]] == ["preflight", "namespace", "hf token secret", "helmfile sync",
+                                                  "httproute", "wait"]
+    assert {c["component"]: c["ready"] for c in doc["readiness"]["components"]} == {
+        "epp": 1, "gateway": 1, "decode": 4, "route": 1}
+    assert doc["releases"]["ms-inference-scheduling"]["status"] == "deployed"
+
+
+def test_second_identical_deploy_changes_nothing(cli, fake, fp):  # F25
+    fake.happy_deploy(first=False, digest=rendered_digest(*SIM))
+    r = cli("deploy", "--context", CTX, *SIM)
+    assert r.exit_code == 0, r.stderr
+    assert "no changes" in r.stderr and "Up to date" in r.stderr
+    calls = tool_calls(fp)
+    assert fake.helmfile_sync() not in calls
+    # the existing namespace is neither re-created nor labelled
+    assert not any(c[-1] == "-" and "apply" in c for c in calls)
+
+
+def test_changed_settings_resync_even_when_releases_are_deployed(cli, fake, fp):
+    fake.preflight(ns_exists=True)
+    fake.releases(fake.all_deployed())
+    fake.state("0" * 64)  # an older bundle
+    fake.reg(fake.helmfile_sync(), "ok\n")
+    fake.apply_stdin()
+    fake.apply_file("manifests/httproute.yaml")
+    fake.watch(fake.ready_items())
+    fake.releases(fake.all_deployed())
+    r = cli("deploy", "--context", CTX, *SIM)
+    assert r.exit_code == 0, r.stderr
+    assert fake.helmfile_sync() in tool_calls(fp)
+
+
+BAD_INPUT = [
+    (("-n", "Foo_Bar"), "DNS-1123"),  # F1
+    (("-n", "a" * 64), "64 characters"),  # F2
+    (("--namespace=--kubeconfig=/tmp/x",), "starts with '-'"),  # F3
+    (("--release-postfix", "1abc"), "must start with a letter"),  # F5
+    (("--release-postfix", "x" * 40), "too long"),  # F4
+    (("--model", "{{ 7*7 }}"), "Hugging Face repo id"),  # F6
+    (("--model", "../../etc/passwd"), "Hugging Face repo id"),  # F6
+    (("--replicas", "-1"), "replicas"),
+]
+
+
+@pytest.mark.parametrize(("args", "needle"), BAD_INPUT)
+def test_bad_input_exits_2_before_any_process(cli, fp, fake_tools_on_path, args, needle):  # F1-F6
+    r = cli("deploy", *SIM, *args)
+    assert r.exit_code == 2, r.stderr
+    assert needle in r.stderr
+    assert list(fp.calls) == []
+
+
+@pytest.mark.parametrize("token", [None, "", "   "])
+def test_missing_or_empty_hf_token_exits_2_before_any_process(cli, fp, fake_tools_on_path, monkeypatch, token):  # F8/9
+    if token is not None:
+        monkeypatch.setenv("HF_TOKEN", token)
+    r = cli("deploy", "--context", CTX)  # the default accelerator needs a token
+    assert r.exit_code == 2
+    assert "HF_TOKEN" in r.stderr or "empty" in r.stderr
+    assert list(fp.calls) == []
+
+
+def test_missing_tools_are_all_listed_with_exit_3(cli, fp, tmp_path, monkeypatch):  # F11
+    bindir = tmp_path / "onlykubectl"
+    bindir.mkdir()
+    (bindir / "kubectl").write_text("#!/bin/sh\nexit 99\n")
+    (bindir / "kubectl").chmod(0o755)
+    monkeypatch.setenv("PATH", str(bindir))
+    r = cli("deploy", "--context", CTX, *SIM)
+    assert r.exit_code == 3
+    assert "helm, helmfile" in r.stderr and "install helm" in r.stderr
+    assert list(fp.calls) == []
+
+
+def test_missing_kubeconfig_file_exits_4_naming_it(cli, fp, fake):  # F14
+    fake.tools()
+    r = cli("deploy", "--kubeconfig", "/nonexistent/kubeconfig", *SIM)
+    assert r.exit_code == 4
+    assert "/nonexistent/kubeconfig" in r.stderr
+    assert all(c[0] != "kubectl" for c in tool_calls(fp))
+
+
+def test_unreachable_cluster_exits_4_with_context_and_no_helm_calls(cli, fp, fake):  # F15
+    fake.tools()
+    fake.context()
+    fake.reg(fake.k("version", "--output", "json", namespaced=False),
+             json.dumps({"clientVersion": {"gitVersion": "v1.33.9"}}), stderr=UNREACHABLE, rc=1)
+    r = cli("deploy", "--context", CTX, *SIM)
+    assert r.exit_code == 4
+    assert f"cluster unreachable: namespace {NS} on context {CTX} ({SERVER})" in r.stderr
+    assert "connection refused" in r.stderr
+    assert not any(c[0] in ("helm", "helmfile") and "version" not in c[1] for c in tool_calls(fp))
+
+
+def test_expired_credentials_exit_4_with_reauthenticate_hint(cli, fp, fake):  # F16
+    fake.tools()
+    fake.context()
+    fake.reachable()
+    fake.reg(fake.k("get", "customresourcedefinitions", "gateways.gateway.networking.k8s.io",
+                    "httproutes.gateway.networking.k8s.io", "inferencepools.inference.networking.k8s.io",
+                    "--ignore-not-found", "--output", "json", namespaced=False),
+             stderr="error: You must be logged in to the server (Unauthorized)", rc=1)
+    r = cli("deploy", "--context", CTX, *SIM)
+    assert r.exit_code == 4
+    assert "re-authenticate" in r.stderr
+
+
+def test_current_context_is_resolved_once_and_pinned_in_every_call(cli, fp, fake):  # F17/F18
+    fake.tools()
+    fake.context(current=True)
+    fake.reachable()
+    fake.crds()
+    fake.gateway_class()
+    fake.namespace(False)
+    fake.releases({})
+    fake.apply_stdin(2)
+    fake.state(None)
+    fake.reg(fake.helmfile_sync(), "")
+    fake.apply_file("manifests/httproute.yaml")
+    fake.watch(fake.ready_items())
+    fake.releases(fake.all_deployed())
+    r = cli("deploy", *SIM)  # no --context
+    assert r.exit_code == 0, r.stderr
+    calls = tool_calls(fp)
+    assert sum("current-context" in c for c in calls) == 1
+    for c in calls:
+        if "current-context" in c or c[1:] in (["version", "--short"], ["--version"]):
+            continue  # resolving the context itself, and local-only client version queries
+        flag = "--kube-context" if c[0] in ("helm", "helmfile") else "--context"
+        assert c[c.index(flag) + 1] == CTX, c
+
+
+def test_missing_crds_exit_3_with_install_commands_and_no_helm(cli, fp, fake):  # F20
+    fake.tools()
+    fake.context()
+    fake.reachable()
+    fake.crds(crd("gateways.gateway.networking.k8s.io"), crd("httproutes.gateway.networking.k8s.io"),
+              crd("inferencepools.inference.networking.k8s.io", version="v1alpha2"))
+    r = cli("deploy", "--context", CTX, *SIM)
+    assert r.exit_code == 3
+    assert "inferencepools.inference.networking.k8s.io does not serve v1" in r.stderr
+    assert "gateway-api-inference-extension/config/crd/?ref=v1.4.0" in r.stderr
+    assert "gateway-api/config/crd" not in r.stderr  # the Gateway API CRDs are there
+    assert not any(c[0] in ("helm", "helmfile") and "version" not in c[1] for c in tool_calls(fp))
+
+
+def test_missing_gateway_control_plane_exit_3_with_provider_install(cli, fp, fake):
+    fake.tools()
+    fake.context()
+    fake.reachable()
+    fake.crds()
+    fake.gateway_class(present=False)
+    r = cli("deploy", "--context", CTX, *SIM)
+    assert r.exit_code == 3
+    assert "GatewayClass 'istio' not found" in r.stderr and "istiod" in r.stderr
+
+
+def test_no_default_storage_class_exits_3(cli, fp, fake, monkeypatch):  # F22
+    monkeypatch.setenv("HF_TOKEN", "hf_" + "x" * 30)
+    fake.tools()
+    fake.context()
+    fake.reachable()
+    fake.crds()
+    fake.gateway_class()
+    fake.storage(default=False)
+    r = cli("deploy", "--context", CTX)
+    assert r.exit_code == 3
+    assert "no default StorageClass" in r.stderr and "--storage-class" in r.stderr
+
+
+def test_terminating_namespace_is_waited_for_then_exit_5_with_conditions(cli, fp, fake, clock):  # F21
+    fake.tools()
+    fake.context()
+    fake.reachable()
+    fake.crds()
+    fake.gateway_class()
+    fake.namespace(terminating=30)
+    r = cli("deploy", "--context", CTX, *SIM)
+    assert r.exit_code == 5
+    assert "still Terminating" in r.stderr and "Some resources are remaining" in r.stderr
+    assert "being terminated" not in r.stderr
+    assert sum(clock.sleeps) >= 120
+
+
+def test_helmfile_failure_exits_5_with_redacted_tail_and_release_ledger(cli, fp, fake, monkeypatch):  # F23
+    token = "hf_canaryCANARYcanary0123456789"
+    monkeypatch.setenv("HF_TOKEN", token)
+    fake.preflight()
+    fake.releases({})
+    fake.apply_stdin(2)  # namespace, secret
+    fake.state(None)
+    fake.reg(fake.helmfile_sync(), "Upgrading release=gaie-inference-scheduling\n",
+             stderr=f"Error: UPGRADE FAILED: values don't meet the schema (token {token})\n", rc=1)
+    fake.releases({"infra-inference-scheduling": "deployed", "gaie-inference-scheduling": "failed"})
+    r = cli("deploy", "--context", CTX, *SIM, "--hf-token-file", "/nonexistent") if False else \
+        cli("deploy", "--context", CTX, "--accelerator", "cpu", "--model-cache", "emptydir")
+    assert r.exit_code == 5, r.stderr
+    assert "helmfile sync failed" in r.stderr
+    assert "infra-inference-scheduling: deployed" in r.stderr and "ms-inference-scheduling: not installed" in r.stderr
+    assert "values don't meet the schema" in r.stderr
+    assert token not in r.stderr + r.stdout
+
+
+def test_pending_release_exits_5_with_recover_hint_and_touches_nothing(cli, fp, fake):  # F24
+    fake.preflight()
+    fake.releases({"infra-inference-scheduling": "deployed", "gaie-inference-scheduling": "pending-upgrade"})
+    r = cli("deploy", "--context", CTX, *SIM)
+    assert r.exit_code == 5
+    assert "gaie-inference-scheduling (pending-upgrade" in r.stderr and "llmd deploy --recover" in r.stderr
+    assert not any("apply" in c or c[:2] == ["helmfile", "--file"] for c in tool_calls(fp))
+
+
+def test_recover_uninstalls_a_first_install_and_rolls_back_an_upgrade(cli, fp, fake):  # F24 --recover
+    fake.preflight()
+    fake.releases({"infra-inference-scheduling": "pending-install", "gaie-inference-scheduling": "pending-upgrade"})
+    fake.reg(fake.h("history", "infra-inference-scheduling", "--max", "20", "--output", "json"),
+             json.dumps([{"revision": 1, "status": "pending-install"}]))
+    fake.reg(fake.h("uninstall", "infra-inference-scheduling"), "release uninstalled\n")
+    fake.reg(fake.h("history", "gaie-inference-scheduling", "--max", "20", "--output", "json"),
+             json.dumps([{"revision": 1, "status": "superseded"}, {"revision": 2, "status": "pending-upgrade"}]))
+    fake.reg(fake.h("rollback", "gaie-inference-scheduling", "1"), "Rollback was a success!\n")
+    fake.releases({"gaie-inference-scheduling": "deployed"})
+    fake.apply_stdin(2)
+    fake.state(None)
+    fake.reg(fake.helmfile_sync(), "")
+    fake.apply_file("manifests/httproute.yaml")
+    fake.watch(fake.ready_items())
+    fake.releases(fake.all_deployed())
+    r = cli("deploy", "--context", CTX, *SIM, "--recover")
+    assert r.exit_code == 0, r.stderr
+    calls = tool_calls(fp)
+    assert _index(calls, fake.h("uninstall", "infra-inference-scheduling")) < _index(calls, fake.helmfile_sync())
+
+
+def _to_sync(fake):
+    fake.preflight()
+    fake.releases({})
+    fake.apply_stdin(2)
+    fake.state(None)
+    fake.reg(fake.helmfile_sync(), "")
+    fake.apply_file("manifests/httproute.yaml")
+
+
+def test_unschedulable_pod_fails_after_the_grace_window_quoting_the_scheduler(cli, fp, fake, clock):  # F26
+    _to_sync(fake)
+    msg = "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
+    items = fake.ready_items(pod(f"{fake.s.decode_deployment}-abc-1", unschedulable=msg), decode_ready=3)
+    fake.reg(fake.watch_argv(), lst(*items), n=40)
+    r = cli("deploy", "--context", CTX, *SIM)
+    assert r.exit_code == 6, r.stderr
+    assert "cannot be scheduled" in r.stderr and msg in r.stderr and "--replicas" in r.stderr
+    assert 120 <= sum(clock.sleeps) < 200
+
+
+def test_image_pull_backoff_fails_fast_with_image_and_reason(cli, fp, fake, clock):  # F27
+    _to_sync(fake)
+    bad = pod(f"{fake.s.epp_name}-5d9-x", waiting="ImagePullBackOff", image="ghcr.io/llm-d/nope:v0",
+              message='Back-off pulling image "ghcr.io/llm-d/nope:v0"', container="epp")
+    fake.watch(fake.ready_items(bad))
+    r = cli("deploy", "--context", CTX, *SIM)
+    assert r.exit_code == 6
+    assert "ImagePullBackOff" in r.stderr and "ghcr.io/llm-d/nope:v0" in r.stderr
+    assert clock.sleeps == []
+
+
+@pytest.mark.parametrize(("log", "last", "needle"), [
+    ("ValueError: No available memory for the cache blocks. Try increasing `gpu_memory_utilization`", {},
+     "--max-model-len"),
+    ("", {"reason": "OOMKilled", "exitCode": 137}, "out of memory"),
+    ("huggingface_hub.errors.GatedRepoError: 403 Client Error. Cannot access gated repo", {}, "accept the licence"),
+])
+def test_crashloop_log_signatures_give_the_matching_hint(cli, fp, fake, log, last, needle):  # F28/F29
+    _to_sync(fake)
+    name = f"{fake.s.decode_deployment}-7f-abc"
+    crash = pod(name, waiting="CrashLoopBackOff", restarts=3, last=last or {"reason": "Error", "exitCode": 1})
+    fake.watch(fake.ready_items(crash, decode_ready=3))
+    fake.reg(fake.k("logs", name, "--tail", "60", "--container", "vllm", "--previous"), log + "\n")
+    r = cli("deploy", "--context", CTX, *SIM)
+    assert r.exit_code == 6, r.stderr
+    assert "CrashLoopBackOff" in r.stderr and needle in r.stderr
+
+
+def test_route_not_accepted_exits_5_with_condition_message(cli, fp, fake):  # F32
+    _to_sync(fake)
+    s = fake.s
+    bad = route(s.httproute_name, resolved="False", message="InferencePool gaie-x not found")
+    items = [i for i in fake.ready_items() if i["kind"] != "HTTPRoute"] + [bad]
+    fake.watch(items, items)
+    r = cli("deploy", "--context", CTX, *SIM)
+    assert r.exit_code == 5, r.stderr
+    assert "was not accepted" in r.stderr and "InferencePool gaie-x not found" in r.stderr
+
+
+def test_readiness_timeout_exits_6_with_diagnostics(cli, fp, fake, clock):
+    _to_sync(fake)
+    stuck = pod(f"{fake.s.decode_deployment}-1", waiting="ContainerCreating")
+    items = fake.ready_items(stuck, decode_ready=0)
+    fake.reg(fake.watch_argv(), lst(*items), n=20)
+    fake.reg(fake.k("get", "events", "--output", "json"), lst(
+        {"kind": "Event", "type": "Warning", "reason": "FailedMount", "message": "MountVolume.SetUp failed",
+         "involvedObject": {"name": f"{fake.s.decode_deployment}-1"}, "lastTimestamp": "2026-01-01T00:00:00Z"}))
+    r = cli("deploy", "--context", CTX, *SIM, "--timeout", "30")
+    assert r.exit_code == 6, r.stderr
+    assert "not ready after" in r.stderr and "decode 0/4" in r.stderr
+    assert "ContainerCreating" in r.stderr and "FailedMount" in r.stderr
+
+
+def test_ctrl_c_during_helmfile_exits_130_naming_the_pending_release(cli, fp, fake, no_killpg):  # F52
+    import os
+    import signal
+
+    fake.preflight()
+    fake.releases({})
+    fake.apply_stdin()
+    fake.state(None)
+
+    def interrupt(process):
+        os.kill(os.getpid(), signal.SIGINT)  # the user's Ctrl-C arrives while helmfile runs
+        time.sleep(0.5)
+
+    fake.reg(fake.helmfile_sync(), "Upgrading release=gaie-inference-scheduling, chart=x\n", callback=interrupt)
+    r = cli("deploy", "--context", CTX, *SIM)
+    assert r.exit_code == 130, r.stderr
+    assert "may be pending" in r.stderr and "llmd deploy --recover" in r.stderr
+    assert fake.watch_argv() not in tool_calls(fp)
+
+
+def test_dry_run_starts_no_process_opens_no_socket_and_prints_the_plan(cli, fp, tmp_path, monkeypatch):  # F67
+    import socket
+
+    def no_socket(*a, **k):
+        raise AssertionError("dry-run opened a socket")
+
+    monkeypatch.setattr(socket.socket, "connect", no_socket)
+    monkeypatch.setattr(socket, "create_connection", no_socket)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no tools and no kubeconfig at all
+    monkeypatch.setenv("HF_TOKEN", "hf_dryrunDRYRUNdryrun0123456789")
+    r = cli("deploy", "--dry-run")
+    assert r.exit_code == 0, r.stderr
+    assert list(fp.calls) == []
+    assert "helmfile --file" in r.stderr and "sync" in r.stderr
+    assert "(stdin: " in r.stderr and "hf_dryrun" not in r.stderr
+    assert "rendered files in" in r.stderr
+    assert (tmp_path / "state" / "rendered" / NS / "inference-scheduling" / "helmfile.yaml").is_file()
+
+
+def test_out_dir_is_where_files_are_rendered(cli, fp, tmp_path):
+    r = cli("deploy", "--dry-run", *SIM, "--out", str(tmp_path / "here"), "--json")
+    assert r.exit_code == 0
+    doc = json.loads(r.stdout)
+    assert doc["rendered_dir"] == str(tmp_path / "here") and doc["dry_run"] is True
+    assert any(line.startswith("helmfile --file " + str(tmp_path / "here")) for line in doc["plan"])
+
+
+def test_json_failure_is_still_one_document(cli, fp, fake):
+    fake.preflight()
+    fake.releases({"ms-inference-scheduling": "pending-install"})
+    r = cli("deploy", "--context", CTX, *SIM, "--json")
+    assert r.exit_code == 5
+    doc = json.loads(r.stdout)
+    assert doc["status"] == "failed" and doc["exit_code"] == 5 and "--recover" in doc["hint"]

@@ -1,0 +1,304 @@
+"""Helpers for the deploy/status/cleanup tests (no tests here).
+
+`Fake` registers, in pytest-subprocess's strict `fp`, the exact argv llmd is expected to run with the
+scope injected, and canned kubectl/helm JSON answers. Anything unregistered fails the run. Objects are
+built by small factories so each test states only what differs from a healthy cluster.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+CTX = "kind-llmd"
+SERVER = "https://127.0.0.1:6443"
+NS = "llm-d-inference-scheduling"
+POSTFIX = "inference-scheduling"
+SSA = ["apply", "--server-side", "--field-manager=llmd", "--force-conflicts", "--filename"]
+NOT_FOUND = 'Error from server (NotFound): {kind} "{name}" not found'
+UNREACHABLE = ("E1128 06:00:00.000000 memcache.go:265] couldn't get current server API group list: Get "
+               '"https://10.9.9.9:6443/api?timeout=10s": dial tcp 10.9.9.9:6443: connect: connection refused\n'
+               "The connection to the server 10.9.9.9:6443 was refused - did you specify the right host or port?")
+CRDS = ("gateways.gateway.networking.k8s.io", "httproutes.gateway.networking.k8s.io",
+        "inferencepools.inference.networking.k8s.io")
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+        self.sleeps: list[float] = []
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.t += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch) -> FakeClock:
+    from llmd.ops import wait
+
+    c = FakeClock()
+    monkeypatch.setattr(wait, "CLOCK", c)
+    return c
+
+
+@pytest.fixture
+def no_killpg(monkeypatch) -> list[tuple[int, int]]:
+    """FakePopen pids are small counters, not our children: record group signals instead of sending them."""
+    sent: list[tuple[int, int]] = []
+    monkeypatch.setattr(os, "killpg", lambda pid, sig: sent.append((pid, sig)))
+    return sent
+
+
+@pytest.fixture
+def stdin_capture(monkeypatch) -> list[bytes]:
+    """What llmd wrote to each fake child's stdin (pytest-subprocess keeps it in a BytesIO we can't read
+    after the runner closes it)."""
+    from pytest_subprocess.fake_popen import FakePopen
+
+    seen: list[bytes] = []
+
+    class Recording(io.BytesIO):
+        def close(self) -> None:
+            seen.append(self.getvalue())
+            super().close()
+
+    original = FakePopen.configure
+
+    def configure(self, **kwargs):
+        original(self, **kwargs)
+        if kwargs.get("stdin") == -1:  # subprocess.PIPE
+            self.stdin = Recording()
+
+    monkeypatch.setattr(FakePopen, "configure", configure)
+    return seen
+
+
+# ---- object factories -----------------------------------------------------------------------------
+
+def lst(*items: dict) -> str:
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": list(items)})
+
+
+def obj(kind: str, name: str, **extra) -> dict:
+    return {"kind": kind, "metadata": {"name": name, "namespace": NS, **extra.pop("metadata", {})}, **extra}
+
+
+def deployment(name: str, ready: int, desired: int = 1) -> dict:
+    return obj("Deployment", name, spec={"replicas": desired}, status={"readyReplicas": ready})
+
+
+def gateway(name: str, programmed: bool = True, message: str = "") -> dict:
+    return obj("Gateway", name, status={"conditions": [
+        {"type": "Programmed", "status": "True" if programmed else "False", "message": message}]})
+
+
+def route(name: str, accepted: str = "True", resolved: str = "True", message: str = "") -> dict:
+    return obj("HTTPRoute", name, status={"parents": [{"conditions": [
+        {"type": "Accepted", "status": accepted, "reason": "Accepted" if accepted == "True" else "NotAllowed",
+         "message": message},
+        {"type": "ResolvedRefs", "status": resolved,
+         "reason": "ResolvedRefs" if resolved == "True" else "InvalidKind", "message": message}]}]})
+
+
+def pod(name: str, *, waiting: str | None = None, message: str = "", image: str = "img:1", container: str = "vllm",
+        restarts: int = 0, last: dict | None = None, unschedulable: str | None = None) -> dict:
+    cs: dict = {"name": container, "image": image, "restartCount": restarts, "ready": waiting is None,
+                "state": {"waiting": {"reason": waiting, "message": message}} if waiting else {"running": {}}}
+    if last:
+        cs["lastState"] = {"terminated": last}
+    status: dict = {"phase": "Pending" if waiting or unschedulable else "Running", "containerStatuses": [cs]}
+    if unschedulable:
+        status = {"phase": "Pending", "conditions": [
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": unschedulable}]}
+    return obj("Pod", name, status=status)
+
+
+def job(name: str, state: str = "complete", model: str = "meta-llama/Llama-3.1-8B-Instruct") -> dict:
+    conds = {"complete": [{"type": "Complete", "status": "True"}],
+             "failed": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                         "message": "Job has reached the specified backoff limit"}],
+             "running": []}[state]
+    return obj("Job", name, spec={"template": {"spec": {"containers": [{"name": "download", "env": [
+        {"name": "MODEL", "value": model}]}]}}}, status={"conditions": conds})
+
+
+def crd(name: str, version: str = "v1", established: bool = True) -> dict:
+    return {"kind": "CustomResourceDefinition", "metadata": {"name": name},
+            "spec": {"versions": [{"name": version, "served": True}]},
+            "status": {"conditions": [{"type": "Established", "status": "True" if established else "False"}]}}
+
+
+def settings_for(*args: str):
+    """The Settings a CLI run with these flags resolves to (for derived names)."""
+    from llmd.settings import Settings, load_settings
+
+    flags = {}
+    it = iter(args)
+    for a in it:
+        if a.startswith("--") and a[2:].replace("-", "_") in {f for f in Settings.__dataclass_fields__}:
+            flags[a[2:].replace("-", "_")] = next(it)
+    return load_settings(flags, environ={})
+
+
+# ---- the fake cluster ----------------------------------------------------------------------------
+
+class Fake:
+    def __init__(self, fp, tmp_path: Path, *, ns: str = NS, ctx: str = CTX, postfix: str = POSTFIX,
+                 accelerator: str = "sim") -> None:
+        self.fp = fp
+        self.ns = ns
+        self.ctx = ctx
+        self.postfix = postfix
+        from llmd.settings import Settings
+
+        self.s = Settings(namespace=ns, release_postfix=postfix, accelerator=accelerator, kube_context=ctx)
+        self.rendered = tmp_path / "state" / "rendered" / ns / postfix
+
+    # argv builders (what llmd must run, scope included)
+    def k(self, *args: str, namespaced: bool = True) -> list[str]:
+        scope = ["--context", self.ctx] + (["--namespace", self.ns] if namespaced else [])
+        return ["kubectl", *scope, "--request-timeout=10s", *args]
+
+    def h(self, *args: str) -> list[str]:
+        return ["helm", *args, "--kube-context", self.ctx, "--namespace", self.ns]
+
+    def helmfile_sync(self) -> list[str]:
+        return ["helmfile", "--file", str(self.rendered / "helmfile.yaml"), "--kube-context", self.ctx,
+                "--namespace", self.ns, "--helm-binary", "helm", "sync"]
+
+    def reg(self, argv: list[str], stdout: str = "", *, stderr: str = "", rc: int = 0, n: int = 1, **kw) -> None:
+        self.fp.register(argv, stdout=stdout, stderr=stderr, returncode=rc, occurrences=n, **kw)
+
+    def not_found(self, argv: list[str], kind: str = "thing", name: str = "x", n: int = 1) -> None:
+        self.reg(argv, stderr=NOT_FOUND.format(kind=kind, name=name), rc=1, n=n)
+
+    # building blocks
+    def context(self, *, current: bool = False) -> None:
+        if current:
+            self.reg(["kubectl", "--request-timeout=10s", "config", "current-context"], self.ctx + "\n")
+        self.reg(self.k("config", "view", "--minify", "--output", "json", namespaced=False),
+                 json.dumps({"clusters": [{"name": "c", "cluster": {"server": SERVER}}]}))
+
+    def tools(self) -> None:
+        self.reg(["helm", "version", "--short"], "v3.15.3+g3bb50bb\n")
+        self.reg(["helmfile", "--version"], "helmfile version 0.166.0\n")
+
+    def reachable(self) -> None:
+        self.reg(self.k("version", "--output", "json", namespaced=False),
+                 json.dumps({"clientVersion": {"gitVersion": "v1.33.9"}, "serverVersion": {"gitVersion": "v1.33.1"}}))
+
+    def crds(self, *items: dict) -> None:
+        items = items or tuple(crd(n) for n in CRDS)
+        self.reg(self.k("get", "customresourcedefinitions", *CRDS, "--ignore-not-found", "--output", "json",
+                        namespaced=False), lst(*items))
+
+    def gateway_class(self, present: bool = True, name: str = "istio") -> None:
+        argv = self.k("get", "gatewayclasses.gateway.networking.k8s.io", name, "--output", "json", namespaced=False)
+        if present:
+            self.reg(argv, json.dumps({"kind": "GatewayClass", "metadata": {"name": name}}))
+        else:
+            self.not_found(argv, "gatewayclasses.gateway.networking.k8s.io", name)
+
+    def storage(self, default: bool = True) -> None:
+        ann = {"storageclass.kubernetes.io/is-default-class": "true"} if default else {}
+        self.reg(self.k("get", "storageclasses.storage.k8s.io", "--output", "json", namespaced=False),
+                 lst({"kind": "StorageClass", "metadata": {"name": "standard", "annotations": ann}}))
+
+    def nodes(self, gpus: int = 8) -> None:
+        self.reg(self.k("get", "nodes", "--output", "json", namespaced=False),
+                 lst({"kind": "Node", "metadata": {"name": "n1"}, "spec": {},
+                      "status": {"allocatable": {"nvidia.com/gpu": str(gpus)}}}))
+
+    def namespace(self, exists: bool = False, *, owned: bool = True, terminating: int = 0, n: int = 1) -> None:
+        argv = self.k("get", "namespace", self.ns, "--output", "json", namespaced=False)
+        if terminating:
+            term = {"kind": "Namespace", "metadata": {"name": self.ns}, "status": {"phase": "Terminating", "conditions": [
+                {"type": "NamespaceContentRemaining", "status": "True",
+                 "message": "Some resources are remaining: pods. has 1 resource instances"}]}}
+            self.reg(argv, json.dumps(term), n=terminating)
+        if exists:
+            labels = {"app.kubernetes.io/managed-by": "llmd"} if owned else {}
+            self.reg(argv, json.dumps({"kind": "Namespace", "metadata": {"name": self.ns, "labels": labels},
+                                       "status": {"phase": "Active"}}), n=n)
+        elif not terminating or exists is False:
+            self.not_found(argv, "namespaces", self.ns, n=n)
+
+    def releases(self, statuses: dict[str, str] | None = None, n: int = 1) -> None:
+        rows = [{"name": name, "namespace": self.ns, "revision": "2" if st != "pending-install" else "1",
+                 "status": st, "chart": "c-1"} for name, st in (statuses or {}).items()]
+        self.reg(self.h("list", "--all", "--output", "json"), json.dumps(rows), n=n)
+
+    def all_deployed(self) -> dict[str, str]:
+        return dict.fromkeys(self.s.releases, "deployed")
+
+    def apply_stdin(self, n: int = 1) -> None:
+        self.reg(self.k(*SSA, "-"), "applied (server-side)\n", n=n)
+
+    def apply_file(self, rel: str) -> None:
+        self.reg(self.k(*SSA, str(self.rendered / rel)), "applied (server-side)\n")
+
+    def state(self, digest: str | None) -> None:
+        argv = self.k("get", "configmap", f"llmd-{self.postfix}-state", "--output", "json")
+        if digest is None:
+            self.not_found(argv, "configmaps", f"llmd-{self.postfix}-state")
+        else:
+            self.reg(argv, json.dumps({"kind": "ConfigMap", "metadata": {
+                "name": f"llmd-{self.postfix}-state", "annotations": {"llmd.io/bundle-digest": digest}}}))
+
+    def watch_argv(self) -> list[str]:
+        kinds = "deployments.apps,pods,gateways.gateway.networking.k8s.io,httproutes.gateway.networking.k8s.io"
+        return self.k("get", kinds, "--output", "json")
+
+    def ready_items(self, *pods: dict, decode_ready: int | None = None) -> list[dict]:
+        s = self.s
+        return [deployment(s.epp_name, 1), deployment(s.gateway_service, 1), gateway(s.gateway_name),
+                deployment(s.decode_deployment, s.replicas if decode_ready is None else decode_ready, s.replicas),
+                route(s.httproute_name), *pods]
+
+    def watch(self, *snapshots: list[dict]) -> None:
+        for items in snapshots:
+            self.reg(self.watch_argv(), lst(*items))
+
+    def preflight(self, *, ns_exists: bool = False, gpu: bool = False, pvc: bool = False) -> None:
+        self.tools()
+        self.context()
+        self.reachable()
+        self.crds()
+        self.gateway_class()
+        if pvc:
+            self.storage()
+        if gpu:
+            self.nodes()
+        self.namespace(ns_exists)
+
+    def happy_deploy(self, *, first: bool = True, digest: str | None = None) -> None:
+        """A sim deploy on an empty (first=True) or already deployed cluster, ending ready."""
+        self.preflight(ns_exists=not first)
+        self.releases({} if first else self.all_deployed())
+        if first:
+            self.apply_stdin()  # namespace
+        self.state(None if first else digest)
+        if first:
+            self.reg(self.helmfile_sync(), "Upgrading release=infra-inference-scheduling, chart=x\n")
+            self.apply_stdin()  # state ConfigMap
+        self.apply_file("manifests/httproute.yaml")
+        self.watch(self.ready_items())
+        self.releases(self.all_deployed())
+
+
+def rendered_digest(*cli_args: str) -> str:
+    from llmd.render import render_bundle
+
+    return render_bundle(settings_for(*cli_args)).digest()
+
+
+def tool_calls(fp) -> list[list[str]]:
+    return [list(map(str, c)) for c in fp.calls]
