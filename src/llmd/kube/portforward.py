@@ -157,8 +157,10 @@ class PortForward:
         self.on_event = on_event or (lambda _msg: None)
 
         self.url: str | None = None
-        self.generation = 0  # 1 once up; +1 on every restart (in-flight requests of older generations were lost)
-        self.restarts = 0
+        # 1 once up; +1 when a loss is seen and +1 when the replacement is up: a request that started in an older
+        # generation and failed was lost with its tunnel (the load engine counts it as tunnel_lost).
+        self.generation = 0
+        self.restarts = 0  # restart attempts made (bounded by restart_budget)
         self.events: list[dict] = []  # losses and restarts, for the report
         self.failed: LlmdError | None = None  # set when the watchdog gave up (restart budget spent)
 

@@ -48,6 +48,7 @@ class Check:
     attempts: int = 1
     duration_s: float = 0.0
     skipped: bool = False
+    blocking: bool = False  # no usable HTTP answer (route/server/connection): later checks would fail the same way
 
     @property
     def status(self) -> str:
@@ -90,7 +91,8 @@ class SmokeReport:
             "ok": self.ok, "url": self.url, "endpoint": self.endpoint, "model": self.model,
             "prompt_chars": self.prompt_chars, "max_tokens": self.max_tokens,
             "duration_s": round(self.duration_s, 3), "warnings": self.warnings,
-            "checks": [{**asdict(c), "status": c.status, "duration_s": round(c.duration_s, 3)} for c in self.checks],
+            "checks": [{**{k: v for k, v in asdict(c).items() if k != "blocking"}, "status": c.status,
+                        "duration_s": round(c.duration_s, 3)} for c in self.checks],
         }
 
 
@@ -426,7 +428,8 @@ class Smoke:
             detail, evidence, hint = self._describe_failure(result)
             if not isinstance(result, _Transport) and result.status in (404, 500, 502, 503, 504):
                 evidence = self._evidence_with_pods(evidence)
-            return Check(name, False, detail + retried, evidence, hint, attempts=attempts, duration_s=took)
+            return Check(name, False, detail + retried, evidence, hint, attempts=attempts, duration_s=took,
+                         blocking=True)
         if stream:
             verdict = self._judge_stream(result)
         else:
@@ -517,8 +520,7 @@ class Smoke:
                     self.ui.step(f"{api}{' (stream)' if stream else ''} -> {self.model}")
                 check = self.check_completion(api, stream)
                 report.checks.append(check)
-                # An unreachable route/server fails every later check the same way: stop there.
-                stop = not check.ok and (check.detail.startswith("HTTP") or "connect" in check.detail)
+                stop = check.blocking
         finally:
             self.http.close()
             report.duration_s = time.monotonic() - started
