@@ -65,7 +65,9 @@ pip install --no-cache-dir --quiet --disable-pip-version-check "$HF_HUB_REQUIREM
 python - <<'PY'
 import os
 from huggingface_hub import snapshot_download
-path = snapshot_download(repo_id=os.environ["MODEL"], cache_dir=os.environ["HF_HUB_CACHE"])
+# original/ holds the reference (non-HF) checkpoint of Meta repos: vLLM never reads it, it doubles the size
+path = snapshot_download(repo_id=os.environ["MODEL"], cache_dir=os.environ["HF_HUB_CACHE"],
+                         ignore_patterns=["original/*"])
 print("downloaded", os.environ["MODEL"], "to", path, flush=True)
 PY
 mkdir -p "$(dirname "$marker")"
