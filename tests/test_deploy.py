@@ -15,6 +15,7 @@ from test_deploy_support import (  # noqa: F401  (fixtures)
     clock,
     crd,
     job,
+    stdin_capture,
     lst,
     no_killpg,
     pod,
@@ -254,8 +255,7 @@ def test_helmfile_failure_exits_5_with_redacted_tail_and_release_ledger(cli, fp,
     fake.reg(fake.helmfile_sync(), "Upgrading release=gaie-inference-scheduling\n",
              stderr=f"Error: UPGRADE FAILED: values don't meet the schema (token {token})\n", rc=1)
     fake.releases({"infra-inference-scheduling": "deployed", "gaie-inference-scheduling": "failed"})
-    r = cli("deploy", "--context", CTX, *SIM, "--hf-token-file", "/nonexistent") if False else \
-        cli("deploy", "--context", CTX, "--accelerator", "cpu", "--model-cache", "emptydir")
+    r = cli("deploy", "--context", CTX, "--accelerator", "cpu", "--model-cache", "emptydir")  # needs the token
     assert r.exit_code == 5, r.stderr
     assert "helmfile sync failed" in r.stderr
     assert "infra-inference-scheduling: deployed" in r.stderr and "ms-inference-scheduling: not installed" in r.stderr
@@ -421,3 +421,90 @@ def test_json_failure_is_still_one_document(cli, fp, fake):
     assert r.exit_code == 5
     doc = json.loads(r.stdout)
     assert doc["status"] == "failed" and doc["exit_code"] == 5 and "--recover" in doc["hint"]
+
+
+def _full_pvc_deploy(fake, *, job_state: str = "complete"):
+    """The default accelerator (GPU, token, model-cache PVC and download Job)."""
+    fake.s = fake.s.__class__(namespace=NS, kube_context=CTX)
+    fake.preflight(gpu=True, pvc=True)
+    fake.releases({})
+    fake.apply_stdin(2)  # namespace, secret
+    fake.apply_file("manifests/model-cache-pvc.yaml")
+    fake.not_found(fake.k("get", "jobs.batch", fake.s.download_job_name, "--output", "json"))
+    fake.apply_file("manifests/model-download-job.yaml")
+    fake.reg(fake.k("get", "jobs.batch,pods", "--output", "json"), lst(job(fake.s.download_job_name, job_state)))
+
+
+def test_canary_token_only_travels_on_the_secret_apply_stdin(cli, fp, fake, monkeypatch, tmp_path, stdin_capture):
+    """F68: neither the token nor its base64 in argv, output, transcripts or rendered files."""
+    import base64
+
+    canary = "hf_CANARYcanaryCANARY0123456789"
+    b64 = base64.b64encode(canary.encode()).decode()
+    monkeypatch.setenv("HF_TOKEN", canary)
+    _full_pvc_deploy(fake)
+    fake.state(None)
+    fake.reg(fake.helmfile_sync(), f"helm --debug echo: {canary}\n")  # a child that leaks it gets redacted
+    fake.apply_stdin()
+    fake.apply_file("manifests/httproute.yaml")
+    fake.watch(fake.ready_items())
+    fake.releases(fake.all_deployed())
+    r = cli("deploy", "--context", CTX)
+    assert r.exit_code == 0, r.stderr
+    for argv in tool_calls(fp):
+        assert not any(canary in a or b64.rstrip("=") in a for a in argv)
+    assert canary not in r.stdout + r.stderr and b64.rstrip("=") not in r.stdout + r.stderr
+    files = [p for p in (tmp_path / "state").rglob("*") if p.is_file()]
+    assert any(p.name == "commands.log" for p in files) and any(p.name == "ms.yaml" for p in files)
+    for p in files:
+        text = p.read_text(errors="replace")
+        assert canary not in text and b64.rstrip("=") not in text, p
+    secrets = [json.loads(b) for b in stdin_capture if b and b'"kind": "Secret"' in b]
+    assert len(secrets) == 1 and secrets[0]["data"]["HF_TOKEN"] == b64
+    assert secrets[0]["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "llmd"
+    assert not any(canary.encode() in b or b64.encode() in b for b in stdin_capture if b'"Secret"' not in b)
+
+
+def test_model_is_downloaded_once_before_the_charts(cli, fp, fake, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_" + "t" * 30)
+    _full_pvc_deploy(fake)
+    fake.state(None)
+    fake.reg(fake.helmfile_sync(), "")
+    fake.apply_stdin()
+    fake.apply_file("manifests/httproute.yaml")
+    fake.watch(fake.ready_items())
+    fake.releases(fake.all_deployed())
+    r = cli("deploy", "--context", CTX)
+    assert r.exit_code == 0, r.stderr
+    calls = tool_calls(fp)
+    assert _index(calls, fake.k("get", "jobs.batch,pods", "--output", "json")) < _index(calls, fake.helmfile_sync())
+    assert "downloading meta-llama/Llama-3.1-8B-Instruct" in r.stderr
+
+
+def test_gated_model_download_fails_fast_with_the_licence_hint(cli, fp, fake, monkeypatch):  # F29
+    monkeypatch.setenv("HF_TOKEN", "hf_" + "t" * 30)
+    _full_pvc_deploy(fake, job_state="failed")
+    fake.reg(fake.k("logs", f"job/{fake.s.download_job_name}", "--tail", "60"),
+             "huggingface_hub.errors.GatedRepoError: 401 Client Error. Cannot access gated repo for url ...\n")
+    r = cli("deploy", "--context", CTX)
+    assert r.exit_code == 6, r.stderr
+    assert "download failed (gated model)" in r.stderr
+    assert "https://huggingface.co/meta-llama/Llama-3.1-8B-Instruct" in r.stderr
+    assert fake.helmfile_sync() not in tool_calls(fp)
+
+
+def test_gpu_shortfall_is_a_preflight_warning(cli, fp, fake, monkeypatch):  # F26 (preflight part)
+    monkeypatch.setenv("HF_TOKEN", "hf_" + "t" * 30)
+    fake.s = fake.s.__class__(namespace=NS, kube_context=CTX)
+    fake.tools()
+    fake.context()
+    fake.reachable()
+    fake.crds()
+    fake.gateway_class()
+    fake.storage()
+    fake.nodes(gpus=2)
+    fake.namespace(True)
+    fake.releases({"ms-inference-scheduling": "pending-install"})  # stop right after preflight
+    r = cli("deploy", "--context", CTX)
+    assert r.exit_code == 5
+    assert "only 2 nvidia.com/gpu allocatable, 4 needed" in r.stderr
