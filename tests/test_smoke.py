@@ -244,3 +244,14 @@ def test_stalled_response_is_bounded_by_the_read_timeout(srv):
     report = smoke(srv, read_timeout=0.5)
     assert time.monotonic() - started < 2.5
     assert "no response" in check(report, "chat").detail
+
+
+def test_a_trickling_stream_is_cut_at_the_request_deadline(srv):
+    slow = stream_reply(MODEL, True, pieces=tuple("abcdefghij"))
+    slow.frame_delay = 0.25
+    srv.script("/v1/chat/completions", chat_reply(MODEL), slow)
+    started = time.monotonic()
+    report = smoke(srv, request_timeout=0.8)
+    s = check(report, "chat stream")
+    assert not s.ok and "timeout" in s.detail and "0.8s deadline" in s.evidence
+    assert time.monotonic() - started < 2.5

@@ -192,7 +192,7 @@ class SmokeClient:
                 reply.elapsed_s = time.monotonic() - started
                 return reply
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise _Transport("connect_error", f"cannot connect to {url}: {exc or type(exc).__name__}", True) from None
+            raise _Transport("connect_error", f"cannot connect to {url}: {_why(exc)}", True) from None
         except httpx.TimeoutException as exc:
             if got_headers:
                 raise _Transport("timeout", f"response body from {url} timed out ({type(exc).__name__})",
@@ -200,16 +200,24 @@ class SmokeClient:
             raise _Transport("timeout", f"no response from {url} within {self.read_timeout:g}s", False) from None
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
             # Closed before any response bytes: the server (or tunnel) dropped us; safe to retry.
-            raise _Transport("connect_error", f"connection to {url} dropped: {exc or type(exc).__name__}",
-                             not got_headers) from None
+            raise _Transport("connect_error", f"connection to {url} dropped: {_why(exc)}", not got_headers) from None
+
+
+def _why(exc: Exception) -> str:
+    return str(exc) or type(exc).__name__
 
 
 def _read_capped(r, deadline: float) -> bytes:
+    """The body, up to BODY_CAP bytes; a body still arriving at the deadline is a timeout, not a short answer."""
+    import httpx
+
     buf = bytearray()
     for chunk in r.iter_bytes():
         buf += chunk
-        if len(buf) >= BODY_CAP or time.monotonic() > deadline:
+        if len(buf) >= BODY_CAP:
             break
+        if time.monotonic() > deadline:
+            raise httpx.ReadTimeout("the response body was still arriving at the request deadline")
     return bytes(buf[:BODY_CAP])
 
 
