@@ -6,21 +6,22 @@ import json
 import time
 
 import pytest
-from test_deploy_support import (  # noqa: F401  (fixtures)
+
+from test_deploy_support import (  # noqa: F401  (*_fixture: fixtures used by name)
     CTX,
     NS,
     SERVER,
     UNREACHABLE,
     Fake,
-    clock,
+    clock_fixture,
     crd,
     job,
-    stdin_capture,
     lst,
-    no_killpg,
+    no_killpg_fixture,
     pod,
     rendered_digest,
     route,
+    stdin_capture_fixture,
     tool_calls,
 )
 
@@ -28,7 +29,7 @@ SIM = ("--accelerator", "sim")
 
 
 @pytest.fixture
-def fake(fp, tmp_path, fake_tools_on_path, clock, no_killpg):  # noqa: F811
+def fake(fp, tmp_path, fake_tools_on_path, clock, no_killpg):
     return Fake(fp, tmp_path)
 
 

@@ -1,4 +1,5 @@
-"""Helpers for the deploy/status/cleanup tests (no tests here).
+"""Helpers for the deploy/status/cleanup tests (no tests here). Fixtures are imported by their
+`*_fixture` names so test parameters do not shadow an import.
 
 `Fake` registers, in pytest-subprocess's strict `fp`, the exact argv llmd is expected to run with the
 scope injected, and canned kubectl/helm JSON answers. Anything unregistered fails the run. Objects are
@@ -40,8 +41,8 @@ class FakeClock:
         self.t += seconds
 
 
-@pytest.fixture
-def clock(monkeypatch) -> FakeClock:
+@pytest.fixture(name="clock")
+def clock_fixture(monkeypatch) -> FakeClock:
     from llmd.ops import wait
 
     c = FakeClock()
@@ -49,16 +50,16 @@ def clock(monkeypatch) -> FakeClock:
     return c
 
 
-@pytest.fixture
-def no_killpg(monkeypatch) -> list[tuple[int, int]]:
+@pytest.fixture(name="no_killpg")
+def no_killpg_fixture(monkeypatch) -> list[tuple[int, int]]:
     """FakePopen pids are small counters, not our children: record group signals instead of sending them."""
     sent: list[tuple[int, int]] = []
     monkeypatch.setattr(os, "killpg", lambda pid, sig: sent.append((pid, sig)))
     return sent
 
 
-@pytest.fixture
-def stdin_capture(monkeypatch) -> list[bytes]:
+@pytest.fixture(name="stdin_capture")
+def stdin_capture_fixture(monkeypatch) -> list[bytes]:
     """What llmd wrote to each fake child's stdin (pytest-subprocess keeps it in a BytesIO we can't read
     after the runner closes it)."""
     from pytest_subprocess.fake_popen import FakePopen
@@ -220,9 +221,10 @@ class Fake:
     def namespace(self, exists: bool = False, *, owned: bool = True, terminating: int = 0, n: int = 1) -> None:
         argv = self.k("get", "namespace", self.ns, "--output", "json", namespaced=False)
         if terminating:
-            term = {"kind": "Namespace", "metadata": {"name": self.ns}, "status": {"phase": "Terminating", "conditions": [
-                {"type": "NamespaceContentRemaining", "status": "True",
-                 "message": "Some resources are remaining: pods. has 1 resource instances"}]}}
+            conds = [{"type": "NamespaceContentRemaining", "status": "True",
+                      "message": "Some resources are remaining: pods. has 1 resource instances"}]
+            term = {"kind": "Namespace", "metadata": {"name": self.ns},
+                    "status": {"phase": "Terminating", "conditions": conds}}
             self.reg(argv, json.dumps(term), n=terminating)
         if exists:
             labels = {"app.kubernetes.io/managed-by": "llmd"} if owned else {}
