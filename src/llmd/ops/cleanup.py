@@ -222,7 +222,8 @@ class Cleaner:
                                 "--keep-pvc: the model cache stays for the next deploy" if names else "")
                 continue
             self.delete_kind(key, kind, names)
-        if not self.runner.dry_run and not keep_pvc and inv.owned.get("pvc"):
+        pvc_deleted = any(r.what == "pvc" and r.status == "removed" for r in self.report.rows)
+        if pvc_deleted:
             self.settle_pvcs(inv.owned["pvc"])
         if remove_namespace:
             self.remove_namespace(inv)
