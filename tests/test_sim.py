@@ -150,6 +150,18 @@ def test_keep_alive_pipelining_answers_in_order(sim):
     assert data.index(b"x-request-id: p1") < data.index(b"x-request-id: p2")
 
 
+def test_expect_100_continue_like_curl(sim):
+    h = sim(output_len=1)
+    body = json.dumps({"prompt": "x " * 600}).encode()
+    with socket.create_connection(("127.0.0.1", h.port), timeout=5) as s:
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: %d\r\n\r\n"
+                  % len(body))
+        assert s.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        s.sendall(body)
+        data = s.recv(65536)
+    assert data.startswith(b"HTTP/1.1 200 OK") and b'"prompt_tokens":600' in data
+
+
 def test_queueing_beyond_max_num_seqs(sim):
     h = sim(max_num_seqs=1, ttft=0.3, output_len=1)
 

@@ -42,6 +42,7 @@ class HttpConnection(asyncio.Protocol):
         self.busy = False  # a request is being answered; later ones wait in buf
         self.parsing = False
         self.closed = False
+        self.continued = False  # "100 Continue" already sent for the request being received
         self.task: asyncio.Task | None = None  # the task answering the current request, if any
 
     # asyncio callbacks -------------------------------------------------------------------------
@@ -118,7 +119,11 @@ class HttpConnection(asyncio.Protocol):
                     return
                 total = end + 4 + length
                 if len(buf) < total:
+                    if headers.get(b"expect", b"").lower() == b"100-continue" and not self.continued:
+                        self.continued = True  # curl waits for this before sending a large body
+                        self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                     return
+                self.continued = False
                 body = buf[end + 4:total]
                 self.buf = buf[total:]
                 conn_hdr = headers.get(b"connection", b"").lower()
