@@ -153,3 +153,18 @@ def test_config_command_bad_input_exit_2(cli):
     r = cli("config", "-n", "Bad_NS")
     assert r.exit_code == 2
     assert "DNS-1123" in r.stderr and "foo" not in r.stdout
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("1.10", "1.10"), ("0.95", 0.95), ("3", 3), ("no", "no"), ("on", "on"),
+    ("true", True), ("1e3", "1e3"), ("[a, b]", ["a", "b"]), ('"1.5"', "1.5"),
+])
+def test_set_values_keep_what_the_user_typed(raw, expected):
+    s = load_settings({}, sets=[f"values.gaie.inferenceExtension.image.tag={raw}"], environ={})
+    assert s.value_overrides[0][2] == expected
+
+
+def test_command_options_keep_help_and_short_aliases(cli):
+    r = cli("config", "--help")
+    assert r.exit_code == 0
+    assert "--json" in r.stdout and "JSON document" in r.stdout

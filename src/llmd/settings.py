@@ -358,12 +358,22 @@ def parse_set(expr: str) -> tuple[str, Any]:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError as exc:
             raise ConfigError(f"--set {expr!r}: value is not valid YAML: {exc}") from None
-        return path, value
+        return path, _keep_literal(raw.strip(), value)
     name = _normalise_key(path)
     if name not in FIELDS:
         raise ConfigError(f"--set {expr!r}: unknown setting {path!r}",
                           hint="known settings: " + ", ".join(sorted(FIELDS)) + ", or values.<release>.<path>")
     return name, raw
+
+
+def _keep_literal(raw: str, value: Any) -> Any:
+    """A scalar that would not survive the YAML round trip stays the string the user typed:
+    `1.10` is an image tag, not 1.1; `no`/`on` are words, not booleans (only true/false are)."""
+    if isinstance(value, bool):
+        return value if raw.lower() in ("true", "false") else raw
+    if isinstance(value, (int, float)) and str(value) != raw:
+        return raw
+    return value
 
 
 def read_token_file(path: str, warn=None) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import typing
 from collections.abc import Callable
 from enum import Enum
 from typing import Annotated, Any, Optional
@@ -65,7 +66,11 @@ def settings_options(fn: Callable) -> Callable:
         annotation=Annotated[Optional[str], typer.Option(  # noqa: UP045
             "--config", "-c", help="YAML file of settings [env LLMD_CONFIG]", rich_help_panel=GROUP,
             show_default=False)]))
-    own = [p for name, p in sig.parameters.items() if name not in ("flags", "sets", "config")]
+    # Resolve the command's own annotations now: with `from __future__ import annotations` they are
+    # strings that Typer could not evaluate against the wrapper's globals.
+    hints = typing.get_type_hints(fn, include_extras=True)
+    own = [p.replace(annotation=hints.get(name, p.annotation))
+           for name, p in sig.parameters.items() if name not in ("flags", "sets", "config")]
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -74,7 +79,9 @@ def settings_options(fn: Callable) -> Callable:
         config = kwargs.pop("opt_config")
         return fn(*args, flags=flags, sets=sets, config=config, **kwargs)
 
-    wrapper.__signature__ = sig.replace(parameters=own + extra)  # type: ignore[attr-defined]
+    params = own + extra
+    wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
     return wrapper
 
 
