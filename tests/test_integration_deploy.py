@@ -9,7 +9,14 @@ second identical deploy changes nothing (the digest recorded in the state Config
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -117,6 +124,7 @@ def test_deploy_end_to_end_then_again_without_changes(cli, stack):
     assert secret["metadata"]["name"] == settings.hf_secret_name
     for text in (helm.log.read_text(), kubectl.log.read_text(), first.stdout, first.stderr):
         assert TOKEN not in text
+    assert os.listdir(os.environ["TMPDIR"]) == [], "temporary files left behind (F70)"
 
     # Second identical deploy: the recorded digest matches and all releases are deployed -> helmfile is skipped.
     helm.reset()
@@ -139,3 +147,73 @@ def test_failed_chart_is_exit_5_with_a_ledger_of_releases(cli, stack, monkeypatc
     # No state ConfigMap recorded: the next deploy must run helmfile again.
     assert "ConfigMap" not in applied(kubectl)
     assert TOKEN not in res.stderr + res.stdout + helm.log.read_text() + kubectl.log.read_text()
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie waiting for its (re)parent to reap it is gone for our purposes
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def wait_for_hang(helm: FakeTool, proc: subprocess.Popen, timeout: float = 30.0) -> dict:
+    path = Path(f"{helm.log}.hang.json")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+            return json.loads(path.read_text())
+        time.sleep(0.05)
+    raise AssertionError("helm never started the release that should hang")
+
+
+def test_ctrl_c_during_helmfile_leaves_no_process_and_recover_repairs(cli, stack, tmp_path):
+    """F52 then F24, with real processes: SIGINT to llmd while the real helmfile waits on helm."""
+    settings, helm, _ = stack
+    env = {**os.environ, "FAKE_HELM_HANG": f"upgrade:{settings.gaie_release}"}
+    # Its own session, like a terminal's foreground job: the signal reaches llmd only, llmd must pass it on.
+    proc = subprocess.Popen([sys.executable, "-m", "llmd", "deploy", "-n", NS, "--context", CONTEXT], env=env,
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    hung: dict = {}
+    try:
+        hung = wait_for_hang(helm, proc)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=45)
+        took = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        for pid in hung.values():
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert took < 30
+    assert os.listdir(os.environ["TMPDIR"]) == [], "temporary values files left behind (F70)"
+    assert f"{settings.gaie_release} may be pending" in err and "llmd deploy --recover" in err
+    assert not alive(hung["pid"]), "fake helm survived the interrupt"
+    assert not alive(hung["ppid"]), "helmfile survived the interrupt"
+    assert TOKEN not in err
+
+    # The next deploy refuses to paper over the pending release ...
+    blocked = cli("deploy", "-n", NS, "--context", CONTEXT)
+    assert blocked.exit_code == 5, blocked.stderr
+    assert f"{settings.gaie_release} (pending-install, revision 1)" in blocked.stderr
+    assert "--recover" in blocked.stderr
+
+    # ... and --recover uninstalls it (revision 1 has nothing to roll back to), then deploys everything.
+    helm.reset()
+    fixed = cli("deploy", "-n", NS, "--context", CONTEXT, "--recover", "--json")
+    assert fixed.exit_code == 0, fixed.stderr
+    calls = helm.calls()
+    uninstall = [c for c in calls if c[0] in ("uninstall", "delete")]
+    assert [c[1] for c in uninstall] == [settings.gaie_release]
+    assert calls.index(uninstall[0]) < min(calls.index(c) for c in calls if "upgrade" in c)
+    assert {r: v["status"] for r, v in json.loads(fixed.stdout)["releases"].items()} == dict.fromkeys(
+        settings.releases, "deployed")

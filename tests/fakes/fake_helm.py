@@ -7,6 +7,9 @@ Environment:
   FAKE_HELM_STATE    JSON file with the installed releases, so `list`/`status`/`history`/`uninstall` see what
                      `upgrade --install` did (default: <FAKE_HELM_LOG>.state.json)
   FAKE_HELM_FAIL     comma list of `<command>` or `<command>:<release>` to fail with exit 1, e.g. `upgrade:gaie-x`
+  FAKE_HELM_HANG     the same form: the matching `upgrade`/`install` records the release as pending-install (or
+                     pending-upgrade), writes {"pid", "ppid"} to <FAKE_HELM_LOG>.hang.json and sleeps (at most
+                     60 s), like a helm waiting on a cluster, so tests can interrupt it
 
 Answers what helmfile 0.166 asks (`version --client --short`, `repo add`, `pull --untar`, `show chart`,
 `upgrade --install`, `list --filter ^name$` as a table with header, `template`, `uninstall`) and what llmd
@@ -23,6 +26,7 @@ import re
 import shutil
 import sys
 import tarfile
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -152,13 +156,22 @@ def cmd_upgrade(pos, opts, switches, state: State, ns: str, command: str) -> int
         return 1
     capture_values(release, opts)
     revision = existing["revision"] + 1 if existing else 1
-    history = [*(existing or {}).get("history", []), {"revision": revision, "status": "deployed"}]
-    for h in history[:-1]:
-        h["status"] = "superseded"
-    state.releases[key] = {"name": release, "namespace": ns, "revision": revision, "status": "deployed",
+    hang = matches("FAKE_HELM_HANG", command, pos)
+    status = ("pending-upgrade" if existing else "pending-install") if hang else "deployed"
+    history = [*(existing or {}).get("history", []), {"revision": revision, "status": status}]
+    if not hang:
+        for h in history[:-1]:
+            h["status"] = "superseded"
+    state.releases[key] = {"name": release, "namespace": ns, "revision": revision, "status": status,
                            "chart": chart_name(ref), "version": one(opts, "--version"), "ref": ref,
                            "updated": now(), "history": history}
     state.save()
+    if hang:
+        Path(f"{os.environ['FAKE_HELM_LOG']}.hang.json").write_text(json.dumps({"pid": os.getpid(),
+                                                                                 "ppid": os.getppid()}))
+        time.sleep(60)
+        print("Error: context deadline exceeded", file=sys.stderr)
+        return 1
     verb = "upgraded" if existing else "installed"
     print(f'Release "{release}" has been {verb}. Happy Helming!\nNAME: {release}\nNAMESPACE: {ns}\n'
           f"STATUS: deployed\nREVISION: {revision}")
@@ -231,8 +244,8 @@ def cmd_rollback(pos, state: State, ns: str) -> int:
     return 0
 
 
-def should_fail(command: str, pos: list[str]) -> bool:
-    wanted = {w.strip() for w in os.environ.get("FAKE_HELM_FAIL", "").split(",") if w.strip()}
+def matches(var: str, command: str, pos: list[str]) -> bool:
+    wanted = {w.strip() for w in os.environ.get(var, "").split(",") if w.strip()}
     release = pos[1] if len(pos) > 1 else ""
     return command in wanted or f"{command}:{release}" in wanted
 
@@ -246,7 +259,7 @@ def main(argv: list[str]) -> int:
         print("fake helm: no command", file=sys.stderr)
         return UNSUPPORTED
     command = {"delete": "uninstall", "un": "uninstall", "ls": "list"}.get(pos[0], pos[0])
-    if should_fail(command, pos):
+    if matches("FAKE_HELM_FAIL", command, pos):
         print(f"Error: fake failure injected for {command}", file=sys.stderr)
         return 1
     state = State(Path(os.environ.get("FAKE_HELM_STATE") or f"{log}.state.json"))
