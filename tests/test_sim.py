@@ -125,6 +125,9 @@ def test_bad_requests_are_answered_cleanly(sim):
         assert c.post("/v1/chat/completions", json={"messages": []}).status_code == 400
         assert c.post("/v1/completions", json={"prompt": 5}).status_code == 400
         assert c.post("/v1/completions", json={"prompt": "a", "max_tokens": 0}).status_code == 400
+        assert c.post("/v1/completions", json={"prompt": "a", "max_tokens": True}).status_code == 400
+        assert c.post("/v1/completions", json={"prompt": "a", "model": ["x"]}).status_code == 400
+        assert c.post("/v1/completions", json=["a"]).status_code == 400
         r = c.post("/v1/completions", json={"model": "gpt-9", "prompt": "a"})
         assert r.status_code == 404 and "gpt-9" in r.json()["error"]["message"]
         assert c.get("/v1/completions").status_code == 405

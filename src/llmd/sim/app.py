@@ -185,6 +185,8 @@ class SimApp:
         if not isinstance(req, dict):
             return 400, "request body must be a JSON object", "BadRequestError"
         model = req.get("model") or cfg.names[0]
+        if not isinstance(model, str):
+            return 400, "model must be a string", "BadRequestError"
         job.model_json = self.model_json.get(model)
         if job.model_json is None:
             return 404, f"The model `{model}` does not exist.", "NotFoundError"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import traceback
 from typing import Any
 
 MAX_HEAD = 64 * 1024
@@ -129,7 +130,12 @@ class HttpConnection(asyncio.Protocol):
                 conn_hdr = headers.get(b"connection", b"").lower()
                 keep_alive = conn_hdr != b"close" if parts[2] == b"HTTP/1.1" else conn_hdr == b"keep-alive"
                 self.busy = True
-                self.app.handle(self, parts[0], parts[1], headers, body, keep_alive, time.perf_counter_ns())
+                try:
+                    self.app.handle(self, parts[0], parts[1], headers, body, keep_alive, time.perf_counter_ns())
+                except Exception:  # a sim bug must not kill the connection silently: answer 500 and log it
+                    traceback.print_exc()
+                    self._fail(500, b"internal simulator error")
+                    return
         finally:
             self.parsing = False
 
