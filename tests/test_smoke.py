@@ -255,3 +255,61 @@ def test_a_trickling_stream_is_cut_at_the_request_deadline(srv):
     s = check(report, "chat stream")
     assert not s.ok and "timeout" in s.detail and "0.8s deadline" in s.evidence
     assert time.monotonic() - started < 2.5
+
+
+@pytest.fixture
+def sim_factory():
+    sim = pytest.importorskip("llmd.sim.server")
+    from llmd.sim.config import FaultSpec, SimConfig
+
+    handles = []
+
+    def start(**kw):
+        faults = tuple(FaultSpec.parse(f) for f in kw.pop("faults", ()))
+        h = sim.run_in_thread(SimConfig(port=0, model=MODEL, faults=faults, **kw))
+        handles.append(h)
+        return h.url.rstrip("/")
+
+    yield start
+    for h in handles:
+        h.stop()
+
+
+def test_f40_against_the_simulator_warmup_404_then_503(sim_factory):
+    url = sim_factory(warmup_404=1, warmup_503=2)
+    report = run_smoke(ep(url, "gateway"), MODEL, "hi", 4, 10.0, None)
+    assert report.ok, report.to_dict()
+    assert check(report, "models").attempts == 4
+
+
+@pytest.mark.parametrize(("fault", "check_name", "needle"), [
+    ("status=404", "chat", "HTTPRoute missing"),
+    ("status=500", "chat", None),
+    ("html_200", "chat", "proxy"),
+    ("no_choices", "chat", "proxy"),
+    ("context_length", "chat", "--max-tokens"),
+])
+def test_simulator_faults_fail_the_smoke_test_with_a_hint(sim_factory, fault, check_name, needle):
+    url = sim_factory(faults=[fault])
+    report = smoke(url, policy=RetryPolicy(max_attempts=2, window_s=3))
+    c = check(report, check_name)
+    assert not report.ok and not c.ok
+    if needle:
+        assert needle in c.hint
+
+
+@pytest.mark.parametrize(("fault", "failure"), [
+    ("error_frame", "stream_error"), ("early_close", "truncated"), ("malformed_frame", "malformed_stream"),
+    ("stall", "stalled"),
+])
+def test_simulator_stream_faults_fail_the_stream_checks(sim_factory, fault, failure):
+    from llmd.ops.smoke import Smoke
+
+    url = sim_factory(faults=[fault], output_len=6)
+    s = Smoke(ep(url), model=MODEL, prompt="hi", max_tokens=6, ready_timeout=5, read_timeout=0.5)
+    try:
+        c = s.check_completion("chat", stream=True)
+    finally:
+        s.http.close()
+    assert not c.ok and failure in c.detail, c
+    assert c.attempts == 1  # a stream that started is never retried
