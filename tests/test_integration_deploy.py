@@ -217,3 +217,42 @@ def test_ctrl_c_during_helmfile_leaves_no_process_and_recover_repairs(cli, stack
     assert calls.index(uninstall[0]) < min(calls.index(c) for c in calls if "upgrade" in c)
     assert {r: v["status"] for r, v in json.loads(fixed.stdout)["releases"].items()} == dict.fromkeys(
         settings.releases, "deployed")
+
+
+def cluster_objects(kubectl: FakeTool) -> list[tuple[str, str]]:
+    return [(o["kind"], o["metadata"]["name"]) for o in json.loads(kubectl.state.read_text())["objects"]]
+
+
+def labelled_ours(kubectl: FakeTool, settings) -> list[tuple[str, str]]:
+    want = {"app.kubernetes.io/managed-by": "llmd", "app.kubernetes.io/instance": settings.release_postfix}
+    return [(o["kind"], o["metadata"]["name"]) for o in json.loads(kubectl.state.read_text())["objects"]
+            if want.items() <= (o["metadata"].get("labels") or {}).items()]
+
+
+def test_deploy_then_cleanup_removes_only_what_llmd_created(cli, stack):
+    settings, helm, kubectl = stack
+    seeded = json.loads(kubectl.state.read_text())
+    seeded["objects"].append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "user-notes",
+                                                                                   "namespace": NS}})
+    kubectl.state.write_text(json.dumps(seeded))
+    assert cli("deploy", "-n", NS, "--context", CONTEXT).exit_code == 0
+    created = {kind for kind, _ in labelled_ours(kubectl, settings)}
+    assert created == {"Secret", "PersistentVolumeClaim", "Job", "ConfigMap", "HTTPRoute"}
+
+    helm.reset()
+    res = cli("cleanup", "-n", NS, "--context", CONTEXT, "--force", "--json")
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["status"] == "complete"
+    uninstalled = [c[1] for c in helm.calls() if c[0] in ("uninstall", "delete")]
+    assert uninstalled == [settings.ms_release, settings.gaie_release, settings.infra_release]
+    assert json.loads(helm.state.read_text()) == {}
+    assert labelled_ours(kubectl, settings) == []
+    left = cluster_objects(kubectl)
+    assert ("ConfigMap", "user-notes") in left and ("Namespace", NS) in left  # not ours / not asked for
+
+    # The namespace llmd created goes only when asked; after that there is nothing left to do.
+    gone = cli("cleanup", "-n", NS, "--context", CONTEXT, "--force", "--remove-namespace", "--json")
+    assert gone.exit_code == 0, gone.stderr
+    assert ("Namespace", NS) not in cluster_objects(kubectl)
+    again = cli("cleanup", "-n", NS, "--context", CONTEXT, "--force", "--json")
+    assert again.exit_code == 0 and json.loads(again.stdout)["status"] == "nothing to do"

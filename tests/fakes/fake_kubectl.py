@@ -9,7 +9,8 @@ Environment:
 Models only what a cluster does that llmd relies on: `config current-context|view --minify`, `version`,
 `get` (one or more kinds, by name, list, --ignore-not-found, NotFound errors), server-side `apply`
 (stored; a Job is marked Complete and an HTTPRoute Accepted, standing in for their controllers) and
-`delete`. Anything else exits 64 so an unmodelled call fails the test instead of passing by accident.
+`delete` by name or selector. Anything else exits 64 so an unmodelled call fails the test instead of
+passing by accident.
 """
 
 from __future__ import annotations
@@ -182,16 +183,24 @@ def cmd_apply(opts, cluster: Cluster, ns: str) -> int:
     return 0
 
 
-def cmd_delete(pos, switches, cluster: Cluster, ns: str) -> int:
+def cmd_delete(pos, opts, switches, cluster: Cluster, ns: str) -> int:
+    """By name(s) or by --selector; objects go at once (no finalizers in this cluster)."""
     kind, namespaced = resource(pos[1])
-    for name in pos[2:]:
-        hits = cluster.find(kind, ns if namespaced else None, name)
-        if not hits and "--ignore-not-found" not in switches:
-            print(f'Error from server (NotFound): {pos[1]} "{name}" not found', file=sys.stderr)
-            return 1
-        cluster.objects = [o for o in cluster.objects if not any(o is h for h in hits)]
-        for _ in hits:
-            print(f'{pos[1]} "{name}" deleted')
+    scope_ns = ns if namespaced else None
+    sel = opts.get("--selector") or opts.get("-l")
+    if sel:
+        hits = [o for o in cluster.find(kind, scope_ns) if selected(o, sel)]
+    else:
+        hits = []
+        for name in pos[2:]:
+            found = cluster.find(kind, scope_ns, name)
+            if not found and "--ignore-not-found" not in switches:
+                print(f'Error from server (NotFound): {pos[1]} "{name}" not found', file=sys.stderr)
+                return 1
+            hits += found
+    cluster.objects = [o for o in cluster.objects if not any(o is h for h in hits)]
+    for h in hits:
+        print(f'{pos[1]} "{h["metadata"]["name"]}" deleted')
     cluster.save()
     return 0
 
@@ -225,8 +234,8 @@ def main(argv: list[str]) -> int:
         return cmd_get(pos, opts, switches, cluster, ns)
     if pos[:1] == ["apply"] and "--server-side" in switches:
         return cmd_apply(opts, cluster, ns)
-    if pos[:1] == ["delete"] and len(pos) >= 3:
-        return cmd_delete(pos, switches, cluster, ns)
+    if pos[:1] == ["delete"] and (len(pos) >= 3 or (len(pos) == 2 and ("--selector" in opts or "-l" in opts))):
+        return cmd_delete(pos, opts, switches, cluster, ns)
     print(f"fake kubectl: unsupported command {argv!r}", file=sys.stderr)
     return UNSUPPORTED
 
