@@ -509,3 +509,36 @@ def test_gpu_shortfall_is_a_preflight_warning(cli, fp, fake, monkeypatch):  # F2
     r = cli("deploy", "--context", CTX)
     assert r.exit_code == 5
     assert "only 2 nvidia.com/gpu allocatable, 4 needed" in r.stderr
+
+
+def test_polls_are_not_echoed_but_every_command_is_in_the_transcript(cli, fp, fake, tmp_path):
+    _to_sync(fake)
+    fake.watch(fake.ready_items(decode_ready=1), fake.ready_items(decode_ready=4))
+    fake.releases(fake.all_deployed())
+    r = cli("deploy", "--context", CTX, *SIM)
+    assert r.exit_code == 0, r.stderr
+    assert "get deployments.apps,pods" not in r.stderr
+    assert "decode 1/4" in r.stderr and "starting model servers" in r.stderr
+    log = next((tmp_path / "state" / "runs").rglob("commands.log")).read_text()
+    assert log.count("get deployments.apps,pods") == 2
+
+
+def test_a_failure_points_at_the_command_log(cli, fp, fake):
+    fake.preflight()
+    fake.releases({"ms-inference-scheduling": "pending-install"})
+    r = cli("deploy", "--context", CTX, *SIM)
+    assert r.exit_code == 5
+    assert "log: " in r.stderr and "commands.log" in r.stderr
+
+
+def test_ctrl_c_while_waiting_says_how_to_resume(cli, fp, fake, clock, monkeypatch):
+    _to_sync(fake)
+    fake.watch(fake.ready_items(decode_ready=1))
+
+    def interrupted_sleep(seconds):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(clock, "sleep", interrupted_sleep)
+    r = cli("deploy", "--context", CTX, *SIM)
+    assert r.exit_code == 130
+    assert "interrupted while waiting for readiness" in r.stderr and "re-run `llmd deploy`" in r.stderr

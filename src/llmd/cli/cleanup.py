@@ -30,12 +30,12 @@ def cleanup(ctx: typer.Context, *, keep_pvc: KeepPvcOpt = False, remove_namespac
     from llmd.errors import CleanupIncomplete, Refused
     from llmd.ops import cleanup as ops
 
-    with json_failure(ui, json):
+    runner = make_runner(ctx, ui, dry_run=dry_run)  # starts nothing by itself
+    with json_failure(ui, json, runner):
         ops.guard(settings)
         if not dry_run and not force and not sys.stdin.isatty():
             raise Refused("cleanup needs confirmation but stdin is not a terminal; nothing was done",
                           hint="re-run with --force (guards still apply), or --dry-run to see what would go")
-        runner = make_runner(ctx, ui, dry_run=dry_run)
         confirm = None if force else (lambda q: typer.confirm(q, default=False, err=True))
         report = ops.cleanup(settings, runner, ui, keep_pvc=keep_pvc, remove_namespace=remove_namespace,
                              confirm=confirm)

@@ -34,7 +34,7 @@ def deploy(ctx: typer.Context, *, recover: RecoverOpt = False, out: OutOpt = Non
     out_dir = Path(out) if out else state_dir() / "rendered" / settings.namespace / settings.release_postfix
     from llmd.ops.deploy import deploy as run_deploy
 
-    with json_failure(ui, json):
+    with json_failure(ui, json, runner):
         report = run_deploy(settings, runner, ui, out_dir=out_dir, recover=recover)
     if json:
         ui.json(report.to_dict())

@@ -8,11 +8,15 @@ from llmd.errors import LlmdError
 
 
 @contextlib.contextmanager
-def json_failure(ui, enabled: bool):
-    """With --json, a failure still prints one JSON document on stdout before the error boundary exits."""
+def json_failure(ui, enabled: bool, runner=None):
+    """With --json, a failure still prints one JSON document on stdout before the error boundary exits.
+    The error also carries the run's command transcript, which the boundary prints as `log: <path>`."""
     try:
         yield
     except LlmdError as err:
+        log = getattr(getattr(runner, "transcript", None), "path", None)
+        if log is not None and getattr(err, "log_path", None) is None:
+            err.log_path = str(log)
         if enabled:
             ui.json({"status": "failed", "exit_code": int(err.exit_code), "error": err.message,
                      "details": err.details, "hint": err.hint})

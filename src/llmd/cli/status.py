@@ -20,7 +20,7 @@ def status(ctx: typer.Context, *, json: JsonOpt = False, flags, sets, config) ->
     runner = make_runner(ctx, ui, echo=ui.verbose > 0)
     from llmd.ops.status import collect_status
 
-    with json_failure(ui, json):
+    with json_failure(ui, json, runner):
         report = collect_status(settings, runner)
     if json:
         ui.json(report.to_dict())

@@ -155,8 +155,15 @@ class Deployer:
         if self.runner.dry_run:
             report.step("wait", "planned", "wait for the EPP, the gateway, every decode replica and the HTTPRoute")
         else:
-            report.readiness = wait.wait_ready(self.s, self.kubectl, self.ui, ("epp", "gateway", "decode", "route"),
-                                               timeout_s=self.remaining())
+            try:
+                report.readiness = wait.wait_ready(self.s, self.kubectl, self.ui,
+                                                   ("epp", "gateway", "decode", "route"), timeout_s=self.remaining())
+            except KeyboardInterrupt:
+                raise Interrupted("interrupted while waiting for readiness; everything is installed and keeps "
+                                  "starting in the cluster",
+                                  hint=f"`llmd status -n {self.s.namespace}` shows progress; re-run `llmd deploy` "
+                                       "to resume waiting (nothing is re-installed)",
+                                  signum=15 if proc.last_signal == 15 else 2) from None
             report.step("wait", "done", f"ready in {report.readiness.elapsed_s:.0f}s")
             report.releases = {k: v for k, v in self.helm.releases().items() if k in self.s.releases}
         report.planned = [c.display() for c in self.runner.planned]

@@ -8,6 +8,7 @@ tests swap in a fake clock instead of sleeping.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -259,13 +260,26 @@ class Display:
             self.live.__exit__(*exc)
 
 
+@contextlib.contextmanager
+def _quiet_polls(runner, ui):
+    """A poll every few seconds would flood the terminal with `$ kubectl get …` echoes: show them only
+    with -v (the transcript still records every one)."""
+    echo = runner.echo
+    if ui.verbose <= 0:
+        runner.echo = None
+    try:
+        yield
+    finally:
+        runner.echo = echo
+
+
 def wait_ready(settings, kubectl: Kubectl, ui, keys: tuple[str, ...], *, timeout_s: float,
                started: float | None = None) -> Readiness:
     """Poll until every component in `keys` is ready; raise NotReadyError/DeployError otherwise."""
     watcher = Watcher(settings, kubectl, keys)
     t0 = CLOCK.now() if started is None else started
     state = Readiness()
-    with Display(ui) as display:
+    with Display(ui) as display, _quiet_polls(kubectl.runner, ui):
         while True:
             now = CLOCK.now()
             state.components = watcher.evaluate(watcher.fetch(), now)
