@@ -21,22 +21,30 @@ def sim(
     model: Annotated[str, typer.Option(help="Model name served (response `model`, /v1/models)")] = "random",
     served_model_name: Annotated[Opt[list[str]], typer.Option(
         help="Names the model answers to, first one in metrics (repeatable; default: --model)")] = None,
-    ttft: Annotated[str, typer.Option(help='Time to first token ("50ms"); 0 = use the prefill model',
-                                      rich_help_panel=LAT)] = "0",
-    ttft_std: Annotated[str, typer.Option(help="TTFT standard deviation (<= 30% of TTFT)", rich_help_panel=LAT)] = "0",
-    itl: Annotated[str, typer.Option(help='Inter-token latency ("10ms")', rich_help_panel=LAT)] = "0",
-    itl_std: Annotated[str, typer.Option(help="ITL standard deviation (<= 30% of ITL)", rich_help_panel=LAT)] = "0",
+    ttft: Annotated[str, typer.Option(
+        "--ttft", "--time-to-first-token", help='Time to first token ("50ms"); 0 = use the prefill model',
+        rich_help_panel=LAT)] = "0",
+    ttft_std: Annotated[str, typer.Option(
+        "--ttft-std", "--time-to-first-token-std-dev", help="TTFT standard deviation (<= 30% of TTFT)",
+        rich_help_panel=LAT)] = "0",
+    itl: Annotated[str, typer.Option(
+        "--itl", "--inter-token-latency", help='Inter-token latency ("10ms")', rich_help_panel=LAT)] = "0",
+    itl_std: Annotated[str, typer.Option(
+        "--itl-std", "--inter-token-latency-std-dev", help="ITL standard deviation (<= 30% of ITL)",
+        rich_help_panel=LAT)] = "0",
     prefill_overhead: Annotated[str, typer.Option(help="Fixed prefill time when --ttft is 0",
                                                   rich_help_panel=LAT)] = "0",
-    prefill_per_token: Annotated[str, typer.Option(help='Prefill time per uncached prompt token ("0.3ms")',
-                                                   rich_help_panel=LAT)] = "0",
+    prefill_per_token: Annotated[str, typer.Option(
+        "--prefill-per-token", "--prefill-time-per-token", help='Prefill time per uncached prompt token ("0.3ms")',
+        rich_help_panel=LAT)] = "0",
     time_factor_under_load: Annotated[float, typer.Option(
         help="Latency multiplier when all max-num-seqs slots run (linear from 1 at one request)",
         rich_help_panel=LAT)] = 1.0,
     output_len: Annotated[Opt[int], typer.Option(
         help="Tokens per response when the request does not set ignore_eos (default: random <= max_tokens)")] = None,
     max_num_seqs: Annotated[int, typer.Option(help="Concurrent sequences; more requests queue (FIFO)")] = 5,
-    max_waiting: Annotated[int, typer.Option(help="Waiting-queue length; beyond it requests get 429")] = 1000,
+    max_waiting: Annotated[int, typer.Option(
+        "--max-waiting", "--max-waiting-queue-length", help="Waiting-queue length; beyond it requests get 429")] = 1000,
     max_model_len: Annotated[int, typer.Option(help="prompt + max_tokens above this -> 400 context length")] = 1024,
     enable_kvcache: Annotated[bool, typer.Option("--enable-kvcache", help="Simulate the prefix KV cache",
                                                  rich_help_panel=KV)] = False,
