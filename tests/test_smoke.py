@@ -26,8 +26,12 @@ def ep(url: str, kind: str = "url", **kw) -> Endpoint:
     return Endpoint(kind, f"{url} (test)", base_url=url, **kw)
 
 
+FAST = RetryPolicy(base=0.02)  # the same retry logic with short backoff steps (Retry-After is still honoured)
+
+
 def smoke(server_or_url, *, model=MODEL, max_tokens=8, deadline=5.0, kind="url", **kw):
     url = server_or_url if isinstance(server_or_url, str) else server_or_url.url
+    kw.setdefault("policy", FAST)
     return run_smoke(ep(url, kind), model, "Say hi", max_tokens, deadline, None, **kw)
 
 
@@ -87,7 +91,7 @@ def test_f40_persistent_503_fails_at_the_deadline_with_pod_evidence(srv):
                                             "epp": "p-epp"},
                   diagnose=lambda: "pods:\n  ms-decode-0  Pending  ready 0/1")
     started = time.monotonic()
-    report = run_smoke(endpoint, MODEL, "hi", 4, 1.0, None)
+    report = run_smoke(endpoint, MODEL, "hi", 4, 1.0, None, policy=FAST)
     took = time.monotonic() - started
     models = check(report, "models")
     assert not report.ok and 0.5 < took < 4
@@ -214,7 +218,7 @@ def test_stream_cut_midway_is_truncated(srv):
 
 def test_persistent_503_retries_are_capped(srv):
     srv.script("/v1/chat/completions", Reply(503, body=b"no healthy upstream", content_type="text/plain"), repeat=True)
-    report = smoke(srv, policy=RetryPolicy(max_attempts=3, window_s=5))
+    report = smoke(srv, policy=RetryPolicy(max_attempts=3, window_s=5, base=0.02))
     chat = check(report, "chat")
     assert len(srv.hits("/v1/chat/completions")) == 3 and chat.attempts == 3
     assert "2 retries" in chat.detail
@@ -277,7 +281,7 @@ def sim_factory():
 
 def test_f40_against_the_simulator_warmup_404_then_503(sim_factory):
     url = sim_factory(warmup_404=1, warmup_503=2)
-    report = run_smoke(ep(url, "gateway"), MODEL, "hi", 4, 10.0, None)
+    report = run_smoke(ep(url, "gateway"), MODEL, "hi", 4, 10.0, None, policy=FAST)
     assert report.ok, report.to_dict()
     assert check(report, "models").attempts == 4
 
@@ -291,7 +295,7 @@ def test_f40_against_the_simulator_warmup_404_then_503(sim_factory):
 ])
 def test_simulator_faults_fail_the_smoke_test_with_a_hint(sim_factory, fault, check_name, needle):
     url = sim_factory(faults=[fault])
-    report = smoke(url, policy=RetryPolicy(max_attempts=2, window_s=3))
+    report = smoke(url, policy=RetryPolicy(max_attempts=2, window_s=3, base=0.02))
     c = check(report, check_name)
     assert not report.ok and not c.ok
     if needle:

@@ -250,6 +250,8 @@ def backoff(attempt: int, base: float = 0.25, cap: float = 4.0, rng: random.Rand
 class RetryPolicy:
     max_attempts: int = 5
     window_s: float = 30.0  # total time spent retrying one check
+    base: float = 0.25  # first backoff step (seconds); jittered, doubled per attempt, capped
+    cap: float = 4.0
     sleep: Callable[[float], None] = time.sleep
 
 
@@ -273,7 +275,7 @@ def send_with_retry(call: Callable[[], _Reply], policy: RetryPolicy) -> tuple[_R
                 five_hundreds, retryable = 1, True
         if not retryable or attempt >= policy.max_attempts:
             return result, attempt, notes
-        delay = wait if wait is not None else backoff(attempt)
+        delay = wait if wait is not None else backoff(attempt, policy.base, policy.cap)
         if time.monotonic() - started + delay > policy.window_s:
             return result, attempt, notes
         notes.append(f"{label}, retried after {delay:.2f}s" + (" (Retry-After)" if wait is not None else ""))
@@ -377,13 +379,13 @@ class Smoke:
             label = last.kind if isinstance(last, _Transport) else f"HTTP {last.status}"
             warmups[label] = warmups.get(label, 0) + 1
             wait = None if isinstance(last, _Transport) else retry_after(last.headers.get("retry-after"))
-            delay = wait if wait is not None else backoff(attempts, base=0.25, cap=2.0)
+            delay = wait if wait is not None else backoff(attempts, self.policy.base, min(2.0, self.policy.cap))
             if time.monotonic() + delay > deadline:
                 break
             if attempts == 1 and self.ui is not None:
                 self.ui.step(f"waiting for {self.endpoint.url}/v1/models (warm-up: {label}; up to "
                              f"{self.ready_timeout:g}s)")
-            time.sleep(delay)
+            self.policy.sleep(delay)
         took = time.monotonic() - started
         warm = ", ".join(f"{n}x {k}" for k, n in warmups.items())
         if isinstance(last, _Transport) or last.status != 200:
