@@ -20,8 +20,6 @@ import os
 import sys
 from pathlib import Path
 
-import yaml
-
 UNSUPPORTED = 64
 VALUE_FLAGS = {"--kubeconfig", "--context", "--namespace", "-n", "--output", "-o", "--selector", "-l",
                "--filename", "-f", "--field-manager", "--tail", "--container", "-c", "--cascade", "--timeout"}
@@ -160,6 +158,8 @@ def cmd_get(pos, opts, switches, cluster: Cluster, ns: str) -> int:
 
 
 def cmd_apply(opts, cluster: Cluster, ns: str) -> int:
+    import yaml  # only here: most calls are reads, and every call is a fresh process
+
     source = opts.get("--filename") or opts.get("-f")
     if source == "-":
         text = sys.stdin.read()
