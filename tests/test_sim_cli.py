@@ -23,11 +23,13 @@ def start(*args: str) -> tuple[subprocess.Popen, list[str]]:
 
 def test_duration_prints_url_serves_and_exits_by_itself():
     t0 = time.monotonic()
-    p, (url,) = start("--duration", "2", "--ttft", "5ms", "--output-len", "3")
+    p, (url,) = start("--duration", "2", "--time-to-first-token", "60ms", "--output-len", "3")  # upstream's name
     try:
         assert url.startswith("http://127.0.0.1:")
+        t1 = time.monotonic()
         r = httpx.post(url + "/v1/completions", json={"prompt": "hi", "stream": True}, timeout=5)
         assert r.status_code == 200 and r.text.rstrip().endswith("data: [DONE]")
+        assert time.monotonic() - t1 >= 0.06
         assert p.wait(timeout=6) == 0
     finally:
         p.kill()
