@@ -14,8 +14,9 @@ from llmd.errors import ClusterError, ExitCode
 from llmd.proc import Cmd, CmdResult, Runner
 
 NOT_FOUND_MARKERS = ("NotFound", "not found", "the server doesn't have a resource type")
-UNREACHABLE_MARKERS = ("connection refused", "no such host", "i/o timeout", "Unable to connect to the server",
-                       "dial tcp", "TLS handshake timeout", "context deadline exceeded", "no route to host")
+UNREACHABLE_MARKERS = ("connection refused", "was refused", "no such host", "i/o timeout",
+                       "Unable to connect to the server", "dial tcp", "TLS handshake timeout",
+                       "context deadline exceeded", "no route to host")
 AUTH_MARKERS = ("Unauthorized", "You must be logged in", "provide credentials", "exec plugin",
                 "getting credentials", "token has expired")
 FORBIDDEN_MARKERS = ("Forbidden", "forbidden")
