@@ -21,9 +21,8 @@ NS = "llm-d-inference-scheduling"
 POSTFIX = "inference-scheduling"
 SSA = ["apply", "--server-side", "--field-manager=llmd", "--force-conflicts", "--filename"]
 NOT_FOUND = 'Error from server (NotFound): {kind} "{name}" not found'
-UNREACHABLE = ("E1128 06:00:00.000000 memcache.go:265] couldn't get current server API group list: Get "
-               '"https://10.9.9.9:6443/api?timeout=10s": dial tcp 10.9.9.9:6443: connect: connection refused\n'
-               "The connection to the server 10.9.9.9:6443 was refused - did you specify the right host or port?")
+# what kubectl 1.33 prints when nothing listens on the API server's port
+UNREACHABLE = "The connection to the server 10.9.9.9:6443 was refused - did you specify the right host or port?"
 CRDS = ("gateways.gateway.networking.k8s.io", "httproutes.gateway.networking.k8s.io",
         "inferencepools.inference.networking.k8s.io")
 
