@@ -1,4 +1,4 @@
-"""`llmd deploy` end to end: the real CLI, the REAL helmfile 0.166.0, a recording fake helm and a fake kubectl
+"""`llmd deploy` / `status` / `cleanup` end to end: the real CLI, the REAL helmfile 0.166.0, a recording fake helm and a fake kubectl
 backed by a small JSON cluster (tests/fakes). Skipped when `make tools` was not run.
 
 What only this level shows: the rendered files reach helm through the real helmfile with our context pinned,
@@ -58,8 +58,15 @@ def seed_cluster(settings) -> dict:
          "metadata": {"name": settings.gateway_name, "namespace": NS},
          "status": {"conditions": [{"type": "Programmed", "status": "True"}]}},
     ]
+    accepted = [{"type": "Accepted", "status": "True"}]
+    objects.append({"apiVersion": "inference.networking.k8s.io/v1", "kind": "InferencePool",
+                    "metadata": {"name": settings.pool_name, "namespace": NS},
+                    "status": {"parents": [{"parentRef": {"name": settings.gateway_name}, "conditions": accepted}]}})
     if settings.gateway_service:
         objects.append(ready_deployment(settings.gateway_service, 1))
+        objects.append({"apiVersion": "v1", "kind": "Service",
+                        "metadata": {"name": settings.gateway_service, "namespace": NS},
+                        "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.80", "ports": [{"port": 80}]}})
     return {"contexts": {CONTEXT: "https://127.0.0.1:6443"}, "current": CONTEXT, "objects": objects}
 
 
@@ -229,7 +236,7 @@ def labelled_ours(kubectl: FakeTool, settings) -> list[tuple[str, str]]:
             if want.items() <= (o["metadata"].get("labels") or {}).items()]
 
 
-def test_deploy_then_cleanup_removes_only_what_llmd_created(cli, stack):
+def test_deploy_status_cleanup_lifecycle_removes_only_what_llmd_created(cli, stack):
     settings, helm, kubectl = stack
     seeded = json.loads(kubectl.state.read_text())
     seeded["objects"].append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "user-notes",
@@ -238,6 +245,9 @@ def test_deploy_then_cleanup_removes_only_what_llmd_created(cli, stack):
     assert cli("deploy", "-n", NS, "--context", CONTEXT).exit_code == 0
     created = {kind for kind, _ in labelled_ours(kubectl, settings)}
     assert created == {"Secret", "PersistentVolumeClaim", "Job", "ConfigMap", "HTTPRoute"}
+    status = cli("status", "-n", NS, "--context", CONTEXT, "--json")
+    assert status.exit_code == 0, status.stdout
+    assert json.loads(status.stdout)["verdict"] == "healthy"
 
     helm.reset()
     res = cli("cleanup", "-n", NS, "--context", CONTEXT, "--force", "--json")
@@ -249,6 +259,8 @@ def test_deploy_then_cleanup_removes_only_what_llmd_created(cli, stack):
     assert labelled_ours(kubectl, settings) == []
     left = cluster_objects(kubectl)
     assert ("ConfigMap", "user-notes") in left and ("Namespace", NS) in left  # not ours / not asked for
+    status = cli("status", "-n", NS, "--context", CONTEXT, "--json")
+    assert status.exit_code == 6 and json.loads(status.stdout)["verdict"] == "not deployed"
 
     # The namespace llmd created goes only when asked; after that there is nothing left to do.
     gone = cli("cleanup", "-n", NS, "--context", CONTEXT, "--force", "--remove-namespace", "--json")

@@ -8,7 +8,7 @@ Environment:
 
 Models only what a cluster does that llmd relies on: `config current-context|view --minify`, `version`,
 `get` (one or more kinds, by name, list, --ignore-not-found, NotFound errors), server-side `apply`
-(stored; a Job is marked Complete and an HTTPRoute Accepted, standing in for their controllers) and
+(stored; a Job is marked Complete, a PVC Bound, an HTTPRoute Accepted, standing in for controllers) and
 `delete` by name or selector. Anything else exits 64 so an unmodelled call fails the test instead of
 passing by accident.
 """
@@ -104,9 +104,12 @@ class Cluster:
 
 
 def settle(obj: dict) -> None:
-    """What the controllers would report soon after: a download Job completes, a route is accepted."""
+    """What the controllers would report soon after: a download Job completes, a PVC binds, a route is accepted."""
     if obj["kind"] == "Job":
         obj["status"] = {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
+    elif obj["kind"] == "PersistentVolumeClaim":
+        size = obj.get("spec", {}).get("resources", {}).get("requests", {}).get("storage")
+        obj["status"] = {"phase": "Bound", "capacity": {"storage": size}}
     elif obj["kind"] == "HTTPRoute":
         conds = [{"type": t, "status": "True", "reason": t} for t in ("Accepted", "ResolvedRefs")]
         obj["status"] = {"parents": [{"parentRef": ref, "conditions": conds}
