@@ -1,5 +1,5 @@
-"""`llmd deploy` / `status` / `cleanup` end to end: the real CLI, the REAL helmfile 0.166.0, a recording fake helm and a fake kubectl
-backed by a small JSON cluster (tests/fakes). Skipped when `make tools` was not run.
+"""`llmd deploy` / `status` / `cleanup` end to end: the real CLI, the REAL helmfile 0.166.0, a recording fake
+helm and a fake kubectl backed by a small JSON cluster (tests/fakes). Skipped when `make tools` was not run.
 
 What only this level shows: the rendered files reach helm through the real helmfile with our context pinned,
 the HF token travels on stdin only (never in any argv, output or log), the mutations happen in order, and a
