@@ -13,6 +13,13 @@ import httpx
 import pytest
 
 
+def finish(p: subprocess.Popen) -> str:
+    """Kill if still running, close the pipes, return stderr."""
+    if p.poll() is None:
+        p.kill()
+    return p.communicate(timeout=5)[1]
+
+
 def start(*args: str) -> tuple[subprocess.Popen, list[str]]:
     p = subprocess.Popen([sys.executable, "-m", "llmd", "sim", "--port", "0", *args],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -32,9 +39,9 @@ def test_duration_prints_url_serves_and_exits_by_itself():
         assert time.monotonic() - t1 >= 0.06
         assert p.wait(timeout=6) == 0
     finally:
-        p.kill()
+        err = finish(p)
     assert 1.9 < time.monotonic() - t0 < 6
-    assert "listening" in p.stderr.read()
+    assert "listening" in err
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 0), (signal.SIGTERM, 143)])
@@ -45,7 +52,7 @@ def test_signals_stop_cleanly(sig, code):
         p.send_signal(sig)
         assert p.wait(timeout=5) == code
     finally:
-        p.kill()
+        finish(p)
     with pytest.raises(httpx.ConnectError):
         httpx.get(url + "/health", timeout=1)
 
@@ -61,7 +68,7 @@ def test_replicas_share_one_record_file(tmp_path):
         p.send_signal(signal.SIGINT)
         assert p.wait(timeout=5) == 0
     finally:
-        p.kill()
+        finish(p)
     recs = [json.loads(line) for line in rec.read_text().splitlines()]
     assert sorted(r["id"] for r in recs) == ["r0", "r1"]
     assert {f"http://127.0.0.1:{r['port']}" for r in recs} == set(urls)
