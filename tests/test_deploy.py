@@ -176,6 +176,7 @@ def test_current_context_is_resolved_once_and_pinned_in_every_call(cli, fp, fake
     fake.crds()
     fake.gateway_class()
     fake.namespace(False)
+    fake.permissions(11)
     fake.releases({})
     fake.apply_stdin(2)
     fake.state(None)
@@ -505,6 +506,7 @@ def test_gpu_shortfall_is_a_preflight_warning(cli, fp, fake, monkeypatch):  # F2
     fake.storage()
     fake.nodes(gpus=2)
     fake.namespace(True)
+    fake.permissions(12)
     fake.releases({"ms-inference-scheduling": "pending-install"})  # stop right after preflight
     r = cli("deploy", "--context", CTX)
     assert r.exit_code == 5
@@ -542,3 +544,20 @@ def test_ctrl_c_while_waiting_says_how_to_resume(cli, fp, fake, clock, monkeypat
     r = cli("deploy", "--context", CTX, *SIM)
     assert r.exit_code == 130
     assert "interrupted while waiting for readiness" in r.stderr and "re-run `llmd deploy`" in r.stderr
+
+
+def test_missing_permissions_exit_4_listing_each_and_nothing_changes(cli, fp, fake, stdin_capture):  # F19
+    fake.tools()
+    fake.context()
+    fake.reachable()
+    fake.crds()
+    fake.gateway_class()
+    fake.namespace(False)
+    fake.permissions(11, denied=(0, 1))  # namespaces (cluster) and secrets
+    r = cli("deploy", "--context", CTX, *SIM)
+    assert r.exit_code == 4, r.stderr
+    assert "missing permissions (RBAC): create namespaces (cluster), create secrets in " + NS in r.stderr
+    assert not any("apply" in c or c[:2] == ["helm", "list"] for c in tool_calls(fp))
+    reviews = json.loads(next(b for b in stdin_capture if b"SelfSubjectAccessReview" in b))["items"]
+    assert [rv["spec"]["resourceAttributes"]["resource"] for rv in reviews][:3] == ["namespaces", "secrets",
+                                                                                  "configmaps"]

@@ -232,6 +232,12 @@ class Fake:
         elif not terminating or exists is False:
             self.not_found(argv, "namespaces", self.ns, n=n)
 
+    def permissions(self, count: int, denied: tuple[int, ...] = ()) -> None:
+        """The answer to llmd's List of SelfSubjectAccessReviews: `count` reviews, those at `denied` refused."""
+        items = [{"kind": "SelfSubjectAccessReview", "status": {"allowed": i not in denied}} for i in range(count)]
+        self.reg(self.k("create", "--filename", "-", "--output", "json", namespaced=False),
+                 json.dumps({"kind": "List", "items": items}))
+
     def releases(self, statuses: dict[str, str] | None = None, n: int = 1) -> None:
         rows = [{"name": name, "namespace": self.ns, "revision": "2" if st != "pending-install" else "1",
                  "status": st, "chart": "c-1"} for name, st in (statuses or {}).items()]
@@ -279,6 +285,7 @@ class Fake:
         if gpu:
             self.nodes()
         self.namespace(ns_exists)
+        self.permissions(10 + (2 if pvc else 0) + (0 if ns_exists else 1))
 
     def happy_deploy(self, *, first: bool = True, digest: str | None = None) -> None:
         """A sim deploy on an empty (first=True) or already deployed cluster, ending ready."""

@@ -267,6 +267,47 @@ def check_namespace(kubectl: Kubectl, settings, report: PreflightReport, *, term
         wait.CLOCK.sleep(wait.POLL_S)
 
 
+# (API group, resource) the deploy creates in the namespace: our own objects and what the three charts render.
+NAMESPACED_PERMISSIONS = (
+    ("", "secrets"), ("", "configmaps"), ("", "services"), ("", "serviceaccounts"), ("", "persistentvolumeclaims"),
+    ("apps", "deployments"), ("batch", "jobs"), ("rbac.authorization.k8s.io", "roles"),
+    ("rbac.authorization.k8s.io", "rolebindings"), ("gateway.networking.k8s.io", "gateways"),
+    ("gateway.networking.k8s.io", "httproutes"), ("inference.networking.k8s.io", "inferencepools"),
+)
+
+
+def check_permissions(kubectl: Kubectl, settings, report: PreflightReport, *, needs_pvc: bool) -> None:
+    """Rule 17 / F19: one SelfSubjectAccessReview per permission, sent as one List on stdin (one call, no
+    partial deploy on a missing right). Exit 4 naming every missing permission."""
+    wanted = [(g, r, settings.namespace) for g, r in NAMESPACED_PERMISSIONS
+              if needs_pvc or r not in ("persistentvolumeclaims", "jobs")]
+    if not report.namespace_exists:
+        wanted.insert(0, ("", "namespaces", None))
+    reviews = [{"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                "spec": {"resourceAttributes": {"verb": "create", "group": g, "resource": r,
+                                                **({"namespace": ns} if ns else {})}}} for g, r, ns in wanted]
+    body = json.dumps({"apiVersion": "v1", "kind": "List", "items": reviews}).encode()
+    res = kubectl.run("create", "--filename", "-", "--output", "json", namespaced=False, stdin=body, check=False,
+                      fail_code=ExitCode.CLUSTER)
+    if res.dry_run:
+        report.add("permissions", "skipped", "dry-run")
+        return
+    if not res.ok:
+        raise_cluster_error(res, classify_failure(res), kubectl.scope)
+    data = json.loads(res.stdout or "{}")
+    answers = data.get("items", [data]) if data.get("kind") == "List" else [data]
+    if len(answers) != len(wanted):
+        raise ClusterError(f"the API server answered {len(answers)} of {len(wanted)} access reviews",
+                           details=res.tail(5))
+    missing = [f"create {r}{'.' + g if g else ''}" + (f" in {ns}" if ns else " (cluster)")
+               for (g, r, ns), a in zip(wanted, answers, strict=True) if not (a.get("status") or {}).get("allowed")]
+    if missing:
+        raise ClusterError("missing permissions (RBAC): " + ", ".join(missing),
+                           hint=f"ask a cluster admin to grant them in namespace {settings.namespace}, or use "
+                                "another --context; nothing was changed")
+    report.add("permissions", "ok", f"{len(wanted)} create permissions granted")
+
+
 def preflight(settings, runner: Runner, kubectl: Kubectl, target, report: PreflightReport, *, needs_pvc: bool,
               terminating_wait_s: float = 120.0) -> PreflightReport:
     """The cluster checks; `check_tools` ran first, before the context was pinned. `needs_pvc` comes from the
@@ -281,5 +322,6 @@ def preflight(settings, runner: Runner, kubectl: Kubectl, target, report: Prefli
                           hint="install them, then re-run:\n" + "\n".join(f"  {f}" for f in fixes))
     check_gpus(kubectl, settings, report)
     check_namespace(kubectl, settings, report, terminating_wait_s=terminating_wait_s)
+    check_permissions(kubectl, settings, report, needs_pvc=needs_pvc)
     return report
 
