@@ -70,9 +70,10 @@ class Readiness:
         return {"components": [c.to_dict() for c in self.components], "elapsed_s": round(self.elapsed_s, 1)}
 
     def line(self) -> str:
+        """One plain progress line (without the elapsed time, so it changes only when the state does)."""
         parts = [f"{c.key} {c.ready}/{c.desired}" + (f" ({c.note})" if c.note and not c.done else "")
                  for c in self.components]
-        return " · ".join(parts) + f" — {self.phase} ({self.elapsed_s:.0f}s)"
+        return " · ".join(parts) + f" — {self.phase}"
 
 
 def _condition(obj: dict, ctype: str) -> dict | None:
@@ -249,8 +250,7 @@ class Display:
                 t.add_row(c.key, c.name, f"{c.ready}/{c.desired}", "✓" if c.done else c.note)
             self.live.update(t)
             return
-        text = " · ".join(f"{c.key} {c.ready}/{c.desired}" + (f" ({c.note})" if c.note and not c.done else "")
-                          for c in state.components) + f" — {state.phase}"
+        text = state.line()
         if text != self.last:
             self.last = text
             self.ui.info(f"  [{state.elapsed_s:4.0f}s] {text}")
