@@ -2,12 +2,14 @@
 
 Environment:
   FAKE_KUBECTL_LOG      append every argv (without argv[0]) as one JSON line                   (required)
-  FAKE_KUBECTL_STATE    JSON file: {"contexts": {name: server}, "current": name, "objects": [k8s objects]}
-                        (default: <FAKE_KUBECTL_LOG>.state.json); tests seed it with what the cluster holds
+  FAKE_KUBECTL_STATE    JSON file: {"contexts": {name: server}, "current": name, "objects": [k8s objects],
+                        "forbidden": ["<verb> <resource>[.<group>]", ...]} (default: <FAKE_KUBECTL_LOG>.state.json);
+                        tests seed it with what the cluster holds and which rights the user lacks
   FAKE_KUBECTL_CAPTURE  dir; what `apply -f -` read on stdin is saved as <dir>/stdin.<n>.json    (optional)
 
 Models only what a cluster does that llmd relies on: `config current-context|view --minify`, `version`,
-`get` (one or more kinds, by name, list, --ignore-not-found, NotFound errors), server-side `apply`
+`get` (one or more kinds, by name, list, --ignore-not-found, NotFound errors), `create -f -` of
+SelfSubjectAccessReviews (answered from "forbidden"), server-side `apply`
 (stored; a Job is marked Complete, a PVC Bound, an HTTPRoute Accepted, standing in for controllers) and
 `delete` by name or selector. Anything else exits 64 so an unmodelled call fails the test instead of
 passing by accident.
@@ -77,11 +79,12 @@ class Cluster:
         self.contexts: dict[str, str] = data.get("contexts", {})
         self.current: str = data.get("current", "")
         self.objects: list[dict] = data.get("objects", [])
+        self.forbidden: list[str] = data.get("forbidden", [])
 
     def save(self) -> None:
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"contexts": self.contexts, "current": self.current, "objects": self.objects},
-                                  indent=1))
+        tmp.write_text(json.dumps({"contexts": self.contexts, "current": self.current, "objects": self.objects,
+                                   "forbidden": self.forbidden}, indent=1))
         os.replace(tmp, self.path)
 
     def find(self, kind: str, ns: str | None, name: str | None = None) -> list[dict]:
@@ -186,6 +189,22 @@ def cmd_apply(opts, cluster: Cluster, ns: str) -> int:
     return 0
 
 
+def cmd_create_reviews(opts, cluster: Cluster) -> int:
+    """`kubectl create -f - -o json` of SelfSubjectAccessReview(s): the API server fills in status.allowed."""
+    source = opts.get("--filename") or opts.get("-f")
+    doc = json.loads(sys.stdin.read() if source == "-" else Path(source).read_text())
+    items = doc["items"] if doc.get("kind") == "List" else [doc]
+    if any(i.get("kind") != "SelfSubjectAccessReview" for i in items):
+        print("fake kubectl: create supports SelfSubjectAccessReview only", file=sys.stderr)
+        return UNSUPPORTED
+    for item in items:
+        attrs = item["spec"]["resourceAttributes"]
+        right = f"{attrs['verb']} {attrs['resource']}" + (f".{attrs['group']}" if attrs.get("group") else "")
+        item["status"] = {"allowed": right not in cluster.forbidden}
+    print(json.dumps({"apiVersion": "v1", "kind": "List", "items": items} if doc.get("kind") == "List" else items[0]))
+    return 0
+
+
 def cmd_delete(pos, opts, switches, cluster: Cluster, ns: str) -> int:
     """By name(s) or by --selector; objects go at once (no finalizers in this cluster)."""
     kind, namespaced = resource(pos[1])
@@ -235,6 +254,8 @@ def main(argv: list[str]) -> int:
         return 0
     if pos[:1] == ["get"] and len(pos) >= 2:
         return cmd_get(pos, opts, switches, cluster, ns)
+    if pos[:1] == ["create"] and len(pos) == 1:
+        return cmd_create_reviews(opts, cluster)
     if pos[:1] == ["apply"] and "--server-side" in switches:
         return cmd_apply(opts, cluster, ns)
     if pos[:1] == ["delete"] and (len(pos) >= 3 or (len(pos) == 2 and ("--selector" in opts or "-l" in opts))):
