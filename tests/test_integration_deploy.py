@@ -268,3 +268,21 @@ def test_deploy_status_cleanup_lifecycle_removes_only_what_llmd_created(cli, sta
     assert ("Namespace", NS) not in cluster_objects(kubectl)
     again = cli("cleanup", "-n", NS, "--context", CONTEXT, "--force", "--json")
     assert again.exit_code == 0 and json.loads(again.stdout)["status"] == "nothing to do"
+
+
+def test_missing_rbac_permission_is_exit_4_before_any_change(cli, stack):
+    """F19: a user who may not create Secrets is told so in preflight; nothing is applied or installed."""
+    from llmd.ops import preflight
+
+    if not hasattr(preflight, "check_permissions"):
+        pytest.skip("this llmd has no RBAC preflight (check_permissions)")
+    _, helm, kubectl = stack
+    cluster = json.loads(kubectl.state.read_text())
+    cluster["forbidden"] = ["create secrets", "create httproutes.gateway.networking.k8s.io"]
+    kubectl.state.write_text(json.dumps(cluster))
+    res = cli("deploy", "-n", NS, "--context", CONTEXT)
+    assert res.exit_code == 4, res.stderr
+    assert "create secrets in team-a" in res.stderr
+    assert "create httproutes.gateway.networking.k8s.io in team-a" in res.stderr
+    assert not [c for c in kubectl.calls() if "apply" in c or "delete" in c]
+    assert not [c for c in helm.calls() if "upgrade" in c]
