@@ -131,6 +131,7 @@ def test_bad_requests_are_answered_cleanly(sim):
         r = c.post("/v1/completions", json={"model": "gpt-9", "prompt": "a"})
         assert r.status_code == 404 and "gpt-9" in r.json()["error"]["message"]
         assert c.get("/v1/completions").status_code == 405
+        assert c.post("/metrics").status_code == 405 and c.delete("/v2/x").status_code == 404
         assert c.get("/nope").status_code == 404
         r = c.post("/v1/completions", json={"prompt": "one two three four five six", "max_tokens": 16})
         assert c.get("/health").status_code == 200  # the connection survived every error

@@ -116,7 +116,9 @@ class SimApp:
                 return self._plain_error(conn, keep_alive, 405, f"use POST for {path.decode()}")
             return self._generate(conn, path, headers, body, keep_alive, recv_ns)
         if method != b"GET":
-            return self._plain_error(conn, keep_alive, 405 if path in ROUTES else 404, "not found")
+            if path in ROUTES:
+                return self._plain_error(conn, keep_alive, 405, f"use GET for {path.decode()}")
+            return self._plain_error(conn, keep_alive, 404, f"no route for {path.decode('latin-1')}")
         route = ROUTES.get(path)
         if route is None:
             return self._plain_error(conn, keep_alive, 404, f"no route for {path.decode('latin-1')}")
