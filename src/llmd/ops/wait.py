@@ -248,7 +248,7 @@ class Display:
                 t.add_column(col)
             for c in state.components:
                 t.add_row(c.key, c.name, f"{c.ready}/{c.desired}", "✓" if c.done else c.note)
-            self.live.update(t)
+            self.live.update(t, refresh=True)
             return
         text = state.line()
         if text != self.last:

@@ -1,0 +1,122 @@
+"""Readiness evaluation, log signatures and the progress display, without a CLI around them."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from rich.console import Console
+
+from llmd.errors import DeployError, NotReadyError
+from llmd.ops import diagnose, wait
+from llmd.settings import Settings
+from test_deploy_support import deployment, gateway, job, pod, route
+
+S = Settings(accelerator="sim", replicas=2)
+
+
+class NoKubectl:
+    """The Watcher only calls kubectl for logs of crashing pods; these tests have none."""
+
+    runner = None
+
+    def run(self, *a, **k):
+        raise AssertionError(f"unexpected kubectl call {a}")
+
+
+def named(*objs):
+    return {(o["kind"], o["metadata"]["name"]): o for o in objs}
+
+
+def evaluate(keys, *objs, now=0.0, watcher=None):
+    w = watcher or wait.Watcher(S, NoKubectl(), keys)
+    snap: dict[str, list[dict]] = {}
+    for o in objs:
+        snap.setdefault(o["kind"], []).append(o)
+    return {c.key: c for c in w.evaluate(snap, now)}
+
+
+def test_gateway_needs_programmed_and_its_deployment_ready():
+    comps = evaluate(("gateway",), gateway(S.gateway_name, programmed=False, message="waiting for address"),
+                     deployment(S.gateway_service, 1))
+    assert not comps["gateway"].done and "waiting for address" in comps["gateway"].note
+    comps = evaluate(("gateway",), gateway(S.gateway_name), deployment(S.gateway_service, 1))
+    assert comps["gateway"].done
+
+
+def test_gke_gateway_is_ready_on_programmed_alone():
+    gke = Settings(accelerator="sim", environment="gke")
+    w = wait.Watcher(gke, NoKubectl(), ("gateway",))
+    assert evaluate(("gateway",), gateway(gke.gateway_name), watcher=w)["gateway"].done
+
+
+def test_decode_counts_ready_over_desired_and_scaled_to_zero_is_done():
+    assert evaluate(("decode",), deployment(S.decode_deployment, 1, 2))["decode"].ready == 1
+    assert not evaluate(("decode",))["decode"].done  # not created yet
+    assert evaluate(("decode",), deployment(S.decode_deployment, 0, 0))["decode"].done
+
+
+def test_download_job_states():
+    assert evaluate(("download",), job(S.download_job_name, "complete"))["download"].done
+    assert evaluate(("download",), job(S.download_job_name, "running"))["download"].note == "downloading"
+
+
+def test_route_rejection_is_confirmed_on_a_second_poll_before_failing():
+    w = wait.Watcher(S, NoKubectl(), ("route",))
+    bad = route(S.httproute_name, accepted="False", message="no matching parent")
+    assert "re-checking" in evaluate(("route",), bad, watcher=w)["route"].note
+    with pytest.raises(DeployError) as err:
+        evaluate(("route",), bad, watcher=w)
+    assert err.value.exit_code == 5 and "no matching parent" in err.value.details
+
+
+def test_unschedulable_is_tolerated_within_the_grace_window():
+    w = wait.Watcher(S, NoKubectl(), ("decode",))
+    p = pod(f"{S.decode_deployment}-1", unschedulable="0/1 nodes are available: 1 Insufficient cpu.")
+    comps = evaluate(("decode",), deployment(S.decode_deployment, 0, 2), p, now=0, watcher=w)
+    assert "Insufficient cpu" in comps["decode"].note
+    evaluate(("decode",), deployment(S.decode_deployment, 0, 2), p, now=wait.UNSCHEDULABLE_GRACE_S - 1, watcher=w)
+    with pytest.raises(NotReadyError):
+        evaluate(("decode",), deployment(S.decode_deployment, 0, 2), p, now=wait.UNSCHEDULABLE_GRACE_S, watcher=w)
+
+
+def test_pods_of_other_stacks_are_ignored():
+    other = pod("someone-elses-app-1", waiting="ImagePullBackOff")
+    assert not evaluate(("decode",), deployment(S.decode_deployment, 2, 2), other)["decode"].note
+
+
+@pytest.mark.parametrize(("log", "name"), [
+    ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", "out of memory"),
+    ("ValueError: The model's max seq len (32768) is larger than the maximum number of tokens that can be stored "
+     "in KV cache (12000).", "KV cache"),
+    ("huggingface_hub.errors.HfHubHTTPError: 429 Client Error: Too Many Requests for url", "rate limited"),
+    ("OSError: You are trying to access a gated repo. Cannot access gated repo for url", "gated model"),
+    ("INFO: Started server process", None),
+])
+def test_log_signatures(log, name):
+    found = diagnose.match_logs(log, S)
+    assert (found[0] if found else None) == name
+
+
+def test_live_display_renders_on_a_terminal():
+    from llmd.ui import Ui
+
+    ui = Ui()
+    buf = io.StringIO()
+    ui.err = Console(file=buf, force_terminal=True, width=120)
+    assert ui.interactive
+    state = wait.Readiness([wait.Component("decode", S.decode_deployment, 1, 2, "")], 12.0, "starting model servers")
+    with wait.Display(ui) as display:
+        display.update(state)
+    assert "starting model servers" in buf.getvalue()
+
+
+def test_plain_display_prints_only_changes(capsys):
+    from llmd.ui import Ui
+
+    ui = Ui()
+    comps = [wait.Component("decode", S.decode_deployment, 1, 2, "")]
+    with wait.Display(ui) as display:
+        for elapsed in (0.0, 5.0, 10.0):
+            display.update(wait.Readiness(comps, elapsed, "starting model servers"))
+    assert capsys.readouterr().err.count("decode 1/2") == 1
