@@ -98,8 +98,10 @@ def test_log_signatures(log, name):
     assert (found[0] if found else None) == name
 
 
-def test_live_display_renders_on_a_terminal():
+def test_live_display_renders_on_a_terminal(monkeypatch):
     from llmd.ui import Ui
+
+    monkeypatch.setenv("TERM", "xterm")
 
     ui = Ui()
     buf = io.StringIO()
@@ -120,3 +122,12 @@ def test_plain_display_prints_only_changes(capsys):
         for elapsed in (0.0, 5.0, 10.0):
             display.update(wait.Readiness(comps, elapsed, "starting model servers"))
     assert capsys.readouterr().err.count("decode 1/2") == 1
+
+
+def test_dumb_terminal_gets_plain_lines(capsys, monkeypatch):
+    from llmd.ui import Ui
+
+    ui = Ui()
+    ui.err = Console(file=io.StringIO(), force_terminal=True, width=120)  # TERM=dumb from the test isolation
+    with wait.Display(ui) as display:
+        assert display.live is None

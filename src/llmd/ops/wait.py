@@ -232,7 +232,7 @@ class Display:
         self.last = ""
 
     def __enter__(self) -> Display:
-        if self.ui.interactive:
+        if self.ui.interactive and not self.ui.err.is_dumb_terminal:  # TERM=dumb: Live would show nothing
             from rich.live import Live
 
             self.live = Live(console=self.ui.err, refresh_per_second=4, transient=True)
