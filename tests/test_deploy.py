@@ -561,3 +561,47 @@ def test_missing_permissions_exit_4_listing_each_and_nothing_changes(cli, fp, fa
     reviews = json.loads(next(b for b in stdin_capture if b"SelfSubjectAccessReview" in b))["items"]
     assert [rv["spec"]["resourceAttributes"]["resource"] for rv in reviews][:3] == ["namespaces", "secrets",
                                                                                   "configmaps"]
+
+
+def _job_redeploy(fake, existing: dict | None, *, immutable: bool = False):
+    fake.s = fake.s.__class__(namespace=NS, kube_context=CTX)
+    fake.preflight(gpu=True, pvc=True, ns_exists=True)
+    fake.releases(fake.all_deployed())
+    fake.apply_stdin()  # secret
+    fake.apply_file("manifests/model-cache-pvc.yaml")
+    get = fake.k("get", "jobs.batch", fake.s.download_job_name, "--output", "json")
+    if existing is None:
+        fake.not_found(get)
+    else:
+        fake.reg(get, json.dumps(existing))
+    delete = fake.k("delete", "jobs.batch", fake.s.download_job_name, "--ignore-not-found", "--cascade=foreground",
+                    "--wait=true")
+    job_apply = fake.k("apply", "--server-side", "--field-manager=llmd", "--force-conflicts", "--filename",
+                       str(fake.rendered / "manifests/model-download-job.yaml"))
+    if immutable:
+        fake.reg(job_apply, stderr='The Job "model-download-inference-scheduling" is invalid: spec.template: '
+                                   "Invalid value: core.PodTemplateSpec{...}: field is immutable", rc=1)
+    if immutable or (existing and existing["status"]["conditions"][0]["type"] == "Failed"):
+        fake.reg(delete, "deleted\n")
+    fake.reg(job_apply, "applied\n")
+    fake.reg(fake.k("get", "jobs.batch,pods", "--output", "json"), lst(job(fake.s.download_job_name)))
+    fake.state(None)
+    fake.reg(fake.helmfile_sync(), "")
+    fake.apply_stdin()
+    fake.apply_file("manifests/httproute.yaml")
+    fake.watch(fake.ready_items())
+    fake.releases(fake.all_deployed())
+    return delete
+
+
+@pytest.mark.parametrize(("existing", "immutable", "replaced"), [
+    ("failed", False, True),  # a failed download is retried with a fresh Job
+    ("complete", False, False),  # a finished download is kept: nothing is downloaded again
+    ("complete", True, True),  # a Job from another llmd version cannot be patched: replaced
+])
+def test_download_job_is_replaced_only_when_it_must_be(cli, fp, fake, monkeypatch, existing, immutable, replaced):
+    monkeypatch.setenv("HF_TOKEN", "hf_" + "t" * 30)
+    delete = _job_redeploy(fake, job("model-download-inference-scheduling", existing), immutable=immutable)
+    r = cli("deploy", "--context", CTX)
+    assert r.exit_code == 0, r.stderr
+    assert (delete in tool_calls(fp)) is replaced

@@ -222,11 +222,16 @@ class Deployer:
         self.report.step("model cache pvc", "done", self.s.pvc_name)
         job = self.kubectl.get_json("jobs.batch", self.s.download_job_name)
         if job is not None and self._job_must_be_replaced(job):
-            # A Job's pod template is immutable: a failed or different download is replaced, not patched.
-            self.kubectl.run("delete", "jobs.batch", self.s.download_job_name, "--ignore-not-found",
-                             "--cascade=foreground", "--wait=true", mutates=True, timeout=120,
-                             fail_code=ExitCode.DEPLOY_FAILED)
-        self.apply(f"Job {self.s.download_job_name}", path=rendered / B.DOWNLOAD_JOB)
+            self._delete_job()
+        try:
+            self.apply(f"Job {self.s.download_job_name}", path=rendered / B.DOWNLOAD_JOB)
+        except CommandFailed as exc:
+            if exc.result is None or "field is immutable" not in exc.result.stderr:
+                raise
+            # Rendered by another llmd version: replace it. The cache's completion marker makes the new
+            # Job finish at once when the model is already there.
+            self._delete_job()
+            self.apply(f"Job {self.s.download_job_name}", path=rendered / B.DOWNLOAD_JOB)
         if self.runner.dry_run:
             self.report.step("model download", "planned", f"wait for Job {self.s.download_job_name}")
             return
@@ -234,6 +239,12 @@ class Deployer:
         done = wait.wait_ready(self.s, self.kubectl, self.ui, ("download",), timeout_s=self.remaining(),
                                started=self.t0)
         self.report.step("model download", "done", f"complete after {done.elapsed_s:.0f}s")
+
+    def _delete_job(self) -> None:
+        """A Job's pod template is immutable: a failed or different download is replaced, not patched."""
+        self.kubectl.run("delete", "jobs.batch", self.s.download_job_name, "--ignore-not-found",
+                         "--cascade=foreground", "--wait=true", mutates=True, timeout=120,
+                         fail_code=ExitCode.DEPLOY_FAILED)
 
     def _job_must_be_replaced(self, job: dict) -> bool:
         conds = (job.get("status") or {}).get("conditions") or []
