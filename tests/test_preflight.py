@@ -48,3 +48,22 @@ def test_reachability_budget_is_within_the_preflight_limit():
     from llmd.ops import preflight
 
     assert preflight.REACH_TIMEOUT_S <= 15
+
+
+@pytest.mark.parametrize("text", [
+    '{"kind":"List","items":[{"a":1},{"a":2}]}',
+    '{"a":1}\n{"a":2}\n',
+    '{\n  "a": 1\n}{\n  "a": 2\n}',
+])
+def test_kubectl_json_output_in_every_shape(text):
+    from llmd.ops.preflight import json_objects
+
+    assert json_objects(text) == [{"a": 1}, {"a": 2}]
+
+
+def test_kubectl_invalid_json_is_a_cluster_error():
+    from llmd.errors import ClusterError
+    from llmd.ops.preflight import json_objects
+
+    with pytest.raises(ClusterError):
+        json_objects('{"a":1}garbage')

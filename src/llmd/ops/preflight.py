@@ -276,6 +276,24 @@ NAMESPACED_PERMISSIONS = (
 )
 
 
+def json_objects(text: str) -> list[dict]:
+    """Objects from kubectl output that is one object, a List, or (`create -o json` with several inputs)
+    several JSON documents one after another."""
+    decoder = json.JSONDecoder()
+    out: list[dict] = []
+    pos, text = 0, text or ""
+    while True:
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+        if pos >= len(text):
+            return out
+        try:
+            doc, pos = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            raise ClusterError(f"kubectl returned invalid JSON: {exc}") from None
+        out += (doc.get("items") or []) if doc.get("kind") == "List" else [doc]
+
+
 def check_permissions(kubectl: Kubectl, settings, report: PreflightReport, *, needs_pvc: bool) -> None:
     """Rule 17 / F19: one SelfSubjectAccessReview per permission, sent as one List on stdin (one call, no
     partial deploy on a missing right). Exit 4 naming every missing permission."""
@@ -294,8 +312,7 @@ def check_permissions(kubectl: Kubectl, settings, report: PreflightReport, *, ne
         return
     if not res.ok:
         raise_cluster_error(res, classify_failure(res), kubectl.scope)
-    data = json.loads(res.stdout or "{}")
-    answers = data.get("items", [data]) if data.get("kind") == "List" else [data]
+    answers = json_objects(res.stdout)
     if len(answers) != len(wanted):
         raise ClusterError(f"the API server answered {len(answers)} of {len(wanted)} access reviews",
                            details=res.tail(5))
