@@ -344,8 +344,10 @@ class _Conn(asyncio.Protocol):
             return
         idle = (perf_counter_ns() - self.last_rx) / 1e9
         if idle >= read_s * 0.999:
-            what = "no response" if self.res.bytes_in == 0 else "stream stalled"
-            cls = "timeout" if self.res.bytes_in == 0 else "stalled"
+            # before the first token it is a (TTFT) timeout; after it, a stalled stream
+            started = self.res.first_ns != 0
+            what = "stream stalled" if started else ("no response" if self.res.bytes_in == 0 else "no first token")
+            cls = "stalled" if started else "timeout"
             self._fail(cls, f"{what}: no bytes for {idle:.1f} s (read timeout {read_s:g} s)")
         else:
             self.timers.append(self.loop.call_later(read_s - idle, self._on_stall, read_s))
