@@ -412,7 +412,8 @@ def test_out_dir_is_where_files_are_rendered(cli, fp, tmp_path):
     r = cli("deploy", "--dry-run", *SIM, "--out", str(tmp_path / "here"), "--json")
     assert r.exit_code == 0
     doc = json.loads(r.stdout)
-    assert doc["rendered_dir"] == str(tmp_path / "here") and doc["dry_run"] is True
+    assert doc["rendered_dir"] == str(tmp_path / "here") and doc["dry_run"] is True and doc["status"] == "planned"
+    assert {s["status"] for s in doc["steps"]} == {"planned", "skipped"}
     assert any(line.startswith("helmfile --file " + str(tmp_path / "here")) for line in doc["plan"])
 
 

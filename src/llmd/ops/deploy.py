@@ -54,6 +54,8 @@ class DeployReport:
     elapsed_s: float = 0.0
 
     def step(self, name: str, status: str, detail: str = "") -> None:
+        if self.dry_run and status == "done":
+            status = "planned"
         self.steps.append(StepResult(name, status, detail))
 
     def next_commands(self, settings) -> list[str]:
