@@ -91,6 +91,8 @@ def test_pods_of_other_stacks_are_ignored():
      "in KV cache (12000).", "KV cache"),
     ("huggingface_hub.errors.HfHubHTTPError: 429 Client Error: Too Many Requests for url", "rate limited"),
     ("OSError: You are trying to access a gated repo. Cannot access gated repo for url", "gated model"),
+    ("plugin type 'custom-scorer' is not found in registry", "EPP config"),
+    ('no matches for kind "InferenceObjective" in version "inference.networking.x-k8s.io/v1alpha2"', "missing CRD"),
     ("INFO: Started server process", None),
 ])
 def test_log_signatures(log, name):

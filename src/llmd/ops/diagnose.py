@@ -29,11 +29,20 @@ LOG_SIGNATURES: tuple[tuple[str, re.Pattern[str], str], ...] = (
                             r"insufficient KV cache", re.I),
      "the KV cache for --max-model-len {max_model_len} does not fit: lower --max-model-len or raise "
      "--gpu-memory-utilization (now {gpu_memory_utilization}) or --tensor-parallel"),
+    ("EPP config", re.compile(r"plugin type '[^']+' is not found in registry|failed to (?:load|parse) (?:the )?"
+                              r"(?:plugins? )?config", re.I),
+     "the endpoint picker rejected its plugin config: use a --scheduler preset, or fix the "
+     "values.gaie.inferenceExtension.pluginsCustomConfig you set"),
+    ("missing CRD", re.compile(r'no matches for kind "?(?:InferencePool|InferenceObjective|InferenceModel)', re.I),
+     "an inference CRD is missing or too old: kubectl apply -k \"https://github.com/kubernetes-sigs/"
+     "gateway-api-inference-extension/config/crd/?ref=v1.4.0\""),
     ("out of memory", re.compile(r"CUDA out of memory|torch\.OutOfMemoryError|OutOfMemoryError|"
                                  r"HIP out of memory|Cannot allocate memory", re.I),
      "out of memory: lower --max-model-len (now {max_model_len}) or --gpu-memory-utilization (now "
      "{gpu_memory_utilization}), raise --tensor-parallel, or raise the container memory limit"),
 )
+
+OOM_HINT = next(hint for name, _, hint in LOG_SIGNATURES if name == "out of memory")
 
 
 @dataclass(frozen=True)
@@ -109,7 +118,7 @@ def terminal_finding(kubectl: Kubectl, pod: dict, settings) -> Finding | None:
             logs = pod_logs(kubectl, name, cs.get("name"), previous=True)
             found = match_logs(logs, settings)
             if last.get("reason") == "OOMKilled" and found is None:
-                found = ("out of memory", _fmt(LOG_SIGNATURES[3][2], settings))
+                found = ("out of memory", _fmt(OOM_HINT, settings))
             if found:
                 sig, hint = found
                 return Finding(name, f"CrashLoopBackOff ({sig})",
