@@ -66,3 +66,10 @@ def test_sync_tracker_names_the_release_in_flight():
                  "Upgrading release=gaie-x, chart=oci://registry.k8s.io/…", "Upgrading release=other, chart=y"):
         t.feed(line)
     assert t.in_flight() == ["gaie-x"]
+
+
+def test_a_kubeconfig_list_is_not_passed_as_a_flag():
+    """`--kubeconfig` takes one file; KUBECONFIG=a:b reaches kubectl and helm through the environment."""
+    scope = Scope("ns1", "ctx1", "/a/config:/b/config")
+    assert "--kubeconfig" not in scope.kubectl_flags() and "--kubeconfig" not in scope.helm_flags()
+    assert Scope("ns1", "ctx1", "/a/config").kubectl_flags()[:2] == ("--kubeconfig", "/a/config")

@@ -7,6 +7,7 @@ context switched by another process mid-run changes nothing.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,9 +33,14 @@ class Scope:
     def from_settings(cls, settings) -> Scope:
         return cls(namespace=settings.namespace, context=settings.kube_context, kubeconfig=settings.kubeconfig)
 
+    @property
+    def kubeconfig_flag_value(self) -> str | None:
+        """--kubeconfig takes one file; a KUBECONFIG list (a:b) reaches children through the environment."""
+        return self.kubeconfig if self.kubeconfig and os.pathsep not in self.kubeconfig else None
+
     def kubectl_flags(self, *, namespaced: bool = True) -> tuple[str, ...]:
         flags: list[str] = []
-        if self.kubeconfig:
+        if self.kubeconfig_flag_value:
             flags += ["--kubeconfig", self.kubeconfig]
         if self.context:
             flags += ["--context", self.context]
@@ -44,7 +50,7 @@ class Scope:
 
     def helm_flags(self, *, namespaced: bool = True) -> tuple[str, ...]:
         flags: list[str] = []
-        if self.kubeconfig:
+        if self.kubeconfig_flag_value:
             flags += ["--kubeconfig", self.kubeconfig]
         if self.context:
             flags += ["--kube-context", self.context]
