@@ -606,3 +606,18 @@ def test_download_job_is_replaced_only_when_it_must_be(cli, fp, fake, monkeypatc
     r = cli("deploy", "--context", CTX)
     assert r.exit_code == 0, r.stderr
     assert (delete in tool_calls(fp)) is replaced
+
+
+def test_slow_download_times_out_with_elapsed_time_and_last_progress_line(cli, fp, fake, clock, monkeypatch):  # F30
+    monkeypatch.setenv("HF_TOKEN", "hf_" + "t" * 30)
+    _full_pvc_deploy(fake, job_state="running")
+    fake.reg(fake.k("get", "jobs.batch,pods", "--output", "json"), lst(job(fake.s.download_job_name, "running")),
+             n=20)
+    fake.reg(fake.k("logs", f"job/{fake.s.download_job_name}", "--tail", "60"),
+             "Fetching 4 files:  50%|█████     | 2/4 [10:00<10:00]\n")
+    fake.reg(fake.k("get", "events", "--output", "json"), lst())
+    r = cli("deploy", "--context", CTX, "--timeout", "60")
+    assert r.exit_code == 6, r.stderr
+    assert "not ready after 6" in r.stderr and "download 0/1" in r.stderr
+    assert "last download output: Fetching 4 files:  50%" in r.stderr
+    assert fake.helmfile_sync() not in tool_calls(fp)

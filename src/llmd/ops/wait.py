@@ -298,8 +298,13 @@ def wait_ready(settings, kubectl: Kubectl, ui, keys: tuple[str, ...], *, timeout
 
 
 def diagnostics(watcher: Watcher, pending: list[Component]) -> str:
-    """Per pending component: its note, its non-ready pods with their state, and recent warning events."""
+    """Per pending component: its note, its non-ready pods with their state, the download's last output line,
+    and recent warning events."""
     lines = [f"  {c.key} {c.name}: {c.ready}/{c.desired} {c.note}".rstrip() for c in pending]
+    if any(c.key == "download" for c in pending):  # F30: how far the download got
+        progress = diagnose.pod_logs(watcher.kubectl, f"job/{watcher.s.download_job_name}", None, previous=False)
+        last = [ln.strip() for ln in progress.splitlines() if ln.strip()]
+        lines.append(f"    last download output: {last[-1][:300] if last else '(none)'}")
     try:
         snap = watcher.fetch()
     except ClusterError:
