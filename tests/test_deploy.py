@@ -621,3 +621,23 @@ def test_slow_download_times_out_with_elapsed_time_and_last_progress_line(cli, f
     assert "not ready after 6" in r.stderr and "download 0/1" in r.stderr
     assert "last download output: Fetching 4 files:  50%" in r.stderr
     assert fake.helmfile_sync() not in tool_calls(fp)
+
+
+def test_namespace_that_finishes_terminating_is_recreated(cli, fp, fake, clock):  # F21 "then proceed"
+    fake.tools()
+    fake.context()
+    fake.reachable()
+    fake.crds()
+    fake.gateway_class()
+    fake.namespace(terminating=2)  # Terminating twice, then gone
+    fake.permissions(11)
+    fake.releases({})
+    fake.apply_stdin(2)
+    fake.state(None)
+    fake.reg(fake.helmfile_sync(), "")
+    fake.apply_file("manifests/httproute.yaml")
+    fake.watch(fake.ready_items())
+    fake.releases(fake.all_deployed())
+    r = cli("deploy", "--context", CTX, *SIM)
+    assert r.exit_code == 0, r.stderr
+    assert len(clock.sleeps) == 2
