@@ -142,7 +142,7 @@ class Cleaner:
 
     def delete_kind(self, key: str, kind: str, names: list[str]) -> None:
         if not names:
-            self.report.add(key, "-", "absent", f"nothing labelled {selector(self.s)}")
+            self.report.add(key, "-", "absent", "none labelled for this release")
             return
         extra = ("--cascade=background",) if key == "job" else ()
         # By selector, not by name: the same command removes exactly what the inventory listed (and dry-run
@@ -247,8 +247,7 @@ def cleanup(settings, runner: Runner, ui, *, keep_pvc: bool = False, remove_name
     report = CleanupReport(target, dry_run=runner.dry_run)
     if runner.dry_run:
         inv = plan_dry_run(settings)
-        Cleaner(settings, kubectl, helm, report).run(inv, keep_pvc=keep_pvc,
-                                                                 remove_namespace=remove_namespace)
+        Cleaner(settings, kubectl, helm, report).run(inv, keep_pvc=keep_pvc, remove_namespace=remove_namespace)
         report.planned = [c.display() for c in runner.planned]
         return report
     inv = take_inventory(settings, kubectl, helm)
