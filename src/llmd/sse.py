@@ -8,9 +8,13 @@ nothing about success.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
+
+try:  # about 3x faster per frame; the load engine parses every frame of every stream (rule 12)
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover - orjson is a declared dependency, this keeps the module importable
+    from json import loads as _loads
 
 FAILURE_CLASSES = (
     "http_4xx",
@@ -197,7 +201,7 @@ class StreamValidator:
             self.fail("malformed_stream", "data frame after [DONE]")
             return False
         try:
-            chunk = json.loads(payload)
+            chunk = _loads(payload)
         except ValueError:
             self.fail("malformed_stream", f"data frame is not JSON: {payload[:80]!r}")
             return False

@@ -18,6 +18,7 @@ from typing import Any
 
 from llmd.loadgen.client import Timeouts
 from llmd.loadgen.engine import DRAIN_S, Progress, Stage, StageRun, run_stage
+from llmd.loadgen.loop import run as loop_run
 
 _SLOTS = 4  # done, inflight, errors, rolling TTFT p50 in microseconds
 _START_DELAY_S = 1.0  # time for the spawned interpreters to import and connect
@@ -75,7 +76,7 @@ def _child(conn, counters, w: int, args: tuple) -> None:
             pub.cancel()
 
     try:
-        conn.send(("ok", asyncio.run(main())))
+        conn.send(("ok", loop_run(main())))
     except BaseException as exc:  # report, never hang the parent
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
     finally:

@@ -23,6 +23,8 @@ from llmd.errors import Interrupted, TestFailed, ThresholdBreached
 from llmd.loadgen import workloads
 from llmd.loadgen.client import Timeouts
 from llmd.loadgen.engine import Progress, StageRun, run_stage
+from llmd.loadgen.loop import loop_kind
+from llmd.loadgen.loop import run as loop_run
 from llmd.loadgen.options import PerfOptions
 from llmd.loadgen.report import SCHEMA, PerfReport, summarize_stage
 
@@ -78,8 +80,9 @@ def _now() -> str:
 def _environment(endpoint: Any, opts: PerfOptions) -> dict:
     return {
         "llmd_version": __version__, "python": platform.python_version(), "platform": platform.platform(),
-        "cpu_count": os.cpu_count(), "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-        else None, "http_client": HTTP_CLIENT, "workers": opts.workers, "endpoint": endpoint.url,
+        "cpu_count": os.cpu_count(),
+        "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "http_client": HTTP_CLIENT, "event_loop": loop_kind(), "workers": opts.workers, "endpoint": endpoint.url,
         "via_port_forward": bool(getattr(endpoint, "via_port_forward", False)),
         "tunnel_generation_start": getattr(endpoint, "generation", 0),
     }
@@ -172,7 +175,7 @@ def _run_stages(endpoint, opts, ui, stages, *, workload, timeouts, run_id, slo, 
 
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        asyncio.run(main())
+        loop_run(main())
     finally:
         for s, h in previous.items():
             if h is not None:
