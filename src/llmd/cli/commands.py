@@ -31,5 +31,6 @@ def register(app: typer.Typer) -> None:
     app.command("cleanup")(cleanup.cleanup)
 
     from llmd.cli import test
+    from llmd.cli.perf_options import perf_epilog
 
-    app.command("test")(test.test)
+    app.command("test", epilog=perf_epilog())(test.test)
