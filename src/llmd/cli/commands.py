@@ -1,36 +1,23 @@
-"""Command registration: one module per verb under llmd.cli."""
+"""Command registration: one module per verb under llmd.cli, listed in the order users reach for them."""
 
 from __future__ import annotations
 
+import importlib
+
 import typer
+
+# (command name, module under llmd.cli, function). `test` lives in cli/test.py, registered by name.
+COMMANDS = (
+    ("deploy", "deploy", "deploy"),
+    ("test", "test", "test"),
+    ("status", "status", "status"),
+    ("cleanup", "cleanup", "cleanup"),
+    ("render", "render", "render"),
+    ("config", "config", "config"),
+    ("sim", "sim", "sim"),
+)
 
 
 def register(app: typer.Typer) -> None:
-    from llmd.cli import config
-
-    app.command("config")(config.config)
-
-    from llmd.cli import render
-
-    app.command("render")(render.render)
-
-    from llmd.cli import deploy
-
-    app.command("deploy")(deploy.deploy)
-
-    from llmd.cli import status
-
-    app.command("status")(status.status)
-
-    from llmd.cli import sim
-
-    app.command("sim")(sim.sim)
-
-    from llmd.cli import cleanup
-
-    app.command("cleanup")(cleanup.cleanup)
-
-    from llmd.cli import test
-    from llmd.cli.perf_options import perf_epilog
-
-    app.command("test", epilog=perf_epilog())(test.test)
+    for name, module, func in COMMANDS:
+        app.command(name)(getattr(importlib.import_module(f"llmd.cli.{module}"), func))
