@@ -19,15 +19,18 @@ import contextlib
 import errno
 import re
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from llmd.errors import LlmdError, TestFailed
 from llmd.kube.kubectl import Kubectl
 from llmd.proc import stop_process
 from llmd.redact import redact
+
+if TYPE_CHECKING:  # only llmd.proc starts processes
+    import subprocess
 
 FORWARDING = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+) -> (\d+)")
 # stderr lines kubectl prints when a tunnel is broken or wedged: probe at once instead of waiting.
