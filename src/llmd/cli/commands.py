@@ -19,5 +19,8 @@ COMMANDS = (
 
 
 def register(app: typer.Typer) -> None:
+    from llmd.cli.perf_options import perf_epilog
+
+    epilogs = {"test": perf_epilog()}  # the perf metric definitions also stored in every perf report
     for name, module, func in COMMANDS:
-        app.command(name)(getattr(importlib.import_module(f"llmd.cli.{module}"), func))
+        app.command(name, epilog=epilogs.get(name))(getattr(importlib.import_module(f"llmd.cli.{module}"), func))
