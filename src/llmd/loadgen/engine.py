@@ -163,7 +163,7 @@ class _Ctx:
             ttft = (res.first_ns - sent) / 1e6
         if res.end_ns and sent:
             e2e = (res.end_ns - sent) / 1e6
-        if ok and out_tokens > 1 and res.last_ns > res.first_ns:
+        if ok and out_tokens > 1 and res.first_ns:  # 0 when every token arrived in one read
             tpot = (res.last_ns - res.first_ns) / 1e6 / (out_tokens - 1)
         ev = res.event_ns
         if ok and len(ev) > 1:

@@ -1,0 +1,104 @@
+"""Perf flags: F10 validation before any socket, parsing, stages; `llmd test --sim --perf` exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from llmd.cli.perf_options import build_perf_options, perf_epilog
+from llmd.errors import ConfigError
+from llmd.loadgen.metrics import METRICS, parse_slo, percentile, summarize
+from llmd.loadgen.options import PerfOptions
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.mark.parametrize(("flags", "needle"), [
+    (["--concurrency", "0"], "--concurrency 0 is out of range"),
+    (["--rate", "-1"], "--rate -1.0 is out of range"),
+    (["--duration", "-5"], "--duration -5 s is out of range"),
+    (["--duration", "soon"], "--duration: 'soon' is not a duration"),
+    (["--requests", "0"], "--requests 0 is out of range"),
+    (["--concurrency", "2", "--rate", "3"], "exclusive"),
+    (["--workload", "nope"], "--workload 'nope' is unknown"),
+    (["--workload", "file"], "--workload file needs --dataset"),
+    (["--workload", "file", "--dataset", "missing.jsonl"], "does not exist"),
+    (["--api", "embeddings"], "--api 'embeddings' is not supported"),
+    (["--sweep", "1,x"], "not a list of positive numbers"),
+    (["--sweep", "1.5,2"], "concurrencies must be integers"),
+    (["--slo", "ttft=fast"], "invalid --slo ttft value"),
+    (["--slo", "latency=3ms"], "invalid --slo item"),
+    (["--max-error-rate", "2"], "--max-error-rate 2.0 is out of range"),
+    (["--output", "/nonexistent-dir/r.json"], "does not exist"),
+    (["--warmup", "-1"], "must not be negative"),
+    (["--workers", "0"], "--workers 0 is out of range"),
+])
+def test_invalid_perf_flags_exit_2_before_any_socket(cli, flags, needle):  # F10
+    # --url points at a port nothing listens on: exit 2 proves validation ran before any connection attempt
+    res = cli("test", "--url", "http://127.0.0.1:9", "--perf", *flags)
+    assert res.exit_code == 2, res.stderr
+    assert needle in res.stderr
+    assert "hint:" in res.stderr
+
+
+def test_parsing_durations_and_defaults():
+    o = build_perf_options({"duration": "2m", "warmup": "500ms", "request_timeout": "90", "concurrency": 4})
+    assert (o.duration, o.warmup, o.request_timeout) == (120.0, 0.5, 90.0)
+    (stage,) = o.stages()
+    assert stage.mode == "closed" and stage.concurrency == 4 and stage.duration_s == 120.0
+    assert PerfOptions().stages()[0].duration_s == 30.0  # no bound given: 30 s
+    assert PerfOptions(requests=5).stages()[0].duration_s is None
+
+
+def test_sweep_stages():
+    assert [s.concurrency for s in PerfOptions(sweep="1,4,16").stages()] == [1, 4, 16]
+    rates = PerfOptions(sweep="2,5", rate=1.0, arrival="poisson").stages()
+    assert [(s.mode, s.rate, s.arrival) for s in rates] == [("open", 2, "poisson"), ("open", 5, "poisson")]
+    assert [s.rate for s in PerfOptions(sweep="rate=0.5,1").stages()] == [0.5, 1.0]
+
+
+def test_slo_parsing():
+    assert parse_slo("ttft=200ms,tpot=50,e2e=1.5s") == {"ttft": 200.0, "tpot": 50.0, "e2e": 1500.0,
+                                                       "attainment": 0.95}
+    assert parse_slo("ttft=1s,attainment=0.5")["attainment"] == 0.5
+    with pytest.raises(ConfigError, match="attainment"):
+        parse_slo("ttft=1s,attainment=2")
+    with pytest.raises(ConfigError, match="no latency limit"):
+        parse_slo("attainment=0.9")
+
+
+def test_statistics():
+    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
+    assert percentile([5.0], 99) == 5.0
+    s = summarize([float(x) for x in range(1, 101)])
+    assert (s["count"], s["mean"], s["p50"], s["max"], s["min"]) == (100, 50.5, 50.5, 100.0, 1.0)
+    assert s["p99"] == pytest.approx(99.01)
+    assert summarize([])["p50"] is None
+
+
+def test_help_lists_metric_definitions(cli):
+    res = cli("test", "--help")
+    assert res.exit_code == 0
+    for name in ("--concurrency", "--sweep", "--slo", "--max-error-rate", "--workers", "ttft_ms", "goodput"):
+        assert name in res.stdout
+    assert all(k in perf_epilog() for k in METRICS)
+
+
+def test_llmd_test_sim_perf_passes_and_writes_report(cli, tmp_path):
+    out = tmp_path / "r.json"
+    res = cli("test", "--sim", "--perf", "--requests", "8", "--concurrency", "2", "--output-tokens", "4",
+              "-o", str(out), "--csv", str(tmp_path / "r.csv"))
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(out.read_text())
+    assert doc["complete"] and doc["stages"][0]["requests"]["ok"] == 8
+    assert doc["stages"][0]["tokens"]["output_source"] == "usage"
+
+
+def test_llmd_test_sim_perf_exit_8_on_slo_breach(cli, tmp_path):
+    out = tmp_path / "r.json"
+    res = cli("test", "--sim", "--perf", "--requests", "6", "--concurrency", "2", "--output-tokens", "4",
+              "--slo", "ttft=0.001ms", "-o", str(out))
+    assert res.exit_code == 8, res.stderr
+    assert "SLO attainment 0.0%" in res.stderr
+    assert json.loads(out.read_text())["breaches"]
