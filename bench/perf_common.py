@@ -141,7 +141,7 @@ def run_httpx(url: str, *, concurrency: int, seconds: float, requests: int, toke
                                 else:
                                     gaps.append((now - last_t) / 1e6)
                                 last_t = now
-                    out.append({"id": rid, "ok": ok and resp.status_code == 200,
+                    out.append({"id": rid, "ok": ok and resp.status_code == 200, "sent_ns": t0,
                                 "ttft_ms": (first - t0) / 1e6 if first else None, "gaps": gaps,
                                 "e2e_ms": (perf_counter_ns() - t0) / 1e6})
 

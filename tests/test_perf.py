@@ -152,3 +152,27 @@ def test_multi_process_workers_merge(stream_server):
     assert stage["requests"]["ok"] == 10 and stage["client"]["workers"] == 2
     assert {r["worker"] for r in report.records} == {0, 1}
     assert len({r["id"] for r in report.records}) == 10
+
+
+def test_benchmark_report_v02_export(stream_server, tmp_path):
+    srv = stream_server(tokens=3)
+    br = tmp_path / "br.json"
+    report = run_perf(EP(srv.url), opts(sweep="1,2", requests=4, benchmark_report=str(br)), Ui())
+    paths = [Path(p) for p in report.files["benchmark_report"]]
+    assert [p.name for p in paths] == ["br-c1.json", "br-c2.json"]
+    doc = json.loads(paths[1].read_text())
+    assert set(doc) == {"version", "run", "scenario", "results"} and doc["version"] == "0.2"
+    assert doc["run"]["eid"] == report.environment["run_id"] and doc["run"]["time"]["duration"].startswith("PT")
+    std = doc["scenario"]["load"]["standardized"]
+    assert std["tool"] == "llmd" and std["concurrency"] == 2 and std["stage"] == 1 and std["source"] == "random"
+    assert std["input_seq_len"] == {"distribution": "fixed", "value": 8}
+    agg = doc["results"]["request_performance"]["aggregate"]
+    assert set(agg) == {"requests", "latency", "throughput"}
+    assert agg["requests"]["total"] == 4 and agg["requests"]["failures"] == 0
+    units = {"time_to_first_token": "ms", "time_per_output_token": "ms/token", "inter_token_latency": "ms/token",
+             "request_latency": "ms"}
+    assert {k: v["units"] for k, v in agg["latency"].items()} == units
+    assert all("mean" in v for v in agg["latency"].values())
+    assert agg["throughput"]["request_rate"]["units"] == "queries/s"
+    assert agg["requests"]["output_length"] == {"units": "count", "mean": 3.0, "min": 3.0, "p50": 3.0, "p90": 3.0,
+                                                "p95": 3.0, "p99": 3.0, "max": 3.0}

@@ -40,6 +40,8 @@ _PERF_FLAGS: list[tuple[str, tuple[str, ...], Any, str]] = [
     ("max_error_rate", ("--max-error-rate",), float, "Failed share above which the run exits 8 (default 0.01)"),
     ("output", ("--output", "-o"), str, "Write the JSON report here (default: state dir)"),
     ("csv", ("--csv",), str, "Write per-request records as CSV"),
+    ("benchmark_report", ("--benchmark-report",), str,
+     "Also write llm-d Benchmark Report v0.2 JSON (one file per stage)"),
     ("request_timeout", ("--request-timeout",), str, "Total deadline per request (default 300s)"),
     ("stall_timeout", ("--stall-timeout",), str, "No bytes for this long = stalled (default 30s)"),
     ("max_inflight", ("--max-inflight",), int, "Open loop: cap of requests in flight (default 1000)"),

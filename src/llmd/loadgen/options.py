@@ -60,6 +60,7 @@ class PerfOptions:
     max_error_rate: float = 0.01
     output: str | None = None
     csv: str | None = None
+    benchmark_report: str | None = None  # llm-d Benchmark Report v0.2 JSON (one per stage)
     request_timeout: float = 300.0  # total deadline per request
     stall_timeout: float = 30.0  # no bytes for this long = stalled
     connect_timeout: float = 10.0
@@ -121,7 +122,8 @@ class PerfOptions:
         elif self.dataset:
             raise ConfigError(f"--dataset is only used with --workload file (got --workload {self.workload})",
                               "add --workload file or drop --dataset")
-        for flag, path in (("--output", self.output), ("--csv", self.csv)):
+        for flag, path in (("--output", self.output), ("--csv", self.csv),
+                           ("--benchmark-report", self.benchmark_report)):
             if path:
                 parent = Path(path).expanduser().resolve().parent
                 need(parent.is_dir(), f"{flag} {path}: directory {parent} does not exist",

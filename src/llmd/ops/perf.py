@@ -126,6 +126,10 @@ def run_perf(endpoint: Any, opts: PerfOptions, ui) -> PerfReport:
     report.files["json"] = str(report.write_json(opts.output or _default_output(run_id)))
     if opts.csv:
         report.files["csv"] = str(report.write_csv(opts.csv))
+    if opts.benchmark_report:
+        from llmd.loadgen.benchmark_report import write_benchmark_reports
+
+        report.files["benchmark_report"] = [str(p) for p in write_benchmark_reports(report, opts.benchmark_report)]
     show(report, ui)
     if signum is not None:
         raise Interrupted(f"perf test interrupted; partial report written to {report.files['json']}",
