@@ -33,7 +33,7 @@ test: venv tools lint
 # The main job on the embedded default, no cluster needed: a local simulator, smoke test, load test.
 demo: venv
 	$(BIN)/llmd test --sim
-	$(BIN)/llmd test --sim --perf --concurrency 16 --requests 400
+	$(BIN)/llmd test --sim --perf --concurrency 16 --requests 200 --output-tokens 64
 
 bench: venv
 	$(BIN)/python bench/cli_startup.py

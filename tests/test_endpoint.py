@@ -133,3 +133,24 @@ def test_evidence_says_when_pod_status_cannot_be_collected():
     ep = Endpoint("gateway", "x", base_url="http://127.0.0.1:1", diagnose=boom)
     assert ep.evidence() == "(could not collect pod status: cluster unreachable)"
     assert Endpoint("url", "x", base_url="http://h").evidence() is None
+
+
+def test_embedded_sim_is_a_supervised_child_serving_the_settings_model():
+    import httpx
+
+    from llmd import proc
+    from llmd.ops.endpoint import open_endpoint
+    from llmd.settings import load_settings
+
+    settings = load_settings({"model": "org/demo-model"}, environ={})
+    with open_endpoint(settings=settings, sim=True) as ep:
+        children = proc.live_children()
+        assert len(children) == 1
+        models = httpx.get(f"{ep.url}/v1/models", timeout=5).json()
+        assert [m["id"] for m in models["data"]] == ["org/demo-model"]
+        assert ep.url.startswith("http://127.0.0.1:")
+    assert proc.live_children() == []
+    with pytest.raises(ProcessLookupError):
+        import os
+
+        os.kill(children[0], 0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -130,24 +131,60 @@ def open_endpoint(*, settings, runner=None, ui=None, url: str | None = None, sim
         yield Endpoint("url", f"{base} (direct)", base_url=base, headers=_auth_headers())
         return
     if sim:
-        with _sim(sim_model) as ep:
+        with _sim(sim_model or settings.served_model_name, settings.max_model_len, runner) as ep:
             yield ep
         return
     yield from _cluster(settings, runner, ui, local_port=local_port, pf_ready_timeout=pf_ready_timeout,
                         pf_options=pf_options or {})
 
 
-@contextlib.contextmanager
-def _sim(model: str | None) -> Iterator[Endpoint]:
-    from llmd.sim.config import SimConfig
-    from llmd.sim.server import run_in_thread
+# The embedded default: an 8B-class model on one GPU, roughly (prefill + decode latency, a batch of 32
+# sequences, slowdown under load). Served under the deployment's model name, like the cluster sim profile.
+EMBEDDED_SIM_ARGS = ("--ttft", "30ms", "--itl", "6ms", "--max-num-seqs", "32", "--time-factor-under-load", "1.5",
+                     "--enable-kvcache", "--kv-cache-size", "4096", "--seed", "1")
+SIM_START_TIMEOUT_S = 15.0
 
-    cfg = SimConfig(port=0, host="127.0.0.1", **({"model": model} if model else {}))
-    handle = run_in_thread(cfg)
+
+@contextlib.contextmanager
+def _sim(model: str, max_model_len: int, runner=None) -> Iterator[Endpoint]:
+    """`llmd sim` as a child process in its own group: the load generator and the server then use
+    separate cores, as they would against a cluster. Always stopped on exit, Ctrl-C included."""
+    import sys
+
+    from llmd.proc import Cmd, Runner, stop_process
+
+    runner = runner or Runner()
+    argv = (sys.executable, "-m", "llmd", "sim", "--port", "0", "--model", model,
+            "--max-model-len", str(max_model_len), *EMBEDDED_SIM_ARGS)
+    child = runner.spawn(Cmd(argv, title="embedded simulator"))
     try:
-        yield Endpoint("sim", f"embedded llmd sim at {handle.url}", base_url=handle.url.rstrip("/"))
+        url = _read_sim_url(child)
+        yield Endpoint("sim", f"embedded llmd sim at {url}", base_url=url.rstrip("/"))
     finally:
-        handle.stop()
+        stop_process(child, grace_int=3.0, grace_term=2.0)
+
+
+def _read_sim_url(child) -> str:
+    """The first stdout line of `llmd sim` is its URL; wait for it with a deadline."""
+    import select
+
+    deadline = time.monotonic() + SIM_START_TIMEOUT_S
+    line = b""
+    while time.monotonic() < deadline and not line.endswith(b"\n"):
+        ready, _, _ = select.select([child.stdout], [], [], 0.1)
+        if ready:
+            chunk = os.read(child.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            line += chunk
+        elif child.poll() is not None:
+            break
+    url = line.decode(errors="replace").strip().splitlines()[0] if line.strip() else ""
+    if not url.startswith("http://127.0.0.1:"):
+        err = child.stderr.read1(4096).decode(errors="replace") if child.poll() is not None else ""
+        raise TestFailed("the embedded simulator did not start", hint="run `llmd sim --port 0` to see why",
+                         details=err.strip() or None)
+    return url
 
 
 def _names(settings) -> dict[str, str]:
