@@ -176,3 +176,25 @@ def test_benchmark_report_v02_export(stream_server, tmp_path):
     assert agg["throughput"]["request_rate"]["units"] == "queries/s"
     assert agg["requests"]["output_length"] == {"units": "count", "mean": 3.0, "min": 3.0, "p50": 3.0, "p90": 3.0,
                                                 "p95": 3.0, "p99": 3.0, "max": 3.0}
+
+
+def test_live_progress_only_on_a_terminal(stream_server, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from llmd.ui import THEME
+
+    monkeypatch.setenv("TERM", "xterm")  # rich Live draws nothing on TERM=dumb
+    srv = stream_server(ttft_s=0.1, tokens=2)
+    ui = Ui()
+    buf = io.StringIO()
+    ui.err = Console(file=buf, force_terminal=True, width=120, theme=THEME)
+    assert ui.interactive
+    run_perf(EP(srv.url), opts(concurrency=2, requests=6), ui)
+    assert "in flight" in buf.getvalue() and "TTFT p50" in buf.getvalue()
+    quiet = Ui()
+    quiet.err = Console(file=io.StringIO(), force_terminal=False, theme=THEME)
+    assert not quiet.interactive
+    run_perf(EP(srv.url), opts(concurrency=2, requests=2), quiet)
+    assert "in flight" not in quiet.err.file.getvalue()

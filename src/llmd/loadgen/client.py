@@ -99,8 +99,8 @@ class _Conn(asyncio.Protocol):
     def connection_lost(self, exc) -> None:
         self.closed = True
         if self.res is not None:
-            if self.state == 6 and self.res.status == 200:
-                self._complete(perf_counter_ns())  # body delimited by close
+            if self.state == 6:
+                self._complete(perf_counter_ns())  # body delimited by the close
             elif self.res.bytes_in == 0:
                 self._fail("connect_error" if self.used <= 1 else "stale", "connection closed before any response byte")
             else:

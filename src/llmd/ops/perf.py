@@ -223,14 +223,20 @@ class _Live:
 
         self.stage = stage
         self.t0 = time.monotonic()
-        self.live = Live("", console=ui.err, refresh_per_second=4, transient=True)
+        self.shown = 0.0
+        # refreshed from the event loop (no refresh thread competing with the load for the GIL)
+        self.live = Live("", console=ui.err, auto_refresh=False, transient=True)
         self.live.start()
 
     def update(self, p: Progress) -> None:
+        now = time.monotonic()
+        if now - self.shown < 0.2:
+            return
+        self.shown = now
         recent = sorted(p.ttft_recent)
         p50 = f"{recent[len(recent) // 2]:.1f} ms" if recent else "-"
         self.live.update(f"  {self.stage.label()}  {time.monotonic() - self.t0:5.1f} s  done {p.done}  "
-                         f"in flight {p.inflight}  errors {p.errors}  TTFT p50 {p50}")
+                         f"in flight {p.inflight}  errors {p.errors}  TTFT p50 {p50}", refresh=True)
 
     def close(self) -> None:
         self.live.stop()
