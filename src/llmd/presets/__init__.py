@@ -12,7 +12,8 @@ import yaml
 @functools.cache
 def _load(name: str) -> dict[str, Any]:
     text = resources.files(__name__).joinpath(f"{name}.yaml").read_text(encoding="utf-8")
-    return yaml.safe_load(text)
+    # libyaml when available: these files are parsed on every render, and the C parser is ~5x faster.
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def load(name: str) -> dict[str, Any]:

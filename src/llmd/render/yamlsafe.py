@@ -69,7 +69,12 @@ def dump_all(docs: list[Any]) -> str:
     return "---\n".join(dump(d) for d in docs)
 
 
-class GoLikeLoader(yaml.SafeLoader):
+# libyaml's parser when PyYAML has it (several times faster); resolution and construction stay in Python,
+# so the Go-like rules below apply either way.
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class GoLikeLoader(_BaseLoader):
     """SafeLoader plus the implicit types Go's YAML 1.1 resolver has and PyYAML lacks (y/n, 1e3, 0o17)."""
 
 
