@@ -102,3 +102,14 @@ def test_llmd_test_sim_perf_exit_8_on_slo_breach(cli, tmp_path):
     assert res.exit_code == 8, res.stderr
     assert "SLO attainment 0.0%" in res.stderr
     assert json.loads(out.read_text())["breaches"]
+
+
+def test_prompt_plus_output_must_fit_max_model_len():  # F10
+    PerfOptions(input_tokens=900, output_tokens=100).check_model_len(1024)
+    with pytest.raises(ConfigError, match="exceed max_model_len 1024"):
+        PerfOptions(input_tokens=1000, output_tokens=100).check_model_len(1024)
+    with pytest.raises(ConfigError, match="--output-tokens 2048"):
+        PerfOptions(input_tokens=1, output_tokens=2048).check_model_len(1024)
+    with pytest.raises(ConfigError):
+        PerfOptions(workload="shared-prefix", system_prompt_len=1000, question_len=64).check_model_len(1024)
+    PerfOptions(input_tokens=10**6).check_model_len(None)  # unknown limit: nothing to check

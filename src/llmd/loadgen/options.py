@@ -132,6 +132,17 @@ class PerfOptions:
         self.stages()
         return self
 
+    def check_model_len(self, max_model_len: int | None) -> None:
+        """F10: prompt + max_tokens must fit the served --max-model-len (else every request is a 400)."""
+        if not max_model_len or self.workload == "file":
+            return
+        prompt = self.system_prompt_len + self.question_len if self.workload == "shared-prefix" else self.input_tokens
+        longest = round(prompt * (1 + self.dist_spread)) if self.dist == "uniform" else prompt
+        if self.out_tokens >= max_model_len or longest + self.out_tokens > max_model_len:
+            raise ConfigError(
+                f"prompt ({longest} tokens) + --output-tokens {self.out_tokens} exceed max_model_len {max_model_len}",
+                "lower --input-tokens/--system-prompt-len/--output-tokens or deploy with a larger --max-model-len")
+
     def _sweep_values(self) -> tuple[str, list[float]]:
         text = (self.sweep or "").strip()
         kind = "rate" if self.rate is not None else "c"

@@ -98,6 +98,7 @@ def _default_output(run_id: str) -> str:
 
 def run_perf(endpoint: Any, opts: PerfOptions, ui) -> PerfReport:
     opts.validate()
+    opts.check_model_len(getattr(endpoint, "max_model_len", None))
     stages = opts.stages()
     slo = opts.slo_limits()
     model = resolve_model(endpoint, opts)
