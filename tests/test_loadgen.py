@@ -239,3 +239,21 @@ def test_tunnel_lost_classification():
     run = stage_run(f"http://127.0.0.1:{port}", Stage("c1", "closed", concurrency=1, requests=2),
                     endpoint=EP(f"http://127.0.0.1:{port}", via_port_forward=True))
     assert [r["failure"] for r in run.records] == ["tunnel_lost", "tunnel_lost"]
+
+
+def test_tunnel_restart_mid_request_counts_as_tunnel_lost(stream_server):  # F37
+    import threading
+
+    old = stream_server(ttft_s=0.3, tokens=3, fault="early_close")
+    new = stream_server(tokens=2)
+    ep = EP(old.url, via_port_forward=True)
+
+    def restart():
+        ep.url, ep.generation = new.url, 1
+
+    timer = threading.Timer(0.15, restart)
+    timer.start()
+    run = stage_run(old.url, Stage("c1", "closed", concurrency=1, requests=2), endpoint=ep)
+    timer.cancel()
+    assert [r["failure"] for r in run.records] == ["tunnel_lost", None]
+    assert len(old.requests) == 1 and len(new.requests) == 1  # the next request went to the new local port

@@ -232,6 +232,8 @@ class _Conn(asyncio.Protocol):
             elif name == b"retry-after":
                 res.retry_after = value.decode("latin-1")
         self.keep_alive = version == b"HTTP/1.1" and b"close" not in conn
+        if res.status in (204, 304):  # never a body, whatever the headers say
+            chunked, length = False, 0
         if chunked:
             self.state = 1
         elif length >= 0:
