@@ -114,6 +114,18 @@ class Kubectl:
             raise ClusterError(f"kubectl returned invalid JSON for {kind}: {exc}") from None
 
 
+def kubectl_client_version(runner: Runner) -> str:
+    """Client version (`v1.33.9`); `--client` reads no kubeconfig and contacts no cluster. Empty when unknown."""
+    res = runner.run(Cmd((runner.tool("kubectl"), "version", "--client", "--output", "json"), timeout=15),
+                     check=False)
+    if not res.ok:
+        return ""
+    try:
+        return str((json.loads(res.stdout or "{}").get("clientVersion") or {}).get("gitVersion", ""))
+    except (json.JSONDecodeError, AttributeError):
+        return ""
+
+
 def raise_cluster_error(res: CmdResult, kind_of: str, scope: Scope) -> None:
     where = f"context {scope.context or '(current)'}"
     if kind_of == "unreachable":

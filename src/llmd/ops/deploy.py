@@ -21,7 +21,7 @@ from llmd.errors import CommandFailed, DeployError, ExitCode, Interrupted
 from llmd.kube.helm import Helm, Helmfile, Release
 from llmd.kube.kubectl import Kubectl
 from llmd.ops import state, wait
-from llmd.ops.preflight import PreflightReport, check_tools, preflight
+from llmd.ops.preflight import PreflightReport, check_tools, preflight, recover_hint
 from llmd.ops.target import Target, pin_target
 from llmd.proc import Runner
 from llmd.render import bundle as B
@@ -179,13 +179,10 @@ class Deployer:
         if not pending:
             return releases
         if not self.recover:
-            ctx = f" --context {self.kubectl.scope.context}" if self.kubectl.scope.context else ""
             raise DeployError(
                 "release(s) left pending by an interrupted run: "
                 + ", ".join(f"{r.name} ({r.status}, revision {r.revision})" for r in pending),
-                hint=f"run `llmd deploy --recover -n {self.s.namespace}{ctx}`: it uninstalls a release stuck at "
-                     "revision 1 and rolls any other back to its last deployed revision "
-                     f"(or by hand: `helm rollback <release> <revision> -n {self.s.namespace}`)")
+                hint=recover_hint(self.s, self.kubectl.scope.context))
         for rel in pending:
             self.recover_release(rel)
         return {k: v for k, v in self.helm.releases().items() if k in self.s.releases}

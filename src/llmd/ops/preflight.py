@@ -1,5 +1,9 @@
 """Fast checks before anything is changed: tools, cluster, CRDs, gateway class, storage, GPUs, namespace.
 
+Each `check_*` function returns a `CheckResult` (ok/warn/fail/skip with the fix) and raises
+`ClusterError` when the cluster cannot be asked. `preflight()` runs them for `llmd deploy` and turns
+failures into errors; `llmd.ops.doctor` runs the same functions and reports every result.
+
 Every missing prerequisite is collected and reported together (exit 3) with the exact commands that
 install it. An unreachable cluster fails within the preflight budget (exit 4): kubectl's
 --request-timeout bounds each call and the runner's wall-clock timeout bounds the process.
@@ -11,10 +15,10 @@ import json
 from dataclasses import dataclass, field
 
 from llmd.errors import ClusterError, DeployError, ExitCode, PrereqError
-from llmd.kube.helm import helm_version, helmfile_version, parse_version
-from llmd.kube.kubectl import Kubectl, classify_failure, raise_cluster_error
+from llmd.kube.helm import Helm, helm_version, helmfile_version, parse_version
+from llmd.kube.kubectl import Kubectl, classify_failure, kubectl_client_version, raise_cluster_error
 from llmd.ops import wait
-from llmd.proc import Runner
+from llmd.proc import INSTALL_HINTS, TOOL_ENV, Runner
 
 TOOLS = ("kubectl", "helm", "helmfile")
 MIN_VERSIONS = {"kubectl": (1, 28), "helm": (3, 12), "helmfile": (0, 166)}
@@ -50,62 +54,91 @@ DEFAULT_SC_ANNOTATIONS = ("storageclass.kubernetes.io/is-default-class",
                           "storageclass.beta.kubernetes.io/is-default-class")
 
 
-@dataclass
-class Check:
+@dataclass(frozen=True)
+class CheckResult:
+    """One check's verdict. `deploy` turns a `fail` into its error; `llmd doctor` lists them all."""
+
     name: str
-    status: str  # ok | warn | fail | skipped
+    status: str  # ok | warn | fail | skip
     message: str
+    fixes: tuple[str, ...] = ()  # what to run or do about a fail or warn
+    exit_code: int = ExitCode.PREREQ  # what a fail means: 3 missing prerequisite, 4 cluster access
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "fail"
+
+    @property
+    def hint(self) -> str:
+        return "\n".join(self.fixes)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "status": self.status, "message": self.message}
+        return {"name": self.name, "status": self.status, "message": self.message, "fixes": list(self.fixes)}
 
 
 @dataclass
 class PreflightReport:
-    checks: list[Check] = field(default_factory=list)
+    checks: list[CheckResult] = field(default_factory=list)
     namespace_exists: bool = False
     namespace_owned: bool = False  # carries app.kubernetes.io/managed-by=llmd
 
-    def add(self, name: str, status: str, message: str) -> Check:
-        c = Check(name, status, message)
-        self.checks.append(c)
-        return c
+    def add(self, result: CheckResult) -> CheckResult:
+        self.checks.append(result)
+        return result
 
     def to_dict(self) -> dict:
         return {"checks": [c.to_dict() for c in self.checks], "namespace_exists": self.namespace_exists,
                 "namespace_owned": self.namespace_owned}
 
 
+# ---- the checks: each returns a CheckResult; cluster access problems raise ClusterError (exit 4) ----------
+
+TOOL_VERSIONS = {"kubectl": kubectl_client_version, "helm": helm_version, "helmfile": helmfile_version}
+
+
+def check_version(name: str, text: str) -> CheckResult:
+    minimum = ".".join(map(str, MIN_VERSIONS[name]))
+    ver = parse_version(text)
+    if ver is None:
+        return CheckResult(name, "fail", f"{name}: could not read its version ({text or 'no output'})",
+                           (f"reinstall {name} >= {minimum} (`make tools` installs tested versions)",))
+    if ver < MIN_VERSIONS[name]:
+        return CheckResult(name, "fail", f"{name} {text} is older than {minimum}",
+                           (f"upgrade {name} to >= {minimum} (`make tools` installs tested versions)",))
+    return CheckResult(name, "ok", f"{text} (>= {minimum})")
+
+
+def check_tool(runner: Runner, name: str) -> CheckResult:
+    """On PATH (or LLMD_<TOOL>) and at least the minimum version; the version query is local."""
+    if runner.missing_tools([name]):
+        where = f"{runner.tool(name)} (from {TOOL_ENV[name]})" if runner.tool(name) != name else "on PATH"
+        return CheckResult(name, "fail", f"{name} not found {where}", (INSTALL_HINTS[name],))
+    return check_version(name, TOOL_VERSIONS[name](runner))
+
+
 def check_tools(runner: Runner, report: PreflightReport) -> None:
-    """All missing tools at once (exit 3), then client versions against the minimums."""
+    """Deploy's first step: every missing tool at once (exit 3), then helm/helmfile against the minimums
+    (kubectl's version arrives with the reachability probe, one process fewer)."""
     if runner.dry_run:  # a preview needs no tools: say what is missing, start nothing
         missing = runner.missing_tools(list(TOOLS))
-        report.add("tools", "warn" if missing else "skipped",
-                   f"missing: {', '.join(missing)}" if missing else "dry-run: versions not checked")
+        report.add(CheckResult("tools", "warn" if missing else "skip",
+                               f"missing: {', '.join(missing)}" if missing else "dry-run: versions not checked"))
         return
     runner.require_tools(list(TOOLS))
-    found = {"helm": helm_version(runner), "helmfile": helmfile_version(runner)}
-    too_old = []
-    for name, text in found.items():
-        ver = parse_version(text)
-        if ver is None:
-            too_old.append(f"{name}: could not read its version ({text or 'no output'})")
-        elif ver < MIN_VERSIONS[name]:
-            too_old.append(f"{name} {text} is older than {'.'.join(map(str, MIN_VERSIONS[name]))}")
+    results = [check_tool(runner, name) for name in ("helm", "helmfile")]
+    too_old = [r.message for r in results if r.failed]
     if too_old:
         raise PrereqError("incompatible tool version(s): " + "; ".join(too_old),
                           hint="upgrade them (`make tools` installs tested versions)")
-    report.add("tools", "ok", ", ".join(f"{k} {v}" for k, v in found.items()))
+    report.add(CheckResult("tools", "ok", ", ".join(f"{r.name} {r.message}" for r in results)))
 
 
-def check_reachable(kubectl: Kubectl, target, report: PreflightReport) -> None:
+def check_reachable(kubectl: Kubectl, target) -> CheckResult:
     """`kubectl version` talks to /version: proves the API server answers, and reports both versions."""
-
     res = kubectl.run("version", "--output", "json", namespaced=False, check=False, timeout=REACH_TIMEOUT_S,
                       fail_code=ExitCode.CLUSTER)  # a blackholed server times out: that is exit 4, not a bug
     if res.dry_run:
-        report.add("cluster", "skipped", "dry-run")
-        return
+        return CheckResult("cluster", "skip", "dry-run")
     if not res.ok:
         kind = classify_failure(res)
         if kind in ("unauthorized", "forbidden"):
@@ -119,10 +152,11 @@ def check_reachable(kubectl: Kubectl, target, report: PreflightReport) -> None:
         info = {}
     client = (info.get("clientVersion") or {}).get("gitVersion", "?")
     server = (info.get("serverVersion") or {}).get("gitVersion", "?")
-    ver = parse_version(client)
-    if ver is not None and ver < MIN_VERSIONS["kubectl"]:
-        raise PrereqError(f"kubectl {client} is older than 1.28", hint="upgrade kubectl (`make tools`)")
-    report.add("cluster", "ok", f"{target.describe()}: server {server}, kubectl {client}")
+    if parse_version(client) is not None:
+        version = check_version("kubectl", client)
+        if version.failed:
+            return CheckResult("cluster", "fail", version.message, version.fixes)
+    return CheckResult("cluster", "ok", f"{target.describe()}: server {server}, kubectl {client}")
 
 
 def _established(crd: dict) -> bool:
@@ -134,12 +168,11 @@ def _served(crd: dict, version: str) -> bool:
     return any(v.get("name") == version and v.get("served") for v in (crd.get("spec") or {}).get("versions") or [])
 
 
-def check_crds(kubectl: Kubectl, report: PreflightReport) -> list[str]:
-    """Returns the install commands for what is missing (empty when all is there)."""
+def check_crds(kubectl: Kubectl) -> CheckResult:
+    """The fixes are the install commands for what is missing, each once."""
     data = _get_crds(kubectl)
     if data is None:
-        report.add("crds", "skipped", "dry-run")
-        return []
+        return CheckResult("crds", "skip", "dry-run")
     found = {item["metadata"]["name"]: item for item in data.get("items", [])}
     fixes: list[str] = []
     problems: list[str] = []
@@ -155,13 +188,14 @@ def check_crds(kubectl: Kubectl, report: PreflightReport) -> list[str]:
             continue
         if install not in fixes:
             fixes.append(install)
-    report.add("crds", "fail" if problems else "ok", "; ".join(problems) or "Gateway API and InferencePool v1 present")
-    return fixes
+    if problems:
+        return CheckResult("crds", "fail", "; ".join(problems), tuple(fixes))
+    return CheckResult("crds", "ok", "Gateway API and InferencePool v1 present")
 
 
 def _get_crds(kubectl: Kubectl) -> dict | None:
     res = kubectl.run("get", "customresourcedefinitions", *REQUIRED_CRDS, "--ignore-not-found", "--output", "json",
-                      namespaced=False, check=False)
+                      namespaced=False, check=False, fail_code=ExitCode.CLUSTER)
     if res.dry_run:
         return None
     if not res.ok:
@@ -173,56 +207,48 @@ def _get_crds(kubectl: Kubectl) -> dict | None:
     return data if data.get("kind") == "List" or "items" in data else {"items": [data]}
 
 
-def check_gateway_class(kubectl: Kubectl, settings, report: PreflightReport) -> list[str]:
+def check_gateway_class(kubectl: Kubectl, settings) -> CheckResult:
     cls, install = GATEWAY_CLASSES[settings.environment]
     data = kubectl.get_json("gatewayclasses.gateway.networking.k8s.io", cls, namespaced=False)
     if kubectl.runner.dry_run:
-        report.add("gateway class", "skipped", "dry-run")
-        return []
+        return CheckResult("gateway class", "skip", "dry-run")
     if data is None:
-        report.add("gateway class", "fail", f"GatewayClass {cls!r} not found: the {settings.environment} control "
-                                            "plane is not installed")
-        return [install]
-    report.add("gateway class", "ok", f"GatewayClass {cls} present")
-    return []
+        return CheckResult("gateway class", "fail", f"GatewayClass {cls!r} not found: the {settings.environment} "
+                                                    "control plane is not installed", (install,))
+    return CheckResult("gateway class", "ok", f"GatewayClass {cls} present")
 
 
-def check_storage(kubectl: Kubectl, settings, report: PreflightReport, *, needs_pvc: bool) -> list[str]:
+def check_storage(kubectl: Kubectl, settings, *, needs_pvc: bool) -> CheckResult:
     if not needs_pvc:
-        report.add("storage", "skipped", "no model-cache PVC in this deployment")
-        return []
+        return CheckResult("storage", "skip", "no model-cache PVC in this deployment")
     data = kubectl.get_json("storageclasses.storage.k8s.io", namespaced=False)
     if data is None:
-        report.add("storage", "skipped", "dry-run")
-        return []
+        return CheckResult("storage", "skip", "dry-run")
     classes = {i["metadata"]["name"]: i for i in data.get("items", [])}
+    have = ", ".join(sorted(classes))
     if settings.storage_class:
         if settings.storage_class in classes:
-            report.add("storage", "ok", f"StorageClass {settings.storage_class}")
-            return []
-        report.add("storage", "fail", f"StorageClass {settings.storage_class!r} not found (have: "
-                                      f"{', '.join(sorted(classes)) or 'none'})")
-        return [f"pass --storage-class with one of: {', '.join(sorted(classes)) or '(none: install a provisioner)'}"]
+            return CheckResult("storage", "ok", f"StorageClass {settings.storage_class}")
+        return CheckResult("storage", "fail", f"StorageClass {settings.storage_class!r} not found (have: "
+                                              f"{have or 'none'})",
+                           (f"pass --storage-class with one of: {have or '(none: install a provisioner)'}",))
     defaults = [n for n, i in classes.items()
                 if any((i["metadata"].get("annotations") or {}).get(a) == "true" for a in DEFAULT_SC_ANNOTATIONS)]
     if defaults:
-        report.add("storage", "ok", f"default StorageClass {defaults[0]}")
-        return []
-    report.add("storage", "fail", "no default StorageClass and no --storage-class")
-    return ["pass --storage-class <name> (" + (", ".join(sorted(classes)) or "no StorageClass exists") + "), "
-            "or use --model-cache emptydir"]
+        return CheckResult("storage", "ok", f"default StorageClass {defaults[0]}")
+    return CheckResult("storage", "fail", "no default StorageClass and no --storage-class",
+                       (f"pass --storage-class <name> ({have or 'no StorageClass exists'}), "
+                        "or use --model-cache emptydir",))
 
 
-def check_gpus(kubectl: Kubectl, settings, report: PreflightReport) -> None:
+def check_gpus(kubectl: Kubectl, settings) -> CheckResult:
     """Allocatable accelerators vs replicas × TP. A shortfall only warns: autoscalers may add nodes."""
     if not settings.uses_gpu:
-        report.add("gpus", "skipped", f"accelerator {settings.accelerator} needs no GPU")
-        return
+        return CheckResult("gpus", "skip", f"accelerator {settings.accelerator} needs no GPU")
     resource = GPU_RESOURCES.get(settings.accelerator, "nvidia.com/gpu")
     data = kubectl.get_json("nodes", namespaced=False)
     if data is None:
-        report.add("gpus", "skipped", "dry-run")
-        return
+        return CheckResult("gpus", "skip", "dry-run")
     have = 0
     for node in data.get("items", []):
         if (node.get("spec") or {}).get("unschedulable"):
@@ -233,37 +259,44 @@ def check_gpus(kubectl: Kubectl, settings, report: PreflightReport) -> None:
             continue
     need = settings.replicas * settings.tensor_parallel
     if have >= need:
-        report.add("gpus", "ok", f"{have} {resource} allocatable, {need} needed")
-    else:
-        report.add("gpus", "warn", f"only {have} {resource} allocatable, {need} needed "
-                                   f"({settings.replicas} replicas × TP {settings.tensor_parallel}); "
-                                   "pods will stay Pending unless nodes are added")
+        return CheckResult("gpus", "ok", f"{have} {resource} allocatable, {need} needed")
+    return CheckResult("gpus", "warn", f"only {have} {resource} allocatable, {need} needed "
+                                       f"({settings.replicas} replicas × TP {settings.tensor_parallel}); "
+                                       "pods will stay Pending unless nodes are added",
+                       ("add nodes with free GPUs, or lower --replicas / --tensor-parallel",))
 
 
-def check_namespace(kubectl: Kubectl, settings, report: PreflightReport, *, terminating_wait_s: float) -> None:
-    """A Terminating namespace cannot take new objects: wait (bounded) for it to go, else exit 5."""
+@dataclass(frozen=True)
+class NamespaceState:
+    exists: bool = False
+    owned: bool = False  # carries app.kubernetes.io/managed-by=llmd
+    terminating: str | None = None  # the conditions that hold a Terminating namespace
+
+
+def check_namespace(kubectl: Kubectl, settings, *, terminating_wait_s: float = 0.0
+                    ) -> tuple[CheckResult, NamespaceState]:
+    """A Terminating namespace cannot take new objects: wait (bounded) for it to go. Still Terminating
+    after the wait: a `warn` and `state.terminating` set (deploy makes that exit 5)."""
     deadline = wait.CLOCK.now() + terminating_wait_s
     while True:
         ns = kubectl.get_json("namespace", settings.namespace, namespaced=False)
         if kubectl.runner.dry_run:
-            report.add("namespace", "skipped", "dry-run")
-            return
+            return CheckResult("namespace", "skip", "dry-run"), NamespaceState()
         if ns is None:
-            report.add("namespace", "ok", f"{settings.namespace} will be created")
-            return
+            return CheckResult("namespace", "ok", f"{settings.namespace} will be created"), NamespaceState()
         if (ns.get("status") or {}).get("phase") != "Terminating":
             labels = ns["metadata"].get("labels") or {}
-            report.namespace_exists = True
-            report.namespace_owned = labels.get("app.kubernetes.io/managed-by") == "llmd"
-            owner = "created by llmd" if report.namespace_owned else "not created by llmd; it will not be labelled"
-            report.add("namespace", "ok", f"{settings.namespace} exists ({owner})")
-            return
+            owned = labels.get("app.kubernetes.io/managed-by") == "llmd"
+            owner = "created by llmd" if owned else "not created by llmd; it will not be labelled"
+            return (CheckResult("namespace", "ok", f"{settings.namespace} exists ({owner})"),
+                    NamespaceState(exists=True, owned=owned))
         if wait.CLOCK.now() >= deadline:
             conds = "; ".join(f"{c.get('type')}: {c.get('message')}" for c in (ns.get("status") or {}).get(
                 "conditions") or [] if c.get("status") == "True") or "no conditions reported"
-            raise DeployError(f"namespace {settings.namespace} is still Terminating after {terminating_wait_s:.0f}s",
-                              hint=f"wait for it to go (`kubectl get namespace {settings.namespace} -o yaml`) "
-                                   "or deploy to another --namespace", details=conds)
+            return (CheckResult("namespace", "warn", f"{settings.namespace} is Terminating ({conds})",
+                                (f"wait for it to go (`kubectl get namespace {settings.namespace} -o yaml`) "
+                                 "or deploy to another --namespace",)),
+                    NamespaceState(exists=True, terminating=conds))
         wait.CLOCK.sleep(wait.POLL_S)
 
 
@@ -294,12 +327,12 @@ def json_objects(text: str) -> list[dict]:
         out += (doc.get("items") or []) if doc.get("kind") == "List" else [doc]
 
 
-def check_permissions(kubectl: Kubectl, settings, report: PreflightReport, *, needs_pvc: bool) -> None:
+def check_permissions(kubectl: Kubectl, settings, *, needs_pvc: bool, namespace_exists: bool) -> CheckResult:
     """Rule 17 / F19: one SelfSubjectAccessReview per permission, sent as one List on stdin (one call, no
-    partial deploy on a missing right). Exit 4 naming every missing permission."""
+    partial deploy on a missing right). A fail names every missing permission (exit 4)."""
     wanted = [(g, r, settings.namespace) for g, r in NAMESPACED_PERMISSIONS
               if needs_pvc or r not in ("persistentvolumeclaims", "jobs")]
-    if not report.namespace_exists:
+    if not namespace_exists:
         wanted.insert(0, ("", "namespaces", None))
     reviews = [{"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
                 "spec": {"resourceAttributes": {"verb": "create", "group": g, "resource": r,
@@ -308,8 +341,7 @@ def check_permissions(kubectl: Kubectl, settings, report: PreflightReport, *, ne
     res = kubectl.run("create", "--filename", "-", "--output", "json", namespaced=False, stdin=body, check=False,
                       fail_code=ExitCode.CLUSTER)
     if res.dry_run:
-        report.add("permissions", "skipped", "dry-run")
-        return
+        return CheckResult("permissions", "skip", "dry-run")
     if not res.ok:
         raise_cluster_error(res, classify_failure(res), kubectl.scope)
     answers = json_objects(res.stdout)
@@ -319,26 +351,60 @@ def check_permissions(kubectl: Kubectl, settings, report: PreflightReport, *, ne
     missing = [f"create {r}{'.' + g if g else ''}" + (f" in {ns}" if ns else " (cluster)")
                for (g, r, ns), a in zip(wanted, answers, strict=True) if not (a.get("status") or {}).get("allowed")]
     if missing:
-        raise ClusterError("missing permissions (RBAC): " + ", ".join(missing),
-                           hint=f"ask a cluster admin to grant them in namespace {settings.namespace}, or use "
-                                "another --context; nothing was changed")
-    report.add("permissions", "ok", f"{len(wanted)} create permissions granted")
+        return CheckResult("permissions", "fail", "missing permissions (RBAC): " + ", ".join(missing),
+                           (f"ask a cluster admin to grant them in namespace {settings.namespace}, or use "
+                            "another --context; nothing was changed",), exit_code=ExitCode.CLUSTER)
+    return CheckResult("permissions", "ok", f"{len(wanted)} create permissions granted")
 
+
+def recover_hint(settings, context: str | None) -> str:
+    ctx = f" --context {context}" if context else ""
+    return (f"run `llmd deploy --recover -n {settings.namespace}{ctx}`: it uninstalls a release stuck at "
+            "revision 1 and rolls any other back to its last deployed revision "
+            f"(or by hand: `helm rollback <release> <revision> -n {settings.namespace}`)")
+
+
+def check_releases(helm: Helm, settings) -> CheckResult:
+    """Rule 16: a release left pending-* by an interrupted run blocks the next deploy until recovered."""
+    releases = {k: v for k, v in helm.releases().items() if k in settings.releases}
+    if not releases:
+        return CheckResult("releases", "ok", "none installed")
+    states = ", ".join(f"{r.name} {r.status} (revision {r.revision})" for r in releases.values())
+    if any(r.pending for r in releases.values()):
+        return CheckResult("releases", "fail", f"left pending by an interrupted run: {states}",
+                           (recover_hint(settings, helm.scope.context),))
+    if any(r.status != "deployed" for r in releases.values()):
+        return CheckResult("releases", "warn", states, ("`llmd deploy` upgrades them again",))
+    return CheckResult("releases", "ok", states)
+
+
+# ---- deploy's preflight: the checks above in order, the first failing group raised as its error ------------
 
 def preflight(settings, runner: Runner, kubectl: Kubectl, target, report: PreflightReport, *, needs_pvc: bool,
               terminating_wait_s: float = 120.0) -> PreflightReport:
     """The cluster checks; `check_tools` ran first, before the context was pinned. `needs_pvc` comes from the
     rendered bundle (it has a model-cache PVC or not)."""
-    check_reachable(kubectl, target, report)
-    fixes = check_crds(kubectl, report)
-    fixes += check_gateway_class(kubectl, settings, report) if not fixes else []  # class needs the Gateway CRDs
-    fixes += check_storage(kubectl, settings, report, needs_pvc=needs_pvc)
-    if fixes:
-        failed = [c for c in report.checks if c.status == "fail"]
-        raise PrereqError("missing cluster prerequisite(s): " + "; ".join(c.message for c in failed),
+    reach = report.add(check_reachable(kubectl, target))
+    if reach.failed:
+        raise PrereqError(reach.message, hint=reach.hint)
+    crds = report.add(check_crds(kubectl))
+    results = [crds]
+    if not crds.failed:  # the class needs the Gateway CRDs
+        results.append(report.add(check_gateway_class(kubectl, settings)))
+    results.append(report.add(check_storage(kubectl, settings, needs_pvc=needs_pvc)))
+    failed = [r for r in results if r.failed]
+    if failed:
+        fixes = [f for r in failed for f in r.fixes]
+        raise PrereqError("missing cluster prerequisite(s): " + "; ".join(r.message for r in failed),
                           hint="install them, then re-run:\n" + "\n".join(f"  {f}" for f in fixes))
-    check_gpus(kubectl, settings, report)
-    check_namespace(kubectl, settings, report, terminating_wait_s=terminating_wait_s)
-    check_permissions(kubectl, settings, report, needs_pvc=needs_pvc)
+    report.add(check_gpus(kubectl, settings))
+    ns, state = check_namespace(kubectl, settings, terminating_wait_s=terminating_wait_s)
+    if state.terminating is not None:
+        raise DeployError(f"namespace {settings.namespace} is still Terminating after {terminating_wait_s:.0f}s",
+                          hint=ns.hint, details=state.terminating)
+    report.add(ns)
+    report.namespace_exists, report.namespace_owned = state.exists, state.owned
+    perms = report.add(check_permissions(kubectl, settings, needs_pvc=needs_pvc, namespace_exists=state.exists))
+    if perms.failed:
+        raise ClusterError(perms.message, hint=perms.hint)
     return report
-
