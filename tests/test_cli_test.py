@@ -50,6 +50,9 @@ def test_url_failure_exits_7_with_evidence_and_hint(cli, srv):
     assert "smoke test failed: chat: HTTP 404" in r.stderr and "HTTPRoute missing or not attached" in r.stderr
     doc = json.loads(r.stdout)
     assert doc["smoke"]["ok"] is False and doc["smoke"]["url"] == srv.url  # "/v1/" was normalised away
+    assert doc["perf"] is None and doc["error"]["exit_code"] == 7
+    assert doc["error"]["message"].startswith("smoke test failed: chat: HTTP 404")
+    assert "HTTPRoute missing or not attached" in doc["error"]["hint"]
 
 
 def test_url_uses_the_first_served_model_without_model_flag(cli, srv):
@@ -76,6 +79,9 @@ def test_api_key_is_sent_and_never_printed(cli, srv, monkeypatch):
     (("--sim", "--max-tokens", "0"), "--max-tokens 0"),
     (("--sim", "--prompt", " "), "--prompt is empty"),
     (("--sim", "--ready-timeout", "0"), "--ready-timeout"),
+    (("--connect-timeout", "0"), "--connect-timeout 0 is out of range"),
+    (("--connect-timeout", "601"), "--connect-timeout 601 is out of range"),
+    (("--sim", "--connect-timeout", "5"), "--connect-timeout applies only to the port-forward"),
     (("--sim", "--perf", "--concurrency", "0"), "concurrency"),
 ])
 def test_bad_input_exits_2_before_anything_runs(cli, fp, args, needle):
@@ -129,6 +135,79 @@ def test_f34_gateway_service_missing_lists_what_exists(cli, fp, fake_tools_on_pa
     assert "--environment" in r.stderr  # the hint names the knob that picks the Service name
 
 
+def test_json_service_missing_still_prints_one_document(cli, fp, fake_tools_on_path):
+    fp.register(_kubectl("get", "service", SVC, "--output", "json"), returncode=1,
+                stderr=f'Error from server (NotFound): services "{SVC}" not found')
+    fp.register(_kubectl("get", "services", "--output", "json"), stdout=json.dumps({"items": []}))
+    r = cli("test", "--json")
+    assert r.exit_code == 7
+    doc = json.loads(r.stdout)  # exactly one document: json.loads rejects trailing data
+    assert doc["smoke"] is None and doc["perf"] is None
+    err = doc["error"]
+    assert err["exit_code"] == 7 and f"gateway Service {SVC} not found" in err["message"]
+    assert "--environment" in err["hint"] and err["details"] == "all Services in " + NS + ": (none)"
+    assert f"gateway Service {SVC} not found" in r.stderr  # humans still get it on stderr
+
+
+def test_json_port_forward_that_dies_at_once_prints_the_error_document(cli, fp, fake_tools_on_path):
+    fp.register(_kubectl("get", "service", SVC, "--output", "json"), stdout=json.dumps({"metadata": {"name": SVC}}))
+    fp.register(_kubectl("port-forward", "--address", "127.0.0.1", f"svc/{SVC}", ":80"), returncode=1,
+                stderr=["error: unable to forward port because pod is not running. Current status=Pending"])
+    r = cli("test", "--json")
+    assert r.exit_code == 7
+    doc = json.loads(r.stdout)
+    assert doc["smoke"] is None and doc["perf"] is None
+    assert "exited (code 1) before forwarding" in doc["error"]["message"]
+    assert "pod is not running" in doc["error"]["details"] and doc["error"]["hint"]
+    assert proc.live_children() == []
+
+
+def test_connect_timeout_bounds_a_port_forward_that_never_forwards(cli, fp, fake_tools_on_path):
+    import threading
+
+    fp.register(_kubectl("get", "service", SVC, "--output", "json"), stdout=json.dumps({"metadata": {"name": SVC}}))
+    done = threading.Event()
+    fp.register(_kubectl("port-forward", "--address", "127.0.0.1", f"svc/{SVC}", ":80"),
+                callback=lambda _p: done.wait(30), signal_callback=lambda _p, _sig: done.set())
+    started = time.monotonic()
+    r = cli("test", "--json", "--connect-timeout", "0.5")
+    took = time.monotonic() - started
+    assert r.exit_code == 7
+    assert took < 5, f"--connect-timeout 0.5 took {took:.1f}s"
+    doc = json.loads(r.stdout)
+    assert "printed no 'Forwarding from' line within 0.5s" in doc["error"]["message"]
+    assert done.is_set()  # the child was signalled, not left behind
+    assert proc.live_children() == []
+
+
+def test_json_bad_input_is_a_document_too_but_parse_errors_are_not(cli, fp):
+    r = cli("test", "--sim", "--json", "--max-tokens", "0")
+    assert r.exit_code == 2
+    doc = json.loads(r.stdout)
+    assert doc == {"smoke": None, "perf": None, "error": {
+        "message": "--max-tokens 0 is out of range", "hint": doc["error"]["hint"], "details": None, "exit_code": 2}}
+    assert "1-65536" in doc["error"]["hint"]
+    r = cli("test", "--json", "-n", "Bad_NS")  # settings validation: the Ui did not exist yet
+    assert r.exit_code == 2 and json.loads(r.stdout)["error"]["exit_code"] == 2
+    r = cli("test", "--sim", "--json", "--max-tokens", "many")  # click rejects it before the command runs
+    assert r.exit_code == 2 and r.stdout == "" and "--max-tokens" in r.stderr
+    assert len(fp.calls) == 0
+
+
+def test_json_threshold_breach_prints_smoke_perf_and_the_error(cli, srv):
+    from smoke_faults import chat_reply, stream_reply
+
+    # The smoke test gets its two good chat answers; every perf request then fails with 500.
+    srv.script("/v1/chat/completions", chat_reply(MODEL), stream_reply(MODEL, True),
+               Reply(500, body=b"boom", content_type="text/plain"), repeat=True)
+    r = cli("test", "--url", srv.url, "--json", "--perf", "--requests", "3", "--concurrency", "1",
+            "--output-tokens", "4", "--input-tokens", "8", "--output", "perf.json")
+    assert r.exit_code == 8, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["smoke"]["ok"] is True and doc["perf"]["breaches"]
+    assert doc["error"]["exit_code"] == 8
+
+
 def test_missing_kubectl_exits_3(cli, monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     r = cli("test")
@@ -142,6 +221,7 @@ def test_perf_runs_after_the_smoke_test(cli, tmp_path):
     assert r.exit_code == 0, r.stderr
     doc = json.loads(r.stdout)
     assert doc["smoke"]["ok"] and doc["perf"]["complete"] and doc["perf"]["breaches"] == []
+    assert doc["error"] is None
     assert json.loads(out.read_text())["stages"][0]["requests"]["ok"] == 6
 
 

@@ -1,8 +1,10 @@
 """`llmd test`: smoke-test an endpoint (the deployed gateway, --url, or an embedded --sim); --perf adds a load test.
 
-Heavy modules (httpx, the load engine) are imported inside the command.
+Heavy modules (httpx, the load engine) are imported inside the command. With --json, `_Outcome` guarantees one
+JSON document on stdout whatever happens after argument parsing: {"smoke", "perf", "error"}.
 """
 
+import contextlib
 from typing import Annotated, Optional
 
 import typer
@@ -35,8 +37,12 @@ def test(
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="max_tokens of the smoke requests",
                                             rich_help_panel=PANEL)] = 16,
     ready_timeout: Annotated[float, typer.Option(
-        "--ready-timeout", help="Seconds to wait for /v1/models to list the model (warm-up 503/404 tolerated)",
-        rich_help_panel=PANEL)] = 120.0,
+        "--ready-timeout", help="Once connected: seconds to wait for /v1/models to list the model (warm-up 503/404 "
+        "tolerated; a missing or rejected HTTPRoute fails at once)", rich_help_panel=PANEL)] = 120.0,
+    connect_timeout: Annotated[Optional[float], typer.Option(  # noqa: UP045
+        "--connect-timeout", help="Seconds to establish the port-forward: until kubectl prints 'Forwarding from' "
+        "and a probe through it answers; also the budget of each restart [default: 20; port-forward only, so not "
+        "with --url/--sim]", rich_help_panel=PANEL, show_default=False)] = None,
     perf: Annotated[bool, typer.Option("--perf", help="After the smoke test, run the load test (perf flags below)",
                                        rich_help_panel=PANEL)] = False,
     json: JsonOpt = False,
@@ -48,47 +54,95 @@ def test(
     By default the gateway Service of the deployment the settings describe is port-forwarded (GKE: the Gateway's
     address is used). Reports taken through a port-forward say so: it is not a neutral path for throughput.
     """
-    ui, settings = load(ctx, flags, sets, config, json_mode=json)
-    _validate(prompt, max_tokens, ready_timeout)
-    explicit_model = settings.model if settings.sources.get("model", "default") != "default" else None
-    # The deployment serves settings.served_model_name; --url/--sim without --model take the first listed model.
-    model = explicit_model if (url or sim) else settings.served_model_name
+    outcome = _Outcome(ctx, json)
+    with outcome.guard():
+        ui, settings = load(ctx, flags, sets, config, json_mode=json)
+        outcome.ui = ui
+        _validate(prompt, max_tokens, ready_timeout, connect_timeout, url or sim)
+        explicit_model = settings.model if settings.sources.get("model", "default") != "default" else None
+        # The deployment serves settings.served_model_name; --url/--sim without --model take the first listed model.
+        model = explicit_model if (url or sim) else settings.served_model_name
 
-    from llmd.errors import TestFailed
-    from llmd.ops.endpoint import open_endpoint
-    from llmd.ops.smoke import run_smoke
+        from llmd.errors import TestFailed
+        from llmd.ops.endpoint import PF_READY_TIMEOUT_S, open_endpoint
+        from llmd.ops.smoke import run_smoke
 
-    runner = None if (url or sim) else make_runner(ctx, ui)
-    with open_endpoint(settings=settings, runner=runner, ui=ui, url=url, sim=sim, sim_model=explicit_model,
-                       local_port=local_port) as endpoint:
-        ui.step(f"testing {endpoint.description}")
-        report = run_smoke(endpoint, model, prompt, max_tokens, ready_timeout, ui)
-        if not json:
-            _show(ui, report)
-        if not report.ok:
-            if json:
-                ui.json({"smoke": report.to_dict(), "perf": None})
-            first = report.failed_checks[0]
-            raise TestFailed(f"smoke test failed: {first.name}: {first.detail}", hint=first.hint,
-                             details=first.evidence)
-        ui.ok(f"smoke test passed: {report.model} at {endpoint.description} in {report.duration_s:.1f}s")
-        perf_doc = None
-        if perf:
-            from llmd.ops.perf import check_thresholds, run_perf
+        runner = None if (url or sim) else make_runner(ctx, ui)
+        outcome.runner = runner
+        with open_endpoint(settings=settings, runner=runner, ui=ui, url=url, sim=sim, sim_model=explicit_model,
+                           local_port=local_port, pf_ready_timeout=connect_timeout or PF_READY_TIMEOUT_S) as endpoint:
+            ui.step(f"testing {endpoint.description}")
+            report = run_smoke(endpoint, model, prompt, max_tokens, ready_timeout, ui)
+            outcome.smoke = report.to_dict()
+            if not json:
+                _show(ui, report)
+            if not report.ok:
+                first = report.failed_checks[0]
+                raise TestFailed(f"smoke test failed: {first.name}: {first.detail}", hint=first.hint,
+                                 details=first.evidence)
+            ui.ok(f"smoke test passed: {report.model} at {endpoint.description} in {report.duration_s:.1f}s")
+            if perf:
+                from llmd.ops.perf import check_thresholds, run_perf
 
-            endpoint.model = report.model
-            endpoint.ensure_alive()
-            perf_report = run_perf(endpoint, perf_opts.with_model(report.model), ui)
-            perf_doc = perf_report.to_dict(records=False)
-            if json:
-                ui.json({"smoke": report.to_dict(), "perf": perf_doc})
-            check_thresholds(perf_report)
+                endpoint.model = report.model
+                endpoint.ensure_alive()
+                perf_report = run_perf(endpoint, perf_opts.with_model(report.model), ui)
+                outcome.perf = perf_report.to_dict(records=False)
+                check_thresholds(perf_report)
+
+
+class _Outcome:
+    """The one --json document of a run. `guard()` prints it on the way out, success or failure alike:
+    {"smoke": ..., "perf": ..., "error": null | {"message", "hint", "details", "exit_code"}}. Whatever part did
+    not run is null (a port-forward that never came up leaves smoke null). Only click's own parse errors (an
+    unknown flag, a non-number) precede the command and stay human-only on stderr (exit 2)."""
+
+    def __init__(self, ctx: typer.Context, enabled: bool) -> None:
+        self.ctx = ctx
+        self.enabled = enabled
+        self.ui = None
+        self.runner = None
+        self.smoke: dict | None = None
+        self.perf: dict | None = None
+
+    @contextlib.contextmanager
+    def guard(self):
+        import signal
+
+        from llmd import proc
+        from llmd.errors import ExitCode, LlmdError
+
+        try:
+            yield self
+        except LlmdError as err:
+            log = getattr(getattr(self.runner, "transcript", None), "path", None)
+            if log is not None and getattr(err, "log_path", None) is None:
+                err.log_path = str(log)  # the boundary prints `log: <path>`
+            self._emit({"message": err.message, "hint": err.hint, "details": err.details,
+                        "exit_code": int(err.exit_code)})
+            raise
+        except KeyboardInterrupt:
+            code = ExitCode.TERMINATED if proc.last_signal == signal.SIGTERM else ExitCode.INTERRUPTED
+            self._emit({"message": "interrupted", "hint": None, "details": None, "exit_code": int(code)})
+            raise
+        except typer.Exit:
+            raise
+        except Exception as exc:  # a bug: the boundary prints it; the document still says what happened
+            self._emit({"message": f"internal error: {type(exc).__name__}: {exc}", "hint": "re-run with --debug",
+                        "details": None, "exit_code": int(ExitCode.INTERNAL)})
+            raise
+        else:
+            self._emit(None)
+
+    def _emit(self, error: dict | None) -> None:
+        if not self.enabled:
             return
-        if json:
-            ui.json({"smoke": report.to_dict(), "perf": perf_doc})
+        ui = self.ui or self.ctx.obj.ui(json_mode=True)  # settings failed to load: no Ui was made yet
+        ui.json({"smoke": self.smoke, "perf": self.perf, "error": error})
 
 
-def _validate(prompt: str, max_tokens: int, ready_timeout: float) -> None:
+def _validate(prompt: str, max_tokens: int, ready_timeout: float, connect_timeout: float | None,
+              direct: bool) -> None:
     from llmd.errors import ConfigError
 
     if not prompt.strip():
@@ -101,6 +155,13 @@ def _validate(prompt: str, max_tokens: int, ready_timeout: float) -> None:
                           "test)")
     if not 0 < ready_timeout <= 86400:
         raise ConfigError(f"--ready-timeout {ready_timeout:g} is out of range", hint="use seconds in (0, 86400]")
+    if connect_timeout is not None:
+        if direct:
+            raise ConfigError("--connect-timeout applies only to the port-forward to a cluster gateway",
+                              hint="drop --connect-timeout when testing --url or --sim")
+        if not 0 < connect_timeout <= 600:
+            raise ConfigError(f"--connect-timeout {connect_timeout:g} is out of range",
+                              hint="use seconds in (0, 600]; kubectl usually forwards within a few seconds")
 
 
 def _show(ui, report) -> None:

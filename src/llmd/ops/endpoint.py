@@ -21,6 +21,7 @@ from llmd.redact import redact
 GATEWAY_PATTERN = "inference-gateway"
 GKE_PORT = 80
 API_KEY_ENV = "LLMD_API_KEY"  # bearer token for endpoints that want one (--url); never a flag value
+PF_READY_TIMEOUT_S = 20.0  # default --connect-timeout: `Forwarding from` + a probe answered (F35)
 
 
 @dataclass
@@ -117,7 +118,7 @@ def _auth_headers() -> dict[str, str]:
 @contextlib.contextmanager
 def open_endpoint(*, settings, runner=None, ui=None, url: str | None = None, sim: bool = False,
                   sim_model: str | None = None, local_port: int | None = None,
-                  pf_ready_timeout: float = 20.0, pf_options: dict | None = None) -> Iterator[Endpoint]:
+                  pf_ready_timeout: float = PF_READY_TIMEOUT_S, pf_options: dict | None = None) -> Iterator[Endpoint]:
     """Resolve and open what to test; everything opened here is closed on exit."""
     if url and sim:
         raise ConfigError("--url and --sim are mutually exclusive", hint="pick one endpoint to test")
