@@ -10,6 +10,7 @@ import signal
 import threading
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 import test_loadgen_server
@@ -17,6 +18,7 @@ from llmd.errors import ExitCode, Interrupted, ThresholdBreached
 from llmd.loadgen.engine import Stage, StageRun
 from llmd.loadgen.metrics import METRICS
 from llmd.loadgen.report import CSV_FIELDS, SCHEMA, summarize_stage
+from llmd.loadgen.report_schema import REPORT_SCHEMA
 from llmd.ops.perf import PerfOptions, check_thresholds, run_perf
 from llmd.ui import Ui
 
@@ -45,6 +47,7 @@ def test_report_json_schema_and_csv(stream_server, tmp_path):
     ep = EP(srv.url)
     report = run_perf(ep, opts(concurrency=3, requests=12, output=str(out), csv=str(csv_path)), Ui())
     doc = json.loads(out.read_text())
+    jsonschema.validate(doc, REPORT_SCHEMA)
     assert doc["schema"] == SCHEMA and doc["complete"] is True and doc["breaches"] == []
     assert doc["metric_definitions"] == METRICS
     assert doc["config"]["concurrency"] == 3 and doc["config"]["model"] == "m"
@@ -84,6 +87,7 @@ def test_sweep_one_stage_each(stream_server, tmp_path):
 def test_error_rate_breach_and_failure_classes(stream_server):  # F41
     srv = stream_server(fault="status=503")
     report = run_perf(EP(srv.url), opts(concurrency=2, requests=6), Ui())
+    jsonschema.validate(report.to_dict(), REPORT_SCHEMA)
     (stage,) = report.stages
     assert stage["failures"] == {"http_5xx": 6} and stage["error_rate"] == 1.0
     assert report.breaches and "error rate 100.00% > --max-error-rate 1.00%" in report.breaches[0]
@@ -104,6 +108,7 @@ def test_429_counted_as_shed(stream_server):  # F42
 def test_goodput_and_slo_breach(stream_server):
     srv = stream_server(ttft_s=0.03, tokens=3)
     good = run_perf(EP(srv.url), opts(concurrency=2, requests=6, slo="ttft=1s,e2e=2s"), Ui())
+    jsonschema.validate(good.to_dict(), REPORT_SCHEMA)
     slo = good.stages[0]["slo"]
     assert slo["attainment"] == 1.0 and slo["goodput"] > 0 and good.breaches == []
     bad = run_perf(EP(srv.url), opts(concurrency=2, requests=6, slo="ttft=5ms,attainment=0.5"), Ui())
@@ -129,6 +134,7 @@ def test_interrupt_writes_partial_report(stream_server, tmp_path, signum, code):
     timer.cancel()
     assert exc.value.exit_code == code and str(out) in exc.value.message
     doc = json.loads(out.read_text())
+    jsonschema.validate(doc, REPORT_SCHEMA)
     assert doc["complete"] is False and doc["stages"][0]["complete"] is False
     assert doc["stages"][0]["requests"]["cancelled"] == 2
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
