@@ -12,6 +12,7 @@ COMMANDS = (
     ("test", "test", "test"),
     ("status", "status", "status"),
     ("cleanup", "cleanup", "cleanup"),
+    ("doctor", "doctor", "doctor"),
     ("render", "render", "render"),
     ("config", "config", "config"),
     ("sim", "sim", "sim"),

@@ -1,0 +1,212 @@
+"""`llmd doctor`: everything `llmd deploy` needs, checked without changing anything.
+
+The checks are data: `CHECKS` is an ordered tuple of small functions, each returning a `CheckResult`.
+They call the same `llmd.ops.preflight` functions as deploy's preflight, so the two cannot disagree.
+Unlike deploy, a failure never stops the run. When the context cannot be used or the API server does
+not answer, every later cluster-side check is `skip` with that reason, so a blackholed server costs
+one reachability budget (REACH_TIMEOUT_S) and no more.
+
+Exit code: 4 when a check could not reach or was refused by the cluster (unreachable, unauthenticated,
+RBAC), else 3 when any check failed, else 0 (warnings included).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from llmd.errors import CommandTimeout, ExitCode, LlmdError
+from llmd.kube.helm import Helm
+from llmd.kube.kubectl import Kubectl
+from llmd.ops import preflight as pf
+from llmd.ops.preflight import CheckResult
+from llmd.ops.target import Target, pin_target
+from llmd.proc import Runner
+
+
+@dataclass
+class Ctx:
+    """What one doctor run shares between checks."""
+
+    settings: object
+    runner: Runner
+    results: dict[str, CheckResult] = field(default_factory=dict)
+    kubectl: Kubectl | None = None  # set by the context check
+    helm: Helm | None = None
+    target: Target | None = None
+    namespace: pf.NamespaceState | None = None  # set by the namespace check (the RBAC check needs it)
+    blocked: str | None = None  # why the remaining cluster-side checks cannot run
+
+    def passed(self, name: str) -> bool:
+        r = self.results.get(name)
+        return r is not None and r.status in ("ok", "warn")
+
+
+def _skip(name: str, why: str) -> CheckResult:
+    return CheckResult(name, "skip", why)
+
+
+# ---- local checks ---------------------------------------------------------------------------------------
+
+def _tool(name: str) -> Callable[[Ctx], CheckResult]:
+    def check(ctx: Ctx) -> CheckResult:
+        return pf.check_tool(ctx.runner, name)
+
+    check.__name__ = f"check_{name}"
+    return check
+
+
+def check_hf_token(ctx: Ctx) -> CheckResult:
+    """Present (env or file, already validated by load_settings); without one only public models work."""
+    s = ctx.settings
+    if s.hf_token:
+        return CheckResult("hf token", "ok", f"from {s.sources.get('hf_token', 'the environment')}")
+    if s.accelerator == "sim":
+        return _skip("hf token", "accelerator sim downloads no model weights")
+    fix = f"export HF_TOKEN=<token> or pass --hf-token-file <file> (a token with access to {s.model})"
+    if s.no_hf_token:
+        return CheckResult("hf token", "warn", f"none (--no-hf-token): {s.model} must be public, a gated "
+                                               "model's download fails with 401/403", (fix,))
+    return CheckResult("hf token", "fail", f"no Hugging Face token for {s.model} (deploy exits 2 without one)",
+                       (fix + "; --no-hf-token for public models",))
+
+
+# ---- cluster-side checks --------------------------------------------------------------------------------
+
+def check_context(ctx: Ctx) -> CheckResult:
+    """Resolve and pin the context from the kubeconfig (local, no API call)."""
+    if ctx.runner.missing_tools(["kubectl"]):
+        return _skip("context", "kubectl not found")
+    scope, ctx.target = pin_target(ctx.settings, ctx.runner)
+    ctx.kubectl = Kubectl(ctx.runner, scope)
+    ctx.helm = Helm(ctx.runner, scope)
+    source = ctx.settings.sources.get("kube_context", "current context")
+    return CheckResult("context", "ok", f"{ctx.target.context} ({source}), server "
+                                        f"{ctx.target.server or 'unknown'}")
+
+
+def check_cluster(ctx: Ctx) -> CheckResult:
+    return pf.check_reachable(ctx.kubectl, ctx.target)
+
+
+def check_crds(ctx: Ctx) -> CheckResult:
+    return pf.check_crds(ctx.kubectl)
+
+
+def check_gateway_class(ctx: Ctx) -> CheckResult:
+    if not ctx.passed("crds"):
+        return _skip("gateway class", "needs the Gateway API and InferencePool CRDs first")
+    return pf.check_gateway_class(ctx.kubectl, ctx.settings)
+
+
+def check_storage(ctx: Ctx) -> CheckResult:
+    from llmd.render.values import uses_model_cache  # the rule that decides whether the bundle has a PVC
+
+    return pf.check_storage(ctx.kubectl, ctx.settings, needs_pvc=uses_model_cache(ctx.settings))
+
+
+def check_gpus(ctx: Ctx) -> CheckResult:
+    return pf.check_gpus(ctx.kubectl, ctx.settings)
+
+
+def check_namespace(ctx: Ctx) -> CheckResult:
+    result, ctx.namespace = pf.check_namespace(ctx.kubectl, ctx.settings, terminating_wait_s=0)
+    if ctx.namespace.terminating is not None:  # deploy waits for it; doctor only says so
+        return CheckResult(result.name, "warn", result.message + "; deploy waits up to 120s for it to go",
+                           result.fixes)
+    return result
+
+
+def check_permissions(ctx: Ctx) -> CheckResult:
+    from llmd.render.values import uses_model_cache
+
+    if ctx.namespace is None:
+        return _skip("permissions", "namespace state unknown (see the namespace check)")
+    return pf.check_permissions(ctx.kubectl, ctx.settings, needs_pvc=uses_model_cache(ctx.settings),
+                                namespace_exists=ctx.namespace.exists)
+
+
+def check_releases(ctx: Ctx) -> CheckResult:
+    if ctx.runner.missing_tools(["helm"]):
+        return _skip("releases", "helm not found")
+    return pf.check_releases(ctx.helm, ctx.settings)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    run: Callable[[Ctx], CheckResult]
+    cluster: bool = False  # needs a usable context and a reachable API server
+    gate: bool = False  # when it does not pass, the remaining cluster-side checks are skipped
+
+
+CHECKS: tuple[Check, ...] = (
+    Check("kubectl", _tool("kubectl")),
+    Check("helm", _tool("helm")),
+    Check("helmfile", _tool("helmfile")),
+    Check("hf token", check_hf_token),
+    Check("context", check_context, cluster=True, gate=True),
+    Check("cluster", check_cluster, cluster=True, gate=True),
+    Check("crds", check_crds, cluster=True),
+    Check("gateway class", check_gateway_class, cluster=True),
+    Check("storage", check_storage, cluster=True),
+    Check("gpus", check_gpus, cluster=True),
+    Check("namespace", check_namespace, cluster=True),
+    Check("permissions", check_permissions, cluster=True),
+    Check("releases", check_releases, cluster=True),
+)
+
+
+@dataclass
+class DoctorReport:
+    checks: list[CheckResult]
+    target: Target | None
+    elapsed_s: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        failed = [c for c in self.checks if c.failed]
+        if any(c.exit_code == ExitCode.CLUSTER for c in failed):
+            return int(ExitCode.CLUSTER)
+        return int(ExitCode.PREREQ) if failed else 0
+
+    @property
+    def status(self) -> str:
+        states = {c.status for c in self.checks}
+        return "fail" if "fail" in states else "warn" if "warn" in states else "ok"
+
+    def to_dict(self) -> dict:
+        return {"status": self.status, "exit_code": self.exit_code,
+                "target": self.target.to_dict() if self.target else None,
+                "checks": [c.to_dict() for c in self.checks], "elapsed_s": round(self.elapsed_s, 1)}
+
+
+def _failure(name: str, err: LlmdError) -> CheckResult:
+    detail = (err.details or "").strip().splitlines()
+    message = err.message + (f" ({detail[-1]})" if detail and detail[-1] not in err.message else "")
+    code = ExitCode.CLUSTER if err.exit_code == ExitCode.CLUSTER else ExitCode.PREREQ
+    return CheckResult(name, "fail", message, tuple(err.hint.splitlines()) if err.hint else (), exit_code=code)
+
+
+def run_checks(settings, runner: Runner, *, on_check: Callable[[str], None] | None = None,
+               checks: tuple[Check, ...] = CHECKS) -> DoctorReport:
+    """Run every check in order; `on_check(name)` is called before each (for a progress display)."""
+    ctx = Ctx(settings, runner)
+    t0 = time.monotonic()
+    for check in checks:
+        if check.cluster and ctx.blocked:
+            result = _skip(check.name, ctx.blocked)
+        else:
+            if on_check is not None:
+                on_check(check.name)
+            try:
+                result = check.run(ctx)
+            except LlmdError as err:
+                result = _failure(check.name, err)
+                if isinstance(err, CommandTimeout):  # the server stopped answering: do not wait on it again
+                    ctx.blocked = f"the API server did not answer the {check.name} check"
+            if check.gate and result.status in ("fail", "skip") and not ctx.blocked:
+                ctx.blocked = f"the {check.name} check failed" if result.failed else result.message
+        ctx.results[check.name] = result
+    return DoctorReport(list(ctx.results.values()), ctx.target, time.monotonic() - t0)
