@@ -81,9 +81,8 @@ def check_context(ctx: Ctx) -> CheckResult:
     scope, ctx.target = pin_target(ctx.settings, ctx.runner)
     ctx.kubectl = Kubectl(ctx.runner, scope)
     ctx.helm = Helm(ctx.runner, scope)
-    source = ctx.settings.sources.get("kube_context", "current context")
-    return CheckResult("context", "ok", f"{ctx.target.context} ({source}), server "
-                                        f"{ctx.target.server or 'unknown'}")
+    how = "as given" if ctx.settings.kube_context else "current context"
+    return CheckResult("context", "ok", f"{ctx.target.context} ({how}), server {ctx.target.server or 'unknown'}")
 
 
 def check_cluster(ctx: Ctx) -> CheckResult:
@@ -138,7 +137,7 @@ class Check:
     name: str
     run: Callable[[Ctx], CheckResult]
     cluster: bool = False  # needs a usable context and a reachable API server
-    gate: bool = False  # when it does not pass, the remaining cluster-side checks are skipped
+    gate: bool = False  # when it cannot reach the cluster, the remaining cluster-side checks are skipped
 
 
 CHECKS: tuple[Check, ...] = (
@@ -206,7 +205,8 @@ def run_checks(settings, runner: Runner, *, on_check: Callable[[str], None] | No
                 result = _failure(check.name, err)
                 if isinstance(err, CommandTimeout):  # the server stopped answering: do not wait on it again
                     ctx.blocked = f"the API server did not answer the {check.name} check"
-            if check.gate and result.status in ("fail", "skip") and not ctx.blocked:
+            cut_off = result.status == "skip" or (result.failed and result.exit_code == ExitCode.CLUSTER)
+            if check.gate and cut_off and not ctx.blocked:  # e.g. an old kubectl still reached the server
                 ctx.blocked = f"the {check.name} check failed" if result.failed else result.message
         ctx.results[check.name] = result
     return DoctorReport(list(ctx.results.values()), ctx.target, time.monotonic() - t0)
