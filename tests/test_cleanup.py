@@ -24,6 +24,7 @@ KINDS = {"httproute": "httproutes.gateway.networking.k8s.io", "job": "jobs.batch
          "secret": "secrets", "pvc": "persistentvolumeclaims"}
 RELEASES = ("ms-inference-scheduling", "gaie-inference-scheduling", "infra-inference-scheduling")
 PVC = "model-cache-inference-scheduling"
+SECRET = "llm-d-hf-token-inference-scheduling"  # per release postfix: another stack's token is not ours
 
 
 @pytest.fixture
@@ -41,7 +42,7 @@ def inventory(fake, *, releases=RELEASES, owned: dict[str, list[str]] | None = N
     fake.namespace(True, owned=ns_owned)
     fake.releases(dict.fromkeys(releases, "deployed"))
     owned = {"httproute": ["llm-d-inference-scheduling"], "configmap": ["llmd-inference-scheduling-state"],
-             "secret": ["llm-d-hf-token"], "pvc": [PVC], "job": []} if owned is None else owned
+             "secret": [SECRET], "pvc": [PVC], "job": []} if owned is None else owned
     for key, kind in KINDS.items():
         names = owned.get(key, [])
         fake.reg(fake.k("get", kind, "--selector", SEL, "--output", "json"),
@@ -102,7 +103,7 @@ def test_second_cleanup_is_a_no_op(cli, fp, fake):  # F59
 
 
 def test_partial_leftovers_are_removed_and_releases_reported_absent(cli, fp, fake):  # F60
-    inventory(fake, releases=(), owned={"pvc": [PVC], "secret": ["llm-d-hf-token"],
+    inventory(fake, releases=(), owned={"pvc": [PVC], "secret": [SECRET],
                                         "httproute": ["llm-d-inference-scheduling"]})
     deletes(fake, skip=(*RELEASES, "job", "configmap"))
     fake.not_found(pvc_argv(fake))
@@ -112,7 +113,7 @@ def test_partial_leftovers_are_removed_and_releases_reported_absent(cli, fp, fak
     assert doc["status"] == "complete" and doc["exit_code"] == 0
     rows = {(s["what"], s["name"]): s["status"] for s in doc["steps"]}
     assert all(rows[("helm release", rel)] == "absent" for rel in RELEASES)
-    assert rows[("pvc", PVC)] == rows[("secret", "llm-d-hf-token")] == "removed"
+    assert rows[("pvc", PVC)] == rows[("secret", SECRET)] == "removed"
     assert not any("uninstall" in c for c in tool_calls(fp))
 
 

@@ -168,3 +168,24 @@ def test_command_options_keep_help_and_short_aliases(cli):
     r = cli("config", "--help")
     assert r.exit_code == 0
     assert "--json" in r.stdout and "JSON document" in r.stdout
+
+
+def test_hf_token_secret_is_per_release_postfix():
+    """Two stacks in one namespace each own their token Secret: one's cleanup cannot remove the other's."""
+    import json
+
+    from llmd.ops.deploy import secret_manifest
+    from llmd.render import render_bundle
+
+    a = load_settings({"release_postfix": "a"}, environ={"HF_TOKEN": "hf_" + "a" * 30})
+    b = load_settings({"release_postfix": "b"}, environ={"HF_TOKEN": "hf_" + "b" * 30})
+    assert (a.hf_secret_name, b.hf_secret_name) == ("llm-d-hf-token-a", "llm-d-hf-token-b")
+    assert a.derived_names()["hf token secret"] == ("llm-d-hf-token-a", 253)
+    for s in (a, b):
+        meta = json.loads(secret_manifest(s))["metadata"]
+        assert meta["name"] == s.hf_secret_name and meta["labels"]["app.kubernetes.io/instance"] == s.release_postfix
+        bundle = render_bundle(s)  # the model server and the download Job read the same Secret
+        assert bundle.manifest_docs("values/ms.yaml")[0]["modelArtifacts"]["authSecretName"] == s.hf_secret_name
+        job = bundle.manifest_docs("manifests/model-download-job.yaml")[0]
+        env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == s.hf_secret_name

@@ -109,7 +109,8 @@ class Settings:
 
     @property
     def hf_secret_name(self) -> str:
-        return "llm-d-hf-token"
+        """Per release postfix: two stacks in one namespace each keep (and clean up) their own token."""
+        return f"llm-d-hf-token-{self.release_postfix}"
 
     @property
     def pvc_name(self) -> str:
@@ -144,6 +145,7 @@ class Settings:
             "gateway": (self.gateway_name, 63),
             "gateway service": (f"{self.gateway_name}-istio", 63),
             "httproute": (self.httproute_name, 63),
+            "hf token secret": (self.hf_secret_name, 253),
             "pvc": (self.pvc_name, 63),
             "download job": (self.download_job_name, 52),  # Job pods add a suffix
             # Pod hostnames are <deployment>-<template hash>-<id> cut to 63 characters; past 52 the
