@@ -6,7 +6,7 @@ core 0 at concurrency 16 for --seconds (or --requests). Each client request is j
 x-request-id: truth TTFT = first token write - request received (server clock = client clock, CLOCK_MONOTONIC).
 Error = client TTFT - truth TTFT; ITL compares pooled gaps. A naive httpx client runs the same for context.
 
-Usage: .venv/bin/python bench/perf_accuracy.py [--seconds 20] [--requests 2000] [--concurrency 16] [--no-httpx]
+Usage: .venv/bin/python bench/perf_accuracy.py [--seconds 30] [--requests 2000] [--concurrency 16] [--no-httpx]
 Prints a table and writes bench/results/perf_accuracy.json.
 """
 
@@ -48,7 +48,7 @@ def compare(name: str, client: list[dict], record: dict[str, dict], client_gaps:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--tokens", type=int, default=128)
