@@ -128,10 +128,12 @@ class _Ctx:
             self.client = self._new_client()
         body = self.workload.body(i)
         rid = f"{self.run_id}-{self.stage.name}-{self.worker}-{i}"
+        # a short prompt nonce (few tokens), unique across runs, stages and workers: no accidental cache hits
+        nonce = f"{self.run_id[-6:]}{self.stage.name}-{self.worker}-{i}"
         prog = self.progress
         prog.inflight += 1
         try:
-            res = await self.client.request(body.render(rid), rid)
+            res = await self.client.request(body.render(nonce), rid)
         except asyncio.CancelledError:
             self.cancelled += 1
             raise
