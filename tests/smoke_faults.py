@@ -178,8 +178,22 @@ if "port-forward" in args:
     print(f"Forwarding from 127.0.0.1:{{open(os.path.join(state, 'port')).read().strip()}} -> 80", flush=True)
     time.sleep(120)
     sys.exit(0)
-kind, name = args[args.index("get") + 1], None
-rest = args[args.index("get") + 2:]
+rest = args[args.index("get") + 1:]
+if "/" in rest[0]:  # `get kind/name kind/name ... --ignore-not-found`: a List of the objects that exist
+    items = []
+    for ref in rest:
+        if ref.startswith("-") or "/" not in ref:
+            continue
+        path = os.path.join(state, ref.replace("/", "-", 1) + ".json")
+        if os.path.exists(path):
+            items.append(json.load(open(path)))
+        elif "--ignore-not-found" not in args:
+            sys.stderr.write(f'Error from server (NotFound): "{{ref}}" not found\n')
+            sys.exit(1)
+    print(json.dumps({{"apiVersion": "v1", "kind": "List", "items": items}}) if items else "")
+    sys.exit(0)
+kind, name = rest[0], None
+rest = rest[1:]
 if rest and not rest[0].startswith("-"):
     name = rest[0]
 path = os.path.join(state, f"{{kind}}-{{name}}.json" if name else f"{{kind}}.json")

@@ -228,11 +228,45 @@ def test_perf_runs_after_the_smoke_test(cli, tmp_path):
 # ---- real processes: a fake kubectl binary; no child may survive ----------------------------------------
 
 
-def _fake_cluster(tmp_path, srv):
+def _fake_cluster(tmp_path, srv, *, route=True, epp_ready=1):
+    """A fake cluster: the gateway Service, an accepted HTTPRoute (unless route=False), the pool and the EPP."""
+    from llmd.settings import load_settings
+
+    s = load_settings({})
+    objects = {f"service-{SVC}": {"metadata": {"name": SVC}}, "pods": {"items": []},
+               f"inferencepools.inference.networking.k8s.io-{s.pool_name}": {
+                   "kind": "InferencePool", "metadata": {"name": s.pool_name}},
+               f"deployments.apps-{s.epp_name}": {"kind": "Deployment", "metadata": {"name": s.epp_name},
+                                                 "spec": {"replicas": 1}, "status": {"readyReplicas": epp_ready}}}
+    if route:
+        objects[f"httproutes.gateway.networking.k8s.io-{s.httproute_name}"] = {
+            "kind": "HTTPRoute", "metadata": {"name": s.httproute_name},
+            "spec": {"parentRefs": [{"name": s.gateway_name}]},
+            "status": {"parents": [{"parentRef": {"name": s.gateway_name}, "conditions": [
+                {"type": "Accepted", "status": "True"}, {"type": "ResolvedRefs", "status": "True"}]}]}}
     state = tmp_path / "kube"
-    exe = write_fake_kubectl(state, srv.port, {f"service-{SVC}": {"metadata": {"name": SVC}},
-                                               "pods": {"items": []}})
+    exe = write_fake_kubectl(state, srv.port, objects)
     return state, exe
+
+
+def test_missing_httproute_behind_the_gateway_fails_fast_with_the_fix(cli, srv, tmp_path, monkeypatch):
+    # The gateway answers 404 (as it does with no route): the smoke test must not wait out --ready-timeout.
+    srv.script("/v1/models", Reply(404, body=b"", content_type="text/plain"), repeat=True)
+    state, exe = _fake_cluster(tmp_path, srv, route=False, epp_ready=0)
+    monkeypatch.setenv("LLMD_KUBECTL", str(exe))
+    started = time.monotonic()
+    r = cli("test", "--json", "--ready-timeout", "120")
+    took = time.monotonic() - started
+    assert r.exit_code == 7, r.stderr
+    assert took < 15, f"took {took:.1f}s"
+    err = json.loads(r.stdout)["error"]
+    assert "HTTPRoute" in err["message"] and "not found" in err["message"]
+    assert "`llmd deploy`" in err["hint"] and "httproute.yaml" in err["hint"]
+    assert "EPP not ready" in err["details"]
+    calls = [json.loads(line) for line in (state / "calls.log").read_text().splitlines()]
+    probes = [c for c in calls if "--ignore-not-found" in c]
+    assert 2 <= len(probes) <= 4 and all(c[c.index("get") + 1].startswith("httproutes.") for c in probes)
+    assert pids_alive(state) == []
 
 
 def test_real_port_forward_child_and_its_group_are_gone_after_the_run(cli, srv, tmp_path, monkeypatch):
@@ -249,7 +283,7 @@ def test_ctrl_c_mid_test_exits_130_and_leaves_no_child(srv, tmp_path):
     srv.script("/v1/models", Reply(503, body=b"no healthy upstream", content_type="text/plain"), repeat=True)
     state, exe = _fake_cluster(tmp_path, srv)
     env = {**os.environ, "LLMD_KUBECTL": str(exe), "LLMD_STATE_DIR": str(tmp_path / "st")}
-    p = subprocess.Popen([sys.executable, "-m", "llmd", "test", "--ready-timeout", "60"], env=env,
+    p = subprocess.Popen([sys.executable, "-m", "llmd", "test", "--ready-timeout", "60", "--json"], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 15
@@ -258,13 +292,15 @@ def test_ctrl_c_mid_test_exits_130_and_leaves_no_child(srv, tmp_path):
         assert len(srv.hits("/v1/models")) >= 2, "llmd never reached the warm-up loop"
         assert pids_alive(state), "the port-forward child should be running now"
         p.send_signal(signal.SIGINT)
-        _, err = p.communicate(timeout=15)
+        out, err = p.communicate(timeout=15)
     finally:
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGKILL)
             p.wait()
     assert p.returncode == 130, err
     assert "interrupted" in err
+    assert json.loads(out) == {"smoke": None, "perf": None, "error": {
+        "message": "interrupted", "hint": None, "details": None, "exit_code": 130}}
     assert pids_alive(state) == []
 
 

@@ -41,8 +41,8 @@ def test(
         "tolerated; a missing or rejected HTTPRoute fails at once)", rich_help_panel=PANEL)] = 120.0,
     connect_timeout: Annotated[Optional[float], typer.Option(  # noqa: UP045
         "--connect-timeout", help="Seconds to establish the port-forward: until kubectl prints 'Forwarding from' "
-        "and a probe through it answers; also the budget of each restart [default: 20; port-forward only, so not "
-        "with --url/--sim]", rich_help_panel=PANEL, show_default=False)] = None,
+        "and a probe through it answers; also the budget of each restart (default 20; port-forward only, so not "
+        "with --url/--sim)", rich_help_panel=PANEL, show_default=False)] = None,
     perf: Annotated[bool, typer.Option("--perf", help="After the smoke test, run the load test (perf flags below)",
                                        rich_help_panel=PANEL)] = False,
     json: JsonOpt = False,
@@ -70,7 +70,8 @@ def test(
         runner = None if (url or sim) else make_runner(ctx, ui)
         outcome.runner = runner
         with open_endpoint(settings=settings, runner=runner, ui=ui, url=url, sim=sim, sim_model=explicit_model,
-                           local_port=local_port, pf_ready_timeout=connect_timeout or PF_READY_TIMEOUT_S) as endpoint:
+                           local_port=local_port, pf_ready_timeout=connect_timeout or PF_READY_TIMEOUT_S,
+                           route_manifest=_deployed_route_manifest(settings)) as endpoint:
             ui.step(f"testing {endpoint.description}")
             report = run_smoke(endpoint, model, prompt, max_tokens, ready_timeout, ui)
             outcome.smoke = report.to_dict()
@@ -139,6 +140,14 @@ class _Outcome:
             return
         ui = self.ui or self.ctx.obj.ui(json_mode=True)  # settings failed to load: no Ui was made yet
         ui.json({"smoke": self.smoke, "perf": self.perf, "error": error})
+
+
+def _deployed_route_manifest(settings):
+    """The HTTPRoute `llmd deploy` rendered with its default --out (named in the fix for a missing route)."""
+    from llmd.cli.common import state_dir
+    from llmd.render.bundle import HTTPROUTE
+
+    return state_dir() / "rendered" / settings.namespace / settings.release_postfix / HTTPROUTE
 
 
 def _validate(prompt: str, max_tokens: int, ready_timeout: float, connect_timeout: float | None,

@@ -34,6 +34,7 @@ class Endpoint:
     headers: dict[str, str] = field(default_factory=dict, repr=False)
     diagnose: Callable[[], str] | None = field(default=None, repr=False)  # pod status etc. for failure evidence
     model: str | None = None  # the served model once the smoke test found it (the perf engine reads it)
+    route_probe: Any = field(default=None, repr=False)  # llmd.ops.route_probe.RouteProbe for cluster endpoints
 
     @property
     def url(self) -> str:
@@ -118,7 +119,8 @@ def _auth_headers() -> dict[str, str]:
 @contextlib.contextmanager
 def open_endpoint(*, settings, runner=None, ui=None, url: str | None = None, sim: bool = False,
                   sim_model: str | None = None, local_port: int | None = None,
-                  pf_ready_timeout: float = PF_READY_TIMEOUT_S, pf_options: dict | None = None) -> Iterator[Endpoint]:
+                  pf_ready_timeout: float = PF_READY_TIMEOUT_S, pf_options: dict | None = None,
+                  route_manifest=None) -> Iterator[Endpoint]:
     """Resolve and open what to test; everything opened here is closed on exit."""
     if url and sim:
         raise ConfigError("--url and --sim are mutually exclusive", hint="pick one endpoint to test")
@@ -136,7 +138,7 @@ def open_endpoint(*, settings, runner=None, ui=None, url: str | None = None, sim
             yield ep
         return
     yield from _cluster(settings, runner, ui, local_port=local_port, pf_ready_timeout=pf_ready_timeout,
-                        pf_options=pf_options or {})
+                        pf_options=pf_options or {}, route_manifest=route_manifest)
 
 
 # The embedded default: an 8B-class model on one GPU, roughly (prefill + decode latency, a batch of 32
@@ -194,12 +196,16 @@ def _names(settings) -> dict[str, str]:
             "guide_label": settings.guide_label}
 
 
-def _cluster(settings, runner, ui, *, local_port, pf_ready_timeout, pf_options) -> Iterator[Endpoint]:
+def _cluster(settings, runner, ui, *, local_port, pf_ready_timeout, pf_options, route_manifest) -> Iterator[Endpoint]:
     from llmd.kube.kubectl import Kubectl, Scope
+    from llmd.ops.route_probe import RouteProbe
 
     runner.require_tools(["kubectl"])
     kubectl = Kubectl(runner, Scope.from_settings(settings))
     names = _names(settings)
+    # While the gateway answers 404/503, the smoke test asks the cluster why (missing/rejected HTTPRoute, EPP).
+    route_probe = RouteProbe(kubectl, settings, route_manifest=route_manifest,
+                             echo=ui.detail if ui is not None else None)
 
     def diagnose() -> str:
         return pod_summary(kubectl)
@@ -207,7 +213,7 @@ def _cluster(settings, runner, ui, *, local_port, pf_ready_timeout, pf_options) 
     if settings.environment == "gke":
         base = gke_address(kubectl, settings)
         yield Endpoint("gke", f"Gateway {settings.gateway_name} at {base}", base_url=base, names=names,
-                       diagnose=diagnose)
+                       diagnose=diagnose, route_probe=route_probe)
         return
 
     from llmd.kube.portforward import PortForward
@@ -218,7 +224,7 @@ def _cluster(settings, runner, ui, *, local_port, pf_ready_timeout, pf_options) 
     with PortForward(kubectl, f"svc/{service}", 80, local_port, ready_timeout=pf_ready_timeout, on_event=warn,
                      **pf_options) as pf:
         yield Endpoint("gateway", f"svc/{service} in {settings.namespace} via port-forward", tunnel=pf,
-                       names=names, diagnose=diagnose)
+                       names=names, diagnose=diagnose, route_probe=route_probe)
 
 
 def require_service(kubectl, settings, service: str) -> None:

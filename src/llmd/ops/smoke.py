@@ -29,6 +29,7 @@ DEFAULT_PROMPT = "Say hello in one short sentence."
 DEFAULT_MAX_TOKENS = 16
 RETRY_STATUSES = frozenset({408, 425, 429, 502, 503, 504})
 WARMUP_STATUSES = frozenset({502, 503, 504, 429, 408, 425})  # while polling /v1/models
+ROUTE_SUSPECT_STATUSES = frozenset({404, 502, 503, 504})  # warm-up or a broken route: ask the cluster (route_probe)
 RETRY_AFTER_CAP_S = 10.0
 BODY_CAP = 256 * 1024  # bytes of an error/non-stream body we keep
 EXCERPT = 200
@@ -300,6 +301,7 @@ class Smoke:
         # A just-created gateway answers 404 until its HTTPRoute is programmed; a direct URL that 404s is wrong.
         self.tolerate_404 = getattr(endpoint, "kind", "url") == "gateway" if tolerate_404 is None else tolerate_404
         self.http = SmokeClient(endpoint, request_timeout=request_timeout, read_timeout=read_timeout)
+        self._route_note = ""  # the last cluster problem told while waiting (told again only when it changes)
 
     # -- hints
 
@@ -354,9 +356,32 @@ class Smoke:
                 evidence, self._hint_unavailable()
         return f"HTTP {result.status}", evidence, None
 
-    def _evidence_with_pods(self, evidence: str | None) -> str | None:
+    def _evidence_with_pods(self, evidence: str | None, *, fresh_route: bool = True) -> str | None:
+        probe = getattr(self.endpoint, "route_probe", None)
+        route = probe.evidence(fresh=fresh_route) if probe is not None else None
         extra = self.endpoint.evidence() if hasattr(self.endpoint, "evidence") else None
-        return "\n".join(x for x in (evidence, extra) if x) or None
+        return "\n".join(x for x in (evidence, route, extra) if x) or None
+
+    def _route_verdict(self, reply: _Reply | _Transport, attempts: int, started: float) -> Check | None:
+        """While /v1/models answers 404/5xx behind a cluster gateway: a failed Check when the cluster shows a
+        missing or rejected HTTPRoute (no point waiting out the deadline), else None."""
+        probe = getattr(self.endpoint, "route_probe", None)
+        if probe is None or isinstance(reply, _Transport) or reply.status not in ROUTE_SUSPECT_STATUSES:
+            return None
+        finding = probe.poll()
+        if finding is None:
+            return None
+        if not finding.fatal:
+            note = "; ".join(finding.problems)
+            if note and note != self._route_note and self.ui is not None:
+                self.ui.step(f"still waiting: {note}")
+            self._route_note = note
+            return None
+        _, evidence, _ = self._describe_failure(reply)
+        took = time.monotonic() - started
+        return Check("models", False, f"{finding.message} (/v1/models answered HTTP {reply.status} for {took:.1f}s)",
+                     self._evidence_with_pods(evidence, fresh_route=False), finding.hint, attempts=attempts,
+                     duration_s=took)
 
     # -- /v1/models
 
@@ -385,6 +410,9 @@ class Smoke:
             if attempts == 1 and self.ui is not None:
                 self.ui.step(f"waiting for {self.endpoint.url}/v1/models (warm-up: {label}; up to "
                              f"{self.ready_timeout:g}s)")
+            verdict = self._route_verdict(last, attempts, started)
+            if verdict is not None:
+                return verdict
             self.policy.sleep(delay)
         took = time.monotonic() - started
         warm = ", ".join(f"{n}x {k}" for k, n in warmups.items())
