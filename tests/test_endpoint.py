@@ -154,3 +154,8 @@ def test_embedded_sim_is_a_supervised_child_serving_the_settings_model():
         import os
 
         os.kill(children[0], 0)
+
+
+def test_direct_endpoints_never_lose_a_tunnel():
+    ep = Endpoint("url", "x", base_url="http://127.0.0.1:1")
+    assert ep.lost_during(1, 2) is False and ep.generation == 1

@@ -164,6 +164,41 @@ def test_f37_child_dies_mid_run_is_detected_and_restarted(fp, fake, srv, kubectl
         other.close()
 
 
+def test_a_request_cut_just_before_the_loss_is_seen_counts_as_lost(fp, fake, srv, kubectl):
+    """The race behind `truncated` vs `tunnel_lost`: when kubectl dies, its sockets close (a request in flight
+    fails) before the watchdog sees the exit, so `generation` still looks unchanged at that instant.
+    lost_during() judges by the loss window instead."""
+    other = FaultServer()
+    try:
+        at_exit: dict = {}
+        holder: dict = {}
+
+        def dies(process):
+            for stream in (process.stdout, process.stderr):
+                stream.seek(0)
+            time.sleep(0.3)
+            at_exit["ns"] = time.perf_counter_ns()  # the instant a request through this tunnel would be cut
+            at_exit["generation"] = holder["pf"].generation
+
+        fp.register([*PF_ARGV, fp.any(min=1, max=1)], stdout=[f"Forwarding from 127.0.0.1:{srv.port} -> 80"],
+                    returncode=1, callback=dies)
+        fake.add(other.port)
+        with PortForward(kubectl, "svc/gw", ready_timeout=3, backoff_base=0.05) as pf:
+            holder["pf"] = pf
+            assert wait_for(lambda: restarted(pf), 4), pf.events
+            cut = at_exit["ns"]
+            assert at_exit["generation"] == 1  # a generation check at the failure would say "not lost"
+            (suspected, seen), = pf.losses
+            assert suspected == seen  # a dead child: no earlier sign of trouble
+            assert 0 <= seen - cut < 1e9  # seen within the grace after the cut
+            assert pf.lost_during(cut - 200_000_000, cut)  # the request that was cut
+            assert not pf.lost_during(cut - 5_000_000_000, cut - 3_000_000_000)  # failed long before: not ours
+            assert not pf.lost_during(seen + 1_000_000, seen + 50_000_000)  # started after the loss was seen
+            assert not pf.lost_during(None, None)
+    finally:
+        other.close()
+
+
 def test_f38_wedged_tunnel_is_restarted(fp, fake, srv, kubectl):
     other = FaultServer()
     try:
@@ -175,6 +210,9 @@ def test_f38_wedged_tunnel_is_restarted(fp, fake, srv, kubectl):
             assert wait_for(lambda: restarted(pf), 5), pf.events
             assert "failed probes" in pf.events[0]["reason"]
             assert pf.url == other.url
+            (suspected, seen), = pf.losses
+            assert seen - suspected >= 0.3e9  # trouble began at the first failed probe, before the restart
+            assert pf.lost_during(suspected - 2_000_000_000, suspected + 100_000_000)  # timed out while wedged
     finally:
         other.close()
 

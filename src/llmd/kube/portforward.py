@@ -39,6 +39,9 @@ TROUBLE_MARKERS = ("lost connection to pod", "error creating error stream", "Tim
 PROBE_PATH = "/v1/models"
 STDERR_KEEP = 40
 STOP_GRACE_S = 2.0  # kubectl exits on SIGINT at once; do not wait the runner's generic 5 s
+# A request that failed up to this long before a loss was *seen* died with the tunnel: the sockets of a dying
+# kubectl close (and the request fails) a moment before the watchdog notices the exit (F37: within ~0.3 s).
+LOSS_GRACE_S = 1.0
 
 
 def port_in_use(port: int) -> bool:
@@ -166,6 +169,9 @@ class PortForward:
         self.restarts = 0  # restart attempts made (bounded by restart_budget)
         self.events: list[dict] = []  # losses and restarts, for the report
         self.failed: LlmdError | None = None  # set when the watchdog gave up (restart budget spent)
+        # (suspected_ns, seen_ns) per loss, in time.perf_counter_ns (CLOCK_MONOTONIC, system-wide on Linux: the
+        # load engine's sent/end stamps, worker processes included, compare directly). See lost_during().
+        self.losses: list[tuple[int, int]] = []
 
         self._child: _Child | None = None
         self._children: list[_Child] = []
@@ -287,12 +293,27 @@ class PortForward:
     def _record(self, kind: str, reason: str) -> None:
         self.events.append({"at": time.time(), "event": kind, "generation": self.generation, "reason": reason})
 
-    def _restart(self, reason: str) -> None:
+    def lost_during(self, sent_ns: int | None, end_ns: int | None, grace_s: float = LOSS_GRACE_S) -> bool:
+        """Did this tunnel die under a request that ran from sent_ns to end_ns (perf_counter_ns)?
+
+        True when a loss window [suspected - grace, seen] overlaps the request. Unlike comparing `generation`
+        when the request fails, this also catches the request that failed in the instant before the loss was
+        seen, so ask it after the stage (or at least `grace_s` after the failure)."""
+        if not end_ns:
+            return False
+        start = sent_ns or end_ns
+        grace = int(grace_s * 1e9)
+        return any(start <= seen and end_ns >= suspected - grace for suspected, seen in list(self.losses))
+
+    def _restart(self, reason: str, suspected_ns: int | None = None) -> None:
         """Replace the current child: backoff, respawn, re-probe; give up after the restart budget.
 
         `generation` bumps at once (requests still in flight belong to a lost tunnel) and again when the
-        new tunnel is up (its new URL)."""
+        new tunnel is up (its new URL). `suspected_ns`: when trouble began, if before now (a wedged tunnel's
+        first failed probe)."""
         with self._lock:
+            seen = time.perf_counter_ns()
+            self.losses.append((min(suspected_ns or seen, seen), seen))
             self.generation += 1
             self._record("lost", reason)
             self.on_event(f"port-forward lost ({reason}); restarting")
@@ -329,6 +350,7 @@ class PortForward:
     def _watch(self) -> None:
         next_probe = time.monotonic() + self.probe_interval
         failures = 0
+        suspected_ns = None  # start of the first failed probe of a run of failures (a wedged tunnel)
         while True:
             self._wake.wait(self.watch_interval)
             self._wake.clear()
@@ -344,15 +366,18 @@ class PortForward:
             elif self._trouble.is_set() or time.monotonic() >= next_probe:  # F38: wedged tunnel
                 self._trouble.clear()
                 next_probe = time.monotonic() + self.probe_interval
+                probe_ns = time.perf_counter_ns()
                 err = probe(self.url or "", self.probe_timeout)
                 failures = failures + 1 if err else 0
+                if failures == 1:
+                    suspected_ns = probe_ns
                 if failures >= self.probe_failures:
                     reason = f"{failures} failed probes ({err})"
                 elif err:
                     next_probe = time.monotonic() + min(1.0, self.probe_interval)
             if reason and not self._stop.is_set():
-                failures = 0
-                self._restart(reason)
+                self._restart(reason, suspected_ns if failures else None)
+                failures, suspected_ns = 0, None
                 next_probe = time.monotonic() + self.probe_interval
 
     def ensure_alive(self) -> None:

@@ -55,6 +55,10 @@ class Endpoint:
     def restarts(self) -> int:
         return self.tunnel.restarts if self.tunnel is not None else 0
 
+    def lost_during(self, sent_ns: int | None, end_ns: int | None) -> bool:
+        """True when the port-forward died under a request (perf_counter_ns stamps); see PortForward.lost_during."""
+        return self.tunnel is not None and self.tunnel.lost_during(sent_ns, end_ns)
+
     def ensure_alive(self) -> None:
         """Between phases: re-probe a port-forward and restart it transparently if it went idle/dead (F39)."""
         if self.tunnel is not None:
