@@ -17,8 +17,8 @@ pytestmark = pytest.mark.timeout(30)
 @pytest.mark.parametrize(("flags", "needle"), [
     (["--concurrency", "0"], "--concurrency 0 is out of range"),
     (["--rate", "-1"], "--rate -1.0 is out of range"),
-    (["--duration", "-5"], "--duration -5 s is out of range"),
-    (["--duration", "soon"], "--duration: 'soon' is not a duration"),
+    (["--duration", "-5"], "--duration: duration '-5' must not be negative"),
+    (["--duration", "soon"], "--duration: invalid duration 'soon'"),
     (["--requests", "0"], "--requests 0 is out of range"),
     (["--concurrency", "2", "--rate", "3"], "exclusive"),
     (["--workload", "nope"], "--workload 'nope' is unknown"),

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from llmd.durations import parse_duration
 from llmd.errors import ConfigError
 from llmd.loadgen.engine import Stage
 from llmd.loadgen.metrics import parse_slo
@@ -18,19 +18,11 @@ ARRIVALS = ("constant", "poisson")
 API_PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
 DEFAULT_DURATION_S = 30.0
 
-_DUR = re.compile(r"^\s*(-?[0-9]*\.?[0-9]+)\s*(ms|s|m|h)?\s*$")
-
-
 def parse_seconds(value: str | float | int | None, flag: str) -> float | None:
     """'30', '30s', '500ms', '2m' -> seconds. A bare number is seconds."""
     if value is None:
         return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    m = _DUR.match(value)
-    if not m:
-        raise ConfigError(f"{flag}: {value!r} is not a duration", f"use seconds or a unit, e.g. {flag} 30s or 2m")
-    return float(m.group(1)) * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[m.group(2) or "s"]
+    return parse_duration(value, name=flag, bare_unit=1.0)
 
 
 @dataclass(frozen=True)
