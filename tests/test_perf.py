@@ -204,3 +204,44 @@ def test_live_progress_only_on_a_terminal(stream_server, monkeypatch):
     assert not quiet.interactive
     run_perf(EP(srv.url), opts(concurrency=2, requests=2), quiet)
     assert "in flight" not in quiet.err.file.getvalue()
+
+
+def test_requests_cut_just_before_a_tunnel_loss_was_seen_count_as_tunnel_lost():
+    """The watchdog sees a dying kubectl a moment after its sockets close: a request truncated in that
+    window kept the old generation. After the stage the tunnel's loss windows decide (F37)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from llmd.ops.perf import _attribute_tunnel_losses
+
+    class Tunnelled:
+        probed = 0
+
+        def ensure_alive(self):
+            self.probed += 1
+
+        def lost_during(self, sent_ns, end_ns):
+            return sent_ns <= 2_000 and end_ns >= 1_500  # one loss window around t=1.5-2.0 us
+
+    recs = [
+        {"failure": "truncated", "sent_ns": 1_000, "end_ns": 1_600},  # cut by the loss
+        {"failure": "timeout", "sent_ns": 1_900, "end_ns": 9_000},  # in flight across it
+        {"failure": "truncated", "sent_ns": 5_000, "end_ns": 6_000},  # later: a real truncation
+        {"failure": "http_5xx", "sent_ns": 1_000, "end_ns": 1_700},  # the server answered: not the tunnel
+        {"failure": None, "sent_ns": 1_000, "end_ns": 1_700},
+    ]
+    ep = Tunnelled()
+    asyncio.run(_attribute_tunnel_losses(ep, [SimpleNamespace(records=recs)]))
+    assert [r["failure"] for r in recs] == ["tunnel_lost", "tunnel_lost", "truncated", "http_5xx", None]
+    assert ep.probed == 1
+
+
+def test_direct_endpoints_are_left_alone():
+    import asyncio
+    from types import SimpleNamespace
+
+    from llmd.ops.perf import _attribute_tunnel_losses
+
+    recs = [{"failure": "truncated", "sent_ns": 1, "end_ns": 2}]
+    asyncio.run(_attribute_tunnel_losses(SimpleNamespace(url="http://127.0.0.1:1"), [SimpleNamespace(records=recs)]))
+    assert recs[0]["failure"] == "truncated"

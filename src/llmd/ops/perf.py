@@ -172,6 +172,7 @@ def _run_stages(endpoint, opts, ui, stages, *, workload, timeouts, run_id, slo, 
                         + (f" after {stage.warmup_s:g} s warm-up" if stage.warmup_s else ""))
                 runs = await _one_stage(endpoint, opts, ui, stage, workload=workload, timeouts=timeouts, run_id=run_id,
                                         t0=t0, stop=stop)
+                await _attribute_tunnel_losses(endpoint, runs)
                 report.records.extend(r for run in runs for r in run.records)
                 report.stages.append(summarize_stage(runs, slo, opts.max_error_rate, stage))
         finally:
@@ -186,6 +187,27 @@ def _run_stages(endpoint, opts, ui, stages, *, workload, timeouts, run_id, slo, 
             if h is not None:
                 signal.signal(s, h)
     return got[0] if got else None
+
+
+LOST_CANDIDATES = ("truncated", "timeout", "stalled", "connect_error")
+
+
+async def _attribute_tunnel_losses(endpoint, runs) -> None:
+    """Requests cut by a dying port-forward in the instant before its watchdog saw the loss (or in a
+    worker process, which never sees `generation` move) failed as truncated/timeout/...: after the stage,
+    ask the tunnel whether it died under each of them and count those as tunnel_lost."""
+    lost_during = getattr(endpoint, "lost_during", None)
+    if lost_during is None:
+        return
+    candidates = [r for run in runs for r in run.records if r["failure"] in LOST_CANDIDATES]
+    if not candidates:
+        return
+    ensure = getattr(endpoint, "ensure_alive", None)
+    if ensure is not None:  # lets the watchdog notice a death that happened under the last requests
+        await asyncio.get_running_loop().run_in_executor(None, ensure)
+    for rec in candidates:
+        if lost_during(rec["sent_ns"], rec["end_ns"]):
+            rec["failure"] = "tunnel_lost"
 
 
 async def _one_stage(endpoint, opts, ui, stage, *, workload, timeouts, run_id, t0, stop) -> list[StageRun]:
