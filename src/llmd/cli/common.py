@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import typer
 
-
-def state_dir() -> Path:
-    """Where run transcripts live: $LLMD_STATE_DIR, else $XDG_STATE_HOME/llmd, else ~/.local/state/llmd."""
-    if os.environ.get("LLMD_STATE_DIR"):
-        return Path(os.environ["LLMD_STATE_DIR"])
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "llmd"
+from llmd.paths import state_dir
 
 
 def load(ctx: typer.Context, flags: dict[str, Any], sets: list[str], config: str | None, *,

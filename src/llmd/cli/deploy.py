@@ -7,9 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from llmd.cli.common import load, make_runner, state_dir
+from llmd.cli.common import load, make_runner
 from llmd.cli.lifecycle import json_failure, steps_table
 from llmd.cli.options import DryRunOpt, JsonOpt, settings_options
+from llmd.paths import rendered_dir
 
 RecoverOpt = Annotated[bool, typer.Option(
     "--recover", help="Repair releases left pending-* by an interrupted run: uninstall one stuck at revision 1, "
@@ -31,7 +32,7 @@ def deploy(ctx: typer.Context, *, recover: RecoverOpt = False, out: OutOpt = Non
     """
     ui, settings = load(ctx, flags, sets, config, json_mode=json, need_token=True)
     runner = make_runner(ctx, ui, dry_run=dry_run)
-    out_dir = Path(out) if out else state_dir() / "rendered" / settings.namespace / settings.release_postfix
+    out_dir = Path(out) if out else rendered_dir(settings)
     from llmd.ops.deploy import deploy as run_deploy
 
     with json_failure(ui, json, runner):

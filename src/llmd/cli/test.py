@@ -144,10 +144,10 @@ class _Outcome:
 
 def _deployed_route_manifest(settings):
     """The HTTPRoute `llmd deploy` rendered with its default --out (named in the fix for a missing route)."""
-    from llmd.cli.common import state_dir
+    from llmd.paths import rendered_dir
     from llmd.render.bundle import HTTPROUTE
 
-    return state_dir() / "rendered" / settings.namespace / settings.release_postfix / HTTPROUTE
+    return rendered_dir(settings) / HTTPROUTE
 
 
 def _validate(prompt: str, max_tokens: int, ready_timeout: float, connect_timeout: float | None,

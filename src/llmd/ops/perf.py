@@ -15,7 +15,6 @@ import signal
 import time
 import uuid
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from llmd import __version__
@@ -89,9 +88,9 @@ def _environment(endpoint: Any, opts: PerfOptions) -> dict:
 
 
 def _default_output(run_id: str) -> str:
-    base = Path(os.environ.get("LLMD_STATE_DIR") or Path(os.environ.get("XDG_STATE_HOME") or
-                                                         Path.home() / ".local" / "state") / "llmd")
-    out = base / "perf"
+    from llmd.paths import perf_dir
+
+    out = perf_dir()
     out.mkdir(parents=True, exist_ok=True, mode=0o700)
     return str(out / f"perf-{run_id}.json")
 
