@@ -110,3 +110,31 @@ def fake_tools_on_path(tmp_path, monkeypatch):
 
 
 PYTHON = sys.executable
+
+
+@pytest.fixture
+def dead_cluster(tmp_path, real_tools, monkeypatch):
+    """A kubeconfig whose API server is a 127.0.0.1 port nothing listens on; real tools first on PATH.
+    Returns (kubeconfig path, server URL)."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    kc = tmp_path / "kubeconfig"
+    kc.write_text(f"""apiVersion: v1
+kind: Config
+clusters:
+- name: dead
+  cluster: {{server: "https://127.0.0.1:{port}"}}
+contexts:
+- name: deadctx
+  context: {{cluster: dead, user: u}}
+current-context: deadctx
+users:
+- name: u
+  user: {{token: not-a-secret}}
+""")
+    kc.chmod(0o600)
+    monkeypatch.setenv("PATH", f"{real_tools}:/usr/bin:/bin")
+    return kc, f"https://127.0.0.1:{port}"

@@ -4,36 +4,11 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 
 import pytest
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def dead_cluster(tmp_path, real_tools, monkeypatch):
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    kc = tmp_path / "kubeconfig"
-    kc.write_text(f"""apiVersion: v1
-kind: Config
-clusters:
-- name: dead
-  cluster: {{server: "https://127.0.0.1:{port}"}}
-contexts:
-- name: deadctx
-  context: {{cluster: dead, user: u}}
-current-context: deadctx
-users:
-- name: u
-  user: {{token: not-a-secret}}
-""")
-    kc.chmod(0o600)
-    monkeypatch.setenv("PATH", f"{real_tools}:/usr/bin:/bin")
-    return kc, f"https://127.0.0.1:{port}"
 
 
 def test_deploy_pins_the_current_context_and_fails_fast_with_exit_4(cli, dead_cluster):

@@ -342,28 +342,9 @@ def test_blackholed_server_costs_one_reachability_budget_and_leaves_no_child(cli
 
 
 @pytest.mark.integration
-def test_real_tools_against_a_refusing_server_exit_4_well_within_15s(cli, real_tools, tmp_path, monkeypatch):
-    import socket
-
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    kc = tmp_path / "kubeconfig"
-    kc.write_text(f"""apiVersion: v1
-kind: Config
-clusters:
-- name: dead
-  cluster: {{server: "https://127.0.0.1:{port}"}}
-contexts:
-- name: deadctx
-  context: {{cluster: dead, user: u}}
-current-context: deadctx
-users:
-- name: u
-  user: {{token: not-a-secret}}
-""")
-    kc.chmod(0o600)
-    monkeypatch.setenv("PATH", f"{real_tools}:/usr/bin:/bin")
+def test_real_tools_against_a_refusing_server_exit_4_well_within_15s(cli, dead_cluster):
+    kc, server = dead_cluster
+    port = int(server.rsplit(":", 1)[1])
     t0 = time.monotonic()
     r = cli("doctor", "--kubeconfig", str(kc), *SIM, "--json")
     assert time.monotonic() - t0 < 15
