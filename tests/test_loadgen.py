@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import socket
 import time
@@ -257,3 +258,17 @@ def test_tunnel_restart_mid_request_counts_as_tunnel_lost(stream_server):  # F37
     timer.cancel()
     assert [r["failure"] for r in run.records] == ["tunnel_lost", None]
     assert len(old.requests) == 1 and len(new.requests) == 1  # the next request went to the new local port
+
+
+def test_open_loop_first_arrival_not_late_by_stage_setup(stream_server):
+    # the engine collects garbage before a stage; that pause must not count as the first arrival's queue delay
+    srv = stream_server(ttft_s=0.005, tokens=2)
+    heap = [[i] for i in range(400_000)]  # live objects that make gc.collect() take tens of ms
+    t0 = time.perf_counter()
+    gc.collect()
+    pause_ms = (time.perf_counter() - t0) * 1000
+    run = stage_run(srv.url, Stage("r20", "open", rate=20, requests=2))
+    del heap
+    first = min(run.records, key=lambda r: r["scheduled_s"])
+    assert pause_ms > 10, "the heap is too small to show the bug on this machine"
+    assert first["queue_ms"] < pause_ms / 2, (first["queue_ms"], pause_ms)
