@@ -87,3 +87,26 @@ def test_shared_prefix_hits_the_sim_prefix_cache(sim):
         pytest.skip("this sim build does not report usage.prompt_tokens_details.cached_tokens")
     # after the first request of each group, its system prompt is cached
     assert sum(1 for h in hits if h and h >= 48) >= 5
+
+
+def test_shared_prefix_stages_and_runs_start_cold(sim, tmp_path):
+    # each stage of a sweep (and each run) gets its own group prefixes: a later stage must not inherit the
+    # previous stage's (or run's) cached prefixes, or its hit rate and TTFT are not comparable with the first
+    from llmd.ops.perf import PerfOptions, run_perf
+    from llmd.ui import Ui
+
+    def run(name):
+        opts = PerfOptions(model="random", workload="shared-prefix", groups=2, prompts_per_group=3,
+                           system_prompt_len=64, question_len=8, output_tokens=2, sweep="1,2", requests=6,
+                           output=str(tmp_path / name))
+        return run_perf(type("EP", (), {"url": sim.url, "via_port_forward": False, "generation": 0})(), opts, Ui())
+
+    for report in (run("a.json"), run("b.json")):
+        for stage in report.stages:
+            recs = sorted((r for r in report.records if r["stage"] == stage["name"]), key=lambda r: r["index"])
+            first_of_group = {}
+            for r in recs:
+                first_of_group.setdefault(r["group"], r)
+            assert len(first_of_group) == 2
+            assert all(r["cached_tokens"] == 0 for r in first_of_group.values()), stage["name"]
+            assert sum(1 for r in recs if r["cached_tokens"] >= 48) >= 3  # later prompts of each group hit

@@ -112,13 +112,15 @@ def synthetic(*, api: str, model: str, input_tokens: int, output_tokens: int, di
                              "output_tokens": output_tokens, "dist": dist, "spread": spread, "seed": seed})
 
 
-def group_token(seed: int, group: int) -> str:
-    """A token unique to (seed, group) that starts the group's system prompt, so groups never share a prefix."""
-    return "grp" + hashlib.sha256(f"{seed}:{group}".encode()).hexdigest()[:10]
+def group_token(seed: int, group: int, salt: str = "") -> str:
+    """A token unique to (seed, group, salt) that starts the group's system prompt, so groups never share a prefix
+    (and with a per-stage salt, no stage or run finds its prefixes already cached by an earlier one)."""
+    return "grp" + hashlib.sha256(f"{seed}:{group}:{salt}".encode()).hexdigest()[:10]
 
 
 def shared_prefix(*, api: str, model: str, groups: int, prompts_per_group: int, system_prompt_len: int,
-                  question_len: int, output_tokens: int, seed: int = 0, ignore_eos: bool = True) -> Workload:
+                  question_len: int, output_tokens: int, seed: int = 0, ignore_eos: bool = True,
+                  salt: str = "") -> Workload:
     """groups x prompts_per_group requests; each group's prompts start with the same system prompt.
 
     Requests are shuffled (seeded) so every group's prefix is requested throughout the run, which is what makes
@@ -126,7 +128,7 @@ def shared_prefix(*, api: str, model: str, groups: int, prompts_per_group: int, 
     into cache hits (visible as usage.prompt_tokens_details.cached_tokens).
     """
     rng = random.Random(f"shared-prefix:{seed}")
-    systems = [group_token(seed, g) + " " + words(rng, system_prompt_len - 1) for g in range(groups)]
+    systems = [group_token(seed, g, salt) + " " + words(rng, system_prompt_len - 1) for g in range(groups)]
     bodies = []
     for g in range(groups):
         for _ in range(prompts_per_group):

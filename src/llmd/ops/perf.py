@@ -40,7 +40,7 @@ def check_thresholds(report: PerfReport) -> None:
                                 "only if the numbers are expected")
 
 
-def build_workload(opts: PerfOptions, model: str) -> workloads.Workload:
+def build_workload(opts: PerfOptions, model: str, salt: str = "") -> workloads.Workload:
     if opts.workload == "synthetic":
         return workloads.synthetic(api=opts.api, model=model, input_tokens=opts.input_tokens,
                                    output_tokens=opts.out_tokens, dist=opts.dist, spread=opts.dist_spread,
@@ -49,7 +49,8 @@ def build_workload(opts: PerfOptions, model: str) -> workloads.Workload:
         return workloads.shared_prefix(api=opts.api, model=model, groups=opts.groups,
                                        prompts_per_group=opts.prompts_per_group,
                                        system_prompt_len=opts.system_prompt_len, question_len=opts.question_len,
-                                       output_tokens=opts.out_tokens, seed=opts.seed, ignore_eos=opts.ignore_eos)
+                                       output_tokens=opts.out_tokens, seed=opts.seed, ignore_eos=opts.ignore_eos,
+                                       salt=salt)
     return workloads.from_file(opts.dataset or "", api=opts.api, model=model, output_tokens=opts.output_tokens,
                                seed=opts.seed, ignore_eos=opts.ignore_eos)
 
@@ -169,7 +170,10 @@ def _run_stages(endpoint, opts, ui, stages, *, workload, timeouts, run_id, slo, 
                         + (" / " if stage.requests and stage.duration_s else "")
                         + (f"{stage.duration_s:g} s" if stage.duration_s else "")
                         + (f" after {stage.warmup_s:g} s warm-up" if stage.warmup_s else ""))
-                runs = await _one_stage(endpoint, opts, ui, stage, workload=workload, timeouts=timeouts, run_id=run_id,
+                stage_wl = workload
+                if opts.workload == "shared-prefix":  # fresh group prefixes per stage: every stage starts cold
+                    stage_wl = build_workload(opts, opts.model, salt=f"{run_id}:{stage.name}")
+                runs = await _one_stage(endpoint, opts, ui, stage, workload=stage_wl, timeouts=timeouts, run_id=run_id,
                                         t0=t0, stop=stop)
                 await _attribute_tunnel_losses(endpoint, runs)
                 report.records.extend(r for run in runs for r in run.records)
