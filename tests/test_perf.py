@@ -245,3 +245,23 @@ def test_direct_endpoints_are_left_alone():
     recs = [{"failure": "truncated", "sent_ns": 1, "end_ns": 2}]
     asyncio.run(_attribute_tunnel_losses(SimpleNamespace(url="http://127.0.0.1:1"), [SimpleNamespace(records=recs)]))
     assert recs[0]["failure"] == "truncated"
+
+
+def test_table_shows_prefix_cache_hits_when_reported(stream_server):
+    import io
+
+    from rich.console import Console
+
+    from llmd.ui import THEME
+
+    srv = stream_server(tokens=2, cached=3)
+    ui = Ui()
+    ui.err = Console(file=io.StringIO(), force_terminal=False, width=200, theme=THEME)
+    report = run_perf(EP(srv.url), opts(concurrency=2, requests=4), ui)
+    cached = report.stages[0]["tokens"]["cached"]
+    out = ui.err.file.getvalue()
+    assert f"prefix cache: c=2 {cached['hit_rate']:.1%} of prompt tokens cached" in out, out
+    plain = Ui()
+    plain.err = Console(file=io.StringIO(), force_terminal=False, width=200, theme=THEME)
+    run_perf(EP(stream_server(tokens=2).url), opts(requests=2), plain)
+    assert "prefix cache" not in plain.err.file.getvalue()  # the server reported no cached_tokens

@@ -301,6 +301,10 @@ def show(report: PerfReport, ui) -> None:
             ui.render(t)
         finally:
             ui.err.width = width
+    hits = [f"{s['label']} {c['hit_rate']:.1%}" for s in report.stages
+            if (c := s["tokens"].get("cached")) and c.get("hit_rate") is not None]
+    if hits:  # from usage.prompt_tokens_details.cached_tokens; what prefix-aware routing buys shows here
+        ui.info("prefix cache: " + ", ".join(h + " of prompt tokens cached" for h in hits))
     for s in report.stages:
         if s["failures"]:
             ui.warn(f"{s['label']}: failures " + ", ".join(f"{k} {v}" for k, v in s["failures"].items())
