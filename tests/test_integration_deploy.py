@@ -12,6 +12,7 @@ import base64
 import contextlib
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -268,6 +269,30 @@ def test_deploy_status_cleanup_lifecycle_removes_only_what_llmd_created(cli, sta
     assert ("Namespace", NS) not in cluster_objects(kubectl)
     again = cli("cleanup", "-n", NS, "--context", CONTEXT, "--force", "--json")
     assert again.exit_code == 0 and json.loads(again.stdout)["status"] == "nothing to do"
+
+
+def test_next_commands_printed_by_deploy_reach_the_stack_just_deployed(cli, stack):
+    """Deployed with a non-default postfix, gateway and model: the printed `llmd status` / `llmd cleanup` must
+    find that stack (not the default postfix's), and `llmd test` must ask for the model that is served."""
+    _, helm, kubectl = stack
+    chosen = {"release_postfix": "demo", "environment": "agentgateway", "model": "Qwen/Qwen3-0.6B"}
+    settings = load_settings({"namespace": NS, "kube_context": CONTEXT, **chosen}, environ={})
+    kubectl.state.write_text(json.dumps(seed_cluster(settings)))
+    res = cli("deploy", "-n", NS, "--context", CONTEXT, "--release-postfix", "demo", "-e", "agentgateway",
+              "--model", "Qwen/Qwen3-0.6B")
+    assert res.exit_code == 0, res.stderr
+    printed = [shlex.split(line) for line in res.stderr.split("Next:", 1)[1].splitlines() if line.strip()]
+    assert [argv[:2] for argv in printed] == [["llmd", "test"], ["llmd", "status"], ["llmd", "cleanup"]]
+    test_argv, status_argv, cleanup_argv = printed
+    assert shlex.join(test_argv).endswith("--release-postfix demo -e agentgateway --model Qwen/Qwen3-0.6B")
+
+    status = cli(*status_argv[1:], "--json")
+    assert status.exit_code == 0, status.stdout
+    assert json.loads(status.stdout)["verdict"] == "healthy"
+    cleanup = cli(*cleanup_argv[1:], "--force", "--json")
+    assert cleanup.exit_code == 0, cleanup.stderr
+    assert json.loads(cleanup.stdout)["status"] == "complete"
+    assert json.loads(helm.state.read_text()) == {}
 
 
 def test_missing_rbac_permission_is_exit_4_before_any_change(cli, stack):

@@ -22,7 +22,7 @@ from llmd.kube.helm import Helm, Helmfile, Release
 from llmd.kube.kubectl import Kubectl
 from llmd.ops import state, wait
 from llmd.ops.preflight import PreflightReport, check_tools, preflight, recover_hint
-from llmd.ops.target import Target, pin_target
+from llmd.ops.target import Target, llmd_command, pin_target
 from llmd.proc import Runner
 from llmd.render import bundle as B
 
@@ -59,8 +59,7 @@ class DeployReport:
         self.steps.append(StepResult(name, status, detail))
 
     def next_commands(self, settings) -> list[str]:
-        scope = f" -n {settings.namespace}" + (f" --context {self.target.context}" if self.target.context else "")
-        return [f"llmd test{scope}", f"llmd status{scope}", f"llmd cleanup{scope}"]
+        return [llmd_command(settings, self.target.context, verb) for verb in ("test", "status", "cleanup")]
 
     def to_dict(self) -> dict:
         return {
@@ -114,6 +113,10 @@ class Deployer:
         self.kubectl.run(*args, mutates=True, stdin=stdin, check=True, fail_code=ExitCode.DEPLOY_FAILED,
                          timeout=60, title=f"apply {what}")
 
+    def llmd(self, verb: str, *extra: str) -> str:
+        """A follow-up command for this stack, for hints."""
+        return llmd_command(self.s, self.kubectl.scope.context, verb, *extra)
+
     def remaining(self) -> float:
         return max(0.0, self.s.timeout - (wait.CLOCK.now() - self.t0))
 
@@ -163,7 +166,7 @@ class Deployer:
             except KeyboardInterrupt:
                 raise Interrupted("interrupted while waiting for readiness; everything is installed and keeps "
                                   "starting in the cluster",
-                                  hint=f"`llmd status -n {self.s.namespace}` shows progress; re-run `llmd deploy` "
+                                  hint=f"`{self.llmd('status')}` shows progress; re-run `llmd deploy` "
                                        "to resume waiting (nothing is re-installed)",
                                   signum=15 if proc.last_signal == 15 else 2) from None
             report.step("wait", "done", f"ready in {report.readiness.elapsed_s:.0f}s")
@@ -271,8 +274,8 @@ class Deployer:
             maybe = tracker.in_flight() or list(self.s.releases)
             raise Interrupted(
                 f"interrupted during helmfile sync; release {', '.join(maybe)} may be pending; "
-                f"run `llmd deploy --recover -n {self.s.namespace}`",
-                hint="`llmd status` shows what was installed",
+                f"run `{self.llmd('deploy', '--recover')}` with the rest of this deploy's flags",
+                hint=f"`{self.llmd('status')}` shows what was installed",
                 signum=15 if proc.last_signal == 15 else 2) from None
         except CommandFailed as exc:
             raise self._sync_failed(exc) from None
@@ -294,7 +297,7 @@ class Deployer:
             head = f"helmfile sync failed (exit {exc.result.returncode if exc.result else '?'})"
         return DeployError(f"{head}; releases: {ledger}",
                            hint=f"fix the cause above and re-run `llmd deploy` (it resumes), or remove what was "
-                                f"installed with `llmd cleanup -n {self.s.namespace}`",
+                                f"installed with `{self.llmd('cleanup')}`",
                            details=tail)
 
 

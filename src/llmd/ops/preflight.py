@@ -18,6 +18,7 @@ from llmd.errors import ClusterError, DeployError, ExitCode, PrereqError
 from llmd.kube.helm import Helm, helm_version, helmfile_version, parse_version
 from llmd.kube.kubectl import Kubectl, classify_failure, kubectl_client_version, raise_cluster_error
 from llmd.ops import wait
+from llmd.ops.target import llmd_command
 from llmd.proc import INSTALL_HINTS, TOOL_ENV, Runner
 
 TOOLS = ("kubectl", "helm", "helmfile")
@@ -358,9 +359,8 @@ def check_permissions(kubectl: Kubectl, settings, *, needs_pvc: bool, namespace_
 
 
 def recover_hint(settings, context: str | None) -> str:
-    ctx = f" --context {context}" if context else ""
-    return (f"run `llmd deploy --recover -n {settings.namespace}{ctx}`: it uninstalls a release stuck at "
-            "revision 1 and rolls any other back to its last deployed revision "
+    return (f"run `{llmd_command(settings, context, 'deploy', '--recover')}` with the rest of your deploy flags: "
+            "it uninstalls a release stuck at revision 1 and rolls any other back to its last deployed revision "
             f"(or by hand: `helm rollback <release> <revision> -n {settings.namespace}`)")
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 from llmd.errors import ClusterError
 from llmd.kube.kubectl import Kubectl, Scope
 from llmd.proc import Runner
+from llmd.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,25 @@ class Target:
 
     def to_dict(self) -> dict:
         return {"namespace": self.namespace, "context": self.context, "server": self.server}
+
+
+def llmd_command(settings, context: str | None, verb: str, *extra: str) -> str:
+    """A follow-up `llmd <verb>` that reaches this same stack: namespace and context always, plus every
+    stack-selecting setting that is not the default (a printed `llmd cleanup` without the postfix would
+    target another stack). `test` also needs the model: it asks the gateway for that served model."""
+    default = Settings()
+    parts = ["llmd", verb, *extra, "-n", settings.namespace]
+    if context:
+        parts += ["--context", context]
+    if settings.kubeconfig:
+        parts += ["--kubeconfig", settings.kubeconfig]
+    if settings.release_postfix != default.release_postfix:
+        parts += ["--release-postfix", settings.release_postfix]
+    if settings.environment != default.environment:
+        parts += ["-e", settings.environment]
+    if verb == "test" and settings.model != default.model:
+        parts += ["--model", settings.model]
+    return shlex.join(parts)
 
 
 def _check_kubeconfig(path: str | None) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from llmd.errors import ClusterError, DeployError, NotReadyError
 from llmd.kube.kubectl import Kubectl, classify_failure, raise_cluster_error
 from llmd.ops import diagnose
+from llmd.ops.target import llmd_command
 
 POLL_S = 5.0
 UNSCHEDULABLE_GRACE_S = 120.0  # a pod the scheduler cannot place for this long fails the deploy
@@ -292,7 +293,8 @@ def wait_ready(settings, kubectl: Kubectl, ui, keys: tuple[str, ...], *, timeout
             if now - t0 >= timeout_s:
                 raise NotReadyError(
                     f"not ready after {now - t0:.0f}s: " + ", ".join(f"{c.key} {c.ready}/{c.desired}" for c in pending),
-                    hint="raise --timeout if the model is still loading; `llmd status` shows the current state",
+                    hint="raise --timeout if the model is still loading; "
+                         f"`{llmd_command(settings, kubectl.scope.context, 'status')}` shows the current state",
                     details=diagnostics(watcher, pending))
             CLOCK.sleep(POLL_S)
 
