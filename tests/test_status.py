@@ -102,3 +102,17 @@ def test_unreachable_cluster_exits_4(cli, fake):
     r = cli("status", "--context", CTX, "--json")
     assert r.exit_code == 4
     assert json.loads(r.stdout)["status"] == "failed"
+
+
+@pytest.mark.integration
+def test_real_kubectl_against_a_refusing_server_shows_its_verdict_not_client_go_log_lines(cli, dead_cluster):
+    """kubectl prints one `E1128 ... memcache.go:265] ...` line per discovery retry before its verdict: status
+    and cleanup show the verdict (the transcript keeps the rest)."""
+    kc, server = dead_cluster
+    port = server.rsplit(":", 1)[1]
+    for argv in (("status",), ("cleanup", "--force")):
+        r = cli(*argv, "--kubeconfig", str(kc), "--json")
+        assert r.exit_code == 4, r.stderr
+        details = json.loads(r.stdout)["details"]
+        assert f"The connection to the server 127.0.0.1:{port} was refused" in details
+        assert "memcache.go" not in details and "memcache.go" not in r.stderr

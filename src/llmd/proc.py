@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -26,6 +27,9 @@ from llmd.redact import redact
 DEFAULT_TIMEOUT = 120.0
 GRACE_INT_S = 5.0  # after SIGINT, before SIGTERM
 GRACE_TERM_S = 3.0  # after SIGTERM, before SIGKILL
+# client-go's own log lines (`E1128 06:49:48.037258   15649 memcache.go:265] ...`): kubectl repeats one per
+# API discovery retry before its one-line verdict, so an error tail would be nothing but these.
+KLOG_LINE = re.compile(r"^[IWEF]\d{4} \d{2}:\d{2}:\d{2}\.\d+\s+\d+ [\w.-]+:\d+\] ")
 
 INSTALL_HINTS = {
     "kubectl": "install kubectl >= 1.28: https://kubernetes.io/docs/tasks/tools/ (or `make tools` for a local copy)",
@@ -71,8 +75,12 @@ class CmdResult:
         return self.returncode == 0
 
     def tail(self, lines: int = 20) -> str:
+        """The last lines of the error output for a message; client-go log lines are dropped when anything
+        else was said (the transcript keeps everything)."""
         text = self.stderr.strip() or self.stdout.strip()
-        return "\n".join(text.splitlines()[-lines:])
+        said = text.splitlines()
+        plain = [ln for ln in said if not KLOG_LINE.match(ln)]
+        return "\n".join((plain or said)[-lines:])
 
 
 # ---- process-group bookkeeping: what Ctrl-C and atexit must reap ----------------------------------
