@@ -606,6 +606,9 @@ def test_download_job_is_replaced_only_when_it_must_be(cli, fp, fake, monkeypatc
     r = cli("deploy", "--context", CTX)
     assert r.exit_code == 0, r.stderr
     assert (delete in tool_calls(fp)) is replaced
+    # A kept, complete download is not announced (or waited for) as a new one.
+    assert ("already downloaded into model-cache-inference-scheduling" in r.stderr) is not replaced
+    assert ("downloading meta-llama" in r.stderr) is replaced
 
 
 def test_slow_download_times_out_with_elapsed_time_and_last_progress_line(cli, fp, fake, clock, monkeypatch):  # F30

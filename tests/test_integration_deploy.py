@@ -141,6 +141,7 @@ def test_deploy_end_to_end_then_again_without_changes(cli, stack):
     again = json.loads(second.stdout)
     assert again["changed"] is False and again["digest"] == report["digest"]
     assert {"step": "helmfile sync", "status": "unchanged", "detail": "no changes"} in again["steps"]
+    assert {"step": "model download", "status": "unchanged", "detail": "already in the cache"} in again["steps"]
     assert not [c for c in helm.calls() if "upgrade" in c]
 
 

@@ -223,7 +223,8 @@ class Deployer:
         self.apply(f"PVC {self.s.pvc_name}", path=rendered / B.PVC)
         self.report.step("model cache pvc", "done", self.s.pvc_name)
         job = self.kubectl.get_json("jobs.batch", self.s.download_job_name)
-        if job is not None and self._job_must_be_replaced(job):
+        kept = job is not None and not self._job_must_be_replaced(job)
+        if job is not None and not kept:
             self._delete_job()
         try:
             self.apply(f"Job {self.s.download_job_name}", path=rendered / B.DOWNLOAD_JOB)
@@ -232,10 +233,17 @@ class Deployer:
                 raise
             # Rendered by another llmd version: replace it. The cache's completion marker makes the new
             # Job finish at once when the model is already there.
+            kept = False
             self._delete_job()
             self.apply(f"Job {self.s.download_job_name}", path=rendered / B.DOWNLOAD_JOB)
         if self.runner.dry_run:
             self.report.step("model download", "planned", f"wait for Job {self.s.download_job_name}")
+            return
+        conds = ((job or {}).get("status") or {}).get("conditions") or []
+        if kept and any(c.get("type") == "Complete" and c.get("status") == "True" for c in conds):
+            # A re-deploy: the model is in the cache; nothing to download or wait for.
+            self.ui.ok(f"model cache: {self.s.model} already downloaded into {self.s.pvc_name}")
+            self.report.step("model download", "unchanged", "already in the cache")
             return
         self.ui.step(f"downloading {self.s.model} into {self.s.pvc_name} (once, shared by every replica)")
         done = wait.wait_ready(self.s, self.kubectl, self.ui, ("download",), timeout_s=self.remaining(),
