@@ -326,3 +326,13 @@ def test_f53_ctrl_c_during_perf_through_port_forward_exits_130_with_partial_repo
     assert pids_alive(state) == []
     report = json.loads(out.read_text())
     assert report["complete"] is False and report["environment"]["via_port_forward"] is True
+
+
+def test_perf_prompt_longer_than_the_served_max_model_len_exits_2_before_any_load(cli):  # F10
+    # /v1/models tells the served max_model_len (vLLM and llmd sim list it); a workload that cannot fit is a
+    # usage error before the first perf request, not a run of HTTP 400s ending in exit 8
+    r = cli("test", "--sim", "--perf", "--requests", "4", "--input-tokens", "5000", "--output-tokens", "4", "--json")
+    assert r.exit_code == 2, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["smoke"]["ok"] and doc["perf"] is None
+    assert "exceed max_model_len 4096" in doc["error"]["message"]

@@ -86,6 +86,7 @@ def test(
                 from llmd.ops.perf import check_thresholds, run_perf
 
                 endpoint.model = report.model
+                endpoint.max_model_len = report.max_model_len
                 endpoint.ensure_alive()
                 perf_report = run_perf(endpoint, perf_opts.with_model(report.model), ui)
                 outcome.perf = perf_report.to_dict(records=False)

@@ -34,6 +34,7 @@ class Endpoint:
     headers: dict[str, str] = field(default_factory=dict, repr=False)
     diagnose: Callable[[], str] | None = field(default=None, repr=False)  # pod status etc. for failure evidence
     model: str | None = None  # the served model once the smoke test found it (the perf engine reads it)
+    max_model_len: int | None = None  # the served model's, from /v1/models (perf checks F10 against it)
     route_probe: Any = field(default=None, repr=False)  # llmd.ops.route_probe.RouteProbe for cluster endpoints
 
     @property

@@ -69,6 +69,7 @@ class SmokeReport:
     max_tokens: int
     checks: list[Check] = field(default_factory=list)
     duration_s: float = 0.0
+    max_model_len: int | None = None  # of the tested model, when /v1/models lists it (vLLM does): for F10
 
     @property
     def ok(self) -> bool:
@@ -292,6 +293,7 @@ class Smoke:
                  ui=None, tolerate_404: bool | None = None) -> None:
         self.endpoint = endpoint
         self.model = model
+        self.max_model_len: int | None = None
         self.prompt = prompt
         self.max_tokens = max_tokens
         self.ready_timeout = ready_timeout
@@ -438,6 +440,9 @@ class Smoke:
         elif self.model not in served:
             return Check("models", False, f"model {self.model!r} is not served; the server lists: {', '.join(served)}",
                          None, f"pass --model {served[0]}, or deploy {self.model}", attempts=attempts, duration_s=took)
+        for m in doc["data"]:
+            if isinstance(m, dict) and m.get("id") == self.model and isinstance(m.get("max_model_len"), int):
+                self.max_model_len = m["max_model_len"]
         detail = f"serves {', '.join(served)}" + (f" (after warm-up: {warm}, {took:.1f}s)" if warmups else "")
         return Check("models", True, detail, attempts=attempts, duration_s=took)
 
@@ -547,6 +552,7 @@ class Smoke:
             models = self.check_models()
             report.checks.append(models)
             report.model = self.model
+            report.max_model_len = self.max_model_len
             plan = [("chat", False), ("chat", True), ("completions", False), ("completions", True)]
             stop = not models.ok
             for api, stream in plan:
