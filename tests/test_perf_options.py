@@ -113,3 +113,15 @@ def test_prompt_plus_output_must_fit_max_model_len():  # F10
     with pytest.raises(ConfigError):
         PerfOptions(workload="shared-prefix", system_prompt_len=1000, question_len=64).check_model_len(1024)
     PerfOptions(input_tokens=10**6).check_model_len(None)  # unknown limit: nothing to check
+
+
+@pytest.mark.parametrize(("kw", "needle"), [
+    ({"arrival": "poisson"}, "--arrival poisson needs an open loop"),           # closed loop c=1 would run instead
+    ({"arrival": "poisson", "sweep": "c=1,4"}, "--arrival poisson needs an open loop"),
+    ({"concurrency": 2, "sweep": "1,4"}, "--concurrency and --sweep are exclusive"),  # the 2 was silently dropped
+])
+def test_flags_that_would_be_silently_ignored_are_refused(kw, needle):  # F10
+    with pytest.raises(ConfigError, match=needle):
+        PerfOptions(**kw).validate()
+    PerfOptions(rate=1.0, arrival="poisson").validate()
+    PerfOptions(sweep="rate=1,2", arrival="poisson").validate()

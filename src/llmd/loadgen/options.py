@@ -120,8 +120,12 @@ class PerfOptions:
                 parent = Path(path).expanduser().resolve().parent
                 need(parent.is_dir(), f"{flag} {path}: directory {parent} does not exist",
                      "create it or pick another path")
+        need(not (self.sweep and self.concurrency is not None), "--concurrency and --sweep are exclusive",
+             "the sweep sets each stage's concurrency: drop --concurrency, e.g. --sweep 1,4,16")
         self.slo_limits()
-        self.stages()
+        stages = self.stages()
+        need(self.arrival == "constant" or any(s.mode == "open" for s in stages),
+             f"--arrival {self.arrival} needs an open loop", "add --rate R (or --sweep rate=...), or drop --arrival")
         return self
 
     def check_model_len(self, max_model_len: int | None) -> None:
