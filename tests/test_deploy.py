@@ -404,6 +404,10 @@ def test_dry_run_starts_no_process_opens_no_socket_and_prints_the_plan(cli, fp, 
     assert list(fp.calls) == []
     assert "helmfile --file" in r.stderr and "sync" in r.stderr
     assert "(stdin: " in r.stderr and "hf_dryrun" not in r.stderr
+    # each stdin apply says what it carries (argv alone does not)
+    assert "not shown)  # apply Secret llm-d-hf-token-inference-scheduling" in r.stderr
+    assert f"not shown)  # apply namespace {NS}" in r.stderr
+    assert "not shown)  # RBAC check: " in r.stderr
     assert "rendered files in" in r.stderr
     assert (tmp_path / "state" / "rendered" / NS / "inference-scheduling" / "helmfile.yaml").is_file()
 

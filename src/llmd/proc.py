@@ -55,8 +55,8 @@ class Cmd:
 
     def display(self) -> str:
         text = shlex.join(self.argv)
-        if self.stdin is not None:
-            text += f" < (stdin: {len(self.stdin)} bytes, not shown)"
+        if self.stdin is not None:  # what travels on stdin is not in argv: the title says what it is
+            text += f" < (stdin: {len(self.stdin)} bytes, not shown)" + (f"  # {self.title}" if self.title else "")
         return redact(text)
 
 

@@ -340,7 +340,7 @@ def check_permissions(kubectl: Kubectl, settings, *, needs_pvc: bool, namespace_
                                                 **({"namespace": ns} if ns else {})}}} for g, r, ns in wanted]
     body = json.dumps({"apiVersion": "v1", "kind": "List", "items": reviews}).encode()
     res = kubectl.run("create", "--filename", "-", "--output", "json", namespaced=False, stdin=body, check=False,
-                      fail_code=ExitCode.CLUSTER)
+                      fail_code=ExitCode.CLUSTER, title=f"RBAC check: {len(reviews)} SelfSubjectAccessReviews")
     if res.dry_run:
         return CheckResult("permissions", "skip", "dry-run")
     if not res.ok:
