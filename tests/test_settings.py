@@ -85,8 +85,11 @@ def test_derived_name_lengths_are_listed():
 
 
 def test_type_errors_name_the_source():
-    with pytest.raises(ConfigError, match=r"replicas: 'four' \(from env LLMD_REPLICAS\) is not a valid int"):
+    with pytest.raises(ConfigError, match=r"replicas: 'four' \(from env LLMD_REPLICAS\) is not an integer$") as err:
         load_settings({}, environ={"LLMD_REPLICAS": "four"})
+    assert err.value.hint == "give replicas an integer"
+    with pytest.raises(ConfigError, match=r"monitoring: 'maybe' \(from --set monitoring\) is not true or false$"):
+        load_settings({}, sets=["monitoring=maybe"], environ={})
 
 
 def test_unknown_config_key_and_set_path(tmp_path):

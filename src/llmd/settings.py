@@ -305,8 +305,9 @@ def coerce(name: str, raw: Any, origin: str) -> Any:
                 raise ValueError
             return float(raw)
     except (TypeError, ValueError):
-        raise ConfigError(f"{name}: {raw!r} (from {origin}) is not a valid {kind}",
-                          hint=f"give {name} a {kind} value") from None
+        what = {"int": "an integer", "float": "a number", "bool": "true or false"}[kind]
+        hint = f"give {name} {what}" + (" (also yes/no, on/off, 1/0)" if kind == "bool" else "")
+        raise ConfigError(f"{name}: {raw!r} (from {origin}) is not {what}", hint=hint) from None
     return str(raw) if not isinstance(raw, str) else raw
 
 
