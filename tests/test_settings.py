@@ -62,6 +62,8 @@ def test_chart_value_overrides_parse_yaml():
         ({"model": "../../etc/passwd"}, "not a Hugging Face repo id"),
         ({"model": 'org/"quoted"'}, "not a Hugging Face repo id"),
         ({"model": "org/a: b"}, "not a Hugging Face repo id"),
+        ({"model": "org/" + "m" * 97}, "each part at most 96"),
+        ({"storage_class": "Fast_SSD"}, "a DNS-1123 subdomain: lowercase letters, digits, '-' and '.'"),
         ({"environment": "nginx"}, "not one of istio"),
         ({"accelerator": "tpu-v9"}, "not one of"),
         ({"replicas": -1}, "integer from 0"),

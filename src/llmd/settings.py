@@ -217,8 +217,8 @@ def validate(s: Settings) -> None:
             errors.append("release_postfix: derived names are too long: " + "; ".join(too_long)
                           + "; use a shorter --release-postfix")
     if not HF_REPO_ID.match(s.model) or "--" in s.model or ".." in s.model:
-        errors.append(f"model: {s.model!r} is not a Hugging Face repo id like 'org/name' "
-                      "(letters, digits, '.', '_', '-'; no spaces, quotes or '..')")
+        errors.append(f"model: {s.model!r} is not a Hugging Face repo id like 'org/name' (each part at most 96 "
+                      "letters, digits, '.', '_', '-', starting and ending with a letter or digit; no '--' or '..')")
     if s.environment not in ENVIRONMENTS:
         errors.append(f"environment: {s.environment!r} is not one of {', '.join(ENVIRONMENTS)}")
     if s.accelerator not in ACCELERATORS:
@@ -240,7 +240,8 @@ def validate(s: Settings) -> None:
     if not K8S_QUANTITY.match(s.pvc_size):
         errors.append(f"pvc_size: {s.pvc_size!r} is not a Kubernetes quantity like '50Gi'")
     if s.storage_class is not None and not re.match(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", s.storage_class):
-        errors.append(f"storage_class: {s.storage_class!r} is not a valid StorageClass name")
+        errors.append(f"storage_class: {s.storage_class!r} is not a StorageClass name (a DNS-1123 subdomain: "
+                      "lowercase letters, digits, '-' and '.'); `kubectl get storageclass` lists them")
     if s.kube_context is not None and not CONTEXT_NAME.match(s.kube_context):
         errors.append(f"kube_context: {s.kube_context!r} has characters a kubeconfig context name cannot have")
     if errors:
