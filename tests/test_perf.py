@@ -4,6 +4,7 @@ report (exit 130/143), port-forward labelling, client self-measurement, multi-pr
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import signal
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from rich.console import Console
 
 import test_loadgen_server
 from llmd.errors import ExitCode, Interrupted, ThresholdBreached
@@ -20,7 +22,7 @@ from llmd.loadgen.metrics import METRICS
 from llmd.loadgen.report import CSV_FIELDS, SCHEMA, summarize_stage
 from llmd.loadgen.report_schema import REPORT_SCHEMA
 from llmd.ops.perf import PerfOptions, check_thresholds, run_perf
-from llmd.ui import Ui
+from llmd.ui import THEME, Ui
 
 pytestmark = pytest.mark.timeout(30)
 stream_server = test_loadgen_server.stream_server  # fixture
@@ -163,9 +165,13 @@ def test_multi_process_workers_merge(stream_server):
 def test_benchmark_report_v02_export(stream_server, tmp_path):
     srv = stream_server(tokens=3)
     br = tmp_path / "br.json"
-    report = run_perf(EP(srv.url), opts(sweep="1,2", requests=4, benchmark_report=str(br)), Ui())
+    ui = Ui()
+    ui.err = Console(file=io.StringIO(), force_terminal=False, width=400, theme=THEME)
+    report = run_perf(EP(srv.url), opts(sweep="1,2", requests=4, benchmark_report=str(br)), ui)
     paths = [Path(p) for p in report.files["benchmark_report"]]
     assert [p.name for p in paths] == ["br-c1.json", "br-c2.json"]
+    # one file per stage, named after the stage: the user asked for br.json, so say where they went
+    assert f"benchmark reports (v0.2): {paths[0]}, {paths[1]}" in ui.err.file.getvalue()
     doc = json.loads(paths[1].read_text())
     assert set(doc) == {"version", "run", "scenario", "results"} and doc["version"] == "0.2"
     assert doc["run"]["eid"] == report.environment["run_id"] and doc["run"]["time"]["duration"].startswith("PT")

@@ -316,3 +316,5 @@ def show(report: PerfReport, ui) -> None:
         ui.error(b)
     ui.info(f"report ({SCHEMA}): {report.files.get('json')}" + (
         f", records CSV: {report.files['csv']}" if report.files.get("csv") else ""))
+    if report.files.get("benchmark_report"):  # one file per stage, named after it: not the path the user gave
+        ui.info("benchmark reports (v0.2): " + ", ".join(report.files["benchmark_report"]))
