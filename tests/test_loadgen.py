@@ -272,3 +272,21 @@ def test_open_loop_first_arrival_not_late_by_stage_setup(stream_server):
     first = min(run.records, key=lambda r: r["scheduled_s"])
     assert pause_ms > 10, "the heap is too small to show the bug on this machine"
     assert first["queue_ms"] < pause_ms / 2, (first["queue_ms"], pause_ms)
+
+
+def test_aligned_start_marks_nothing_as_warmup(stream_server):
+    # worker processes start a stage at a shared future instant; uvloop's millisecond timers wake a sleep up to
+    # 1 ms early, and requests claimed in that sliver were recorded as warm-up (excluded) with no --warmup at all
+    from llmd.loadgen.loop import run as loop_run
+
+    srv = stream_server(tokens=2)
+    wl = workloads.synthetic(api="chat", model="m", input_tokens=8, output_tokens=2, pool=8)
+
+    async def go():
+        start = perf_counter_ns() + 20_370_000
+        return await run_stage(EP(srv.url), "/v1/chat/completions", Timeouts(read_s=2, total_s=5), wl,
+                               Stage("c2", "closed", concurrency=2, requests=2), run_id="t", seed=1,
+                               t0_ns=perf_counter_ns(), progress=Progress(), stop=asyncio.Event(), start_ns=start)
+    for _ in range(5):
+        run = loop_run(go())
+        assert [r["warmup"] for r in run.records] == [False, False]

@@ -269,8 +269,10 @@ async def run_stage(endpoint: Any, api_path: str, timeouts: Timeouts, workload: 
     gc.collect()
     gc.freeze()
     start = start_ns or perf_counter_ns()
-    if start_ns is not None and start_ns > perf_counter_ns():  # aligned start across worker processes
-        await asyncio.sleep((start_ns - perf_counter_ns()) / 1e9)
+    # aligned start across worker processes; uvloop's millisecond timers wake up to 1 ms early, and a request
+    # claimed before `start` would count as warm-up, so sleep again until the instant has really passed
+    while start_ns is not None and (left := start_ns - perf_counter_ns()) > 0:
+        await asyncio.sleep(left / 1e9)
     ctx = _Ctx(endpoint, api_path, timeouts, workload, stage, run_id=run_id, worker=worker, t0_ns=t0_ns,
                start_ns=start, progress=progress)
     lags: list[float] = []
