@@ -125,3 +125,10 @@ def test_flags_that_would_be_silently_ignored_are_refused(kw, needle):  # F10
         PerfOptions(**kw).validate()
     PerfOptions(rate=1.0, arrival="poisson").validate()
     PerfOptions(sweep="rate=1,2", arrival="poisson").validate()
+
+
+def test_sweep_values_must_be_distinct():  # stage names (records, benchmark-report files) come from the values
+    with pytest.raises(ConfigError, match="--sweep '1,4,1' repeats 1"):
+        PerfOptions(sweep="1,4,1").validate()
+    with pytest.raises(ConfigError, match="repeats 2"):
+        PerfOptions(sweep="rate=2,2.0").validate()

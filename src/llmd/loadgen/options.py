@@ -157,6 +157,9 @@ class PerfOptions:
                               "use e.g. --sweep 1,4,16 (concurrencies) or --sweep rate=1,2,5")
         if kind == "c" and any(v != int(v) for v in values):
             raise ConfigError(f"--sweep {self.sweep!r}: concurrencies must be integers", "use e.g. --sweep 1,4,16")
+        dup = next((v for i, v in enumerate(values) if v in values[:i]), None)
+        if dup is not None:  # each value names its stage: records and --benchmark-report files would collide
+            raise ConfigError(f"--sweep {self.sweep!r} repeats {dup:g}", "list each value once, e.g. --sweep 1,4,16")
         return kind, values
 
     def stages(self) -> list[Stage]:
