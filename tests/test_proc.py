@@ -114,6 +114,14 @@ def test_missing_tools_are_all_listed(monkeypatch, tmp_path):  # F11
     assert "helm.sh" in err.value.hint and "make tools" in err.value.hint
 
 
+def test_a_missing_tool_set_by_its_variable_names_the_variable(monkeypatch, tmp_path):
+    monkeypatch.setenv("LLMD_HELMFILE", str(tmp_path / "nope" / "helmfile"))
+    with pytest.raises(PrereqError) as err:
+        Runner().require_tools(["helmfile"])
+    assert f"LLMD_HELMFILE={tmp_path}/nope/helmfile is not an executable file; fix or unset LLMD_HELMFILE" in (
+        err.value.hint)
+
+
 def test_tool_override_by_environment(monkeypatch):
     monkeypatch.setenv("LLMD_HELM", "/opt/helm3/helm")
     assert Runner().tool("helm") == "/opt/helm3/helm"

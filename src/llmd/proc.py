@@ -219,7 +219,13 @@ class Runner:
     def require_tools(self, names: list[str]) -> None:
         missing = self.missing_tools(names)
         if missing:
-            lines = [f"  {n}: {INSTALL_HINTS.get(n, 'install it and put it on PATH')}" for n in missing]
+            lines = []
+            for n in missing:
+                var = TOOL_ENV.get(n, "")
+                if n in self._tools and os.environ.get(var) == self._tools[n]:  # a wrong LLMD_<TOOL> override
+                    lines.append(f"  {n}: {var}={self._tools[n]} is not an executable file; fix or unset {var}")
+                else:
+                    lines.append(f"  {n}: {INSTALL_HINTS.get(n, 'install it and put it on PATH')}")
             raise PrereqError(
                 "missing required tool(s): " + ", ".join(missing),
                 hint="\n".join(lines),
