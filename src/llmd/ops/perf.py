@@ -303,7 +303,10 @@ def show(report: PerfReport, ui) -> None:
             ui.err.width = width
     hits = [f"{s['label']} {c['hit_rate']:.1%}" for s in report.stages
             if (c := s["tokens"].get("cached")) and c.get("hit_rate") is not None]
-    if hits:  # from usage.prompt_tokens_details.cached_tokens; what prefix-aware routing buys shows here
+    # 0% says something for shared-prefix only; elsewhere it is noise from servers that always report the field
+    if hits and (report.config.get("workload") == "shared-prefix" or any(
+            (s["tokens"].get("cached") or {}).get("cached_tokens") for s in report.stages)):
+        # from usage.prompt_tokens_details.cached_tokens: what prefix-aware routing buys shows here
         ui.info("prefix cache: " + ", ".join(h + " of prompt tokens cached" for h in hits))
     for s in report.stages:
         if s["failures"]:
