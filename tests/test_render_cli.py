@@ -88,3 +88,23 @@ def test_short_out_alias_and_help(cli, tmp_path):
     res = cli("render", "--help")
     assert res.exit_code == 0
     assert "YAML stream on stdout" in res.stdout and "JSON list of the files" in res.stdout
+
+
+def test_by_hand_hint_creates_what_the_charts_read_before_helmfile_sync(cli, tmp_path):
+    """The ms chart reads the token Secret and (PVC cache) the downloaded model: following the printed commands
+    in order must give the pods both, as `llmd deploy` does; the token never appears in an argv."""
+    res = cli("render", "--out", "b", "-n", "team-a")
+    assert res.exit_code == 0, res.stderr
+    steps = [line.strip() for line in res.stderr.split("by hand in this order:", 1)[1].splitlines() if line.strip()]
+    assert steps == [
+        "kubectl create namespace team-a",
+        'printf %s "$HF_TOKEN" | kubectl create secret generic llm-d-hf-token-inference-scheduling -n team-a '
+        "--from-file=HF_TOKEN=/dev/stdin",
+        "kubectl apply -n team-a -f b/manifests/model-cache-pvc.yaml -f b/manifests/model-download-job.yaml",
+        "kubectl wait -n team-a --for=condition=complete job/model-download-inference-scheduling --timeout=4h",
+        "helmfile -f b/helmfile.yaml sync",
+        "kubectl apply -n team-a -f b/manifests/httproute.yaml",
+    ]
+    sim = cli("render", "--out", "s", "--accelerator", "sim")
+    assert [s.strip().split(" ")[:2] for s in sim.stderr.split("in this order:", 1)[1].splitlines() if s.strip()] == [
+        ["kubectl", "create"], ["helmfile", "-f"], ["kubectl", "apply"]]
