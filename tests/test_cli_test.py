@@ -336,3 +336,17 @@ def test_perf_prompt_longer_than_the_served_max_model_len_exits_2_before_any_loa
     doc = json.loads(r.stdout)
     assert doc["smoke"]["ok"] and doc["perf"] is None
     assert "exceed max_model_len 4096" in doc["error"]["message"]
+
+
+def test_sim_perf_shared_prefix_cache_hits_cut_ttft(cli, tmp_path):
+    # the embedded sim simulates the prefix KV cache; a hit must also show where it matters, in TTFT
+    out = tmp_path / "sp.json"
+    r = cli("test", "--sim", "--perf", "--workload", "shared-prefix", "--groups", "2", "--prompts-per-group", "4",
+            "--system-prompt-len", "1024", "--question-len", "16", "--output-tokens", "2", "--requests", "8",
+            "-o", str(out))
+    assert r.exit_code == 0, r.stderr
+    recs = json.loads(out.read_text())["records"]
+    cold = [x["ttft_ms"] for x in recs if x["cached_tokens"] == 0]
+    warm = [x["ttft_ms"] for x in recs if x["cached_tokens"] >= 1000]
+    assert len(cold) == 2 and len(warm) == 6
+    assert min(cold) > max(warm) + 20, (cold, warm)
