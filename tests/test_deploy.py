@@ -114,6 +114,16 @@ def test_bad_input_exits_2_before_any_process(cli, fp, fake_tools_on_path, args,
     assert list(fp.calls) == []
 
 
+@pytest.mark.parametrize("ns", ["default", "kube-system", "kube-flannel", "istio-system"])
+def test_protected_namespace_is_refused_before_any_process(cli, fp, fake_tools_on_path, tmp_path, ns):
+    """`llmd cleanup` refuses these namespaces, so a stack deployed there could never be removed by llmd."""
+    r = cli("deploy", *SIM, "-n", ns, "--context", CTX)
+    assert r.exit_code == 10, r.stderr
+    assert f"refusing to deploy into protected namespace {ns!r}" in r.stderr
+    assert list(fp.calls) == []
+    assert not (tmp_path / "state" / "rendered" / ns).exists()
+
+
 @pytest.mark.parametrize("token", [None, "", "   "])
 def test_missing_or_empty_hf_token_exits_2_before_any_process(cli, fp, fake_tools_on_path, monkeypatch, token):  # F8/9
     if token is not None:

@@ -17,14 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from llmd import proc
-from llmd.errors import CommandFailed, DeployError, ExitCode, Interrupted
+from llmd.errors import CommandFailed, DeployError, ExitCode, Interrupted, Refused
 from llmd.kube.helm import Helm, Helmfile, Release
 from llmd.kube.kubectl import Kubectl
 from llmd.ops import state, wait
+from llmd.ops.cleanup import is_protected
 from llmd.ops.preflight import PreflightReport, check_tools, preflight, recover_hint
 from llmd.ops.target import Target, llmd_command, pin_target
 from llmd.proc import Runner
 from llmd.render import bundle as B
+from llmd.settings import Settings
 
 SSA = ("apply", "--server-side", "--field-manager=llmd", "--force-conflicts")
 
@@ -126,6 +128,10 @@ class Deployer:
         from llmd.render import render_bundle
 
         self.t0 = wait.CLOCK.now()
+        if is_protected(self.s.namespace):  # cleanup refuses these namespaces, so nothing put there could go
+            raise Refused(f"refusing to deploy into protected namespace {self.s.namespace!r}: `llmd cleanup` "
+                          "never touches it, so the stack could not be removed",
+                          hint=f"pass -n <a namespace of its own> (default {Settings().namespace})")
         bundle = render_bundle(self.s)
         rendered = bundle.write(self.out_dir)
         checks = PreflightReport()
