@@ -115,6 +115,31 @@ def test_live_display_renders_on_a_terminal(monkeypatch):
     assert "starting model servers" in buf.getvalue()
 
 
+def test_live_display_elapsed_time_ticks_between_polls(monkeypatch):
+    from llmd.ui import Ui
+
+    monkeypatch.setenv("TERM", "xterm")
+
+    class Clock:
+        t = 100.0
+
+        def now(self):
+            return self.t
+
+    clock = Clock()
+    monkeypatch.setattr(wait, "CLOCK", clock)
+    ui = Ui()
+    buf = io.StringIO()
+    ui.err = Console(file=buf, force_terminal=True, width=120)
+    state = wait.Readiness([wait.Component("decode", S.decode_deployment, 1, 2, "")], 12.0, "starting model servers")
+    with wait.Display(ui) as display:
+        display.update(state)
+        assert "starting model servers — 12s" in buf.getvalue()
+        clock.t += 3  # no new poll yet: the next refresh still shows the time going on
+        display.live.refresh()
+        assert "starting model servers — 15s" in buf.getvalue()
+
+
 def test_plain_display_prints_only_changes(capsys):
     from llmd.ui import Ui
 

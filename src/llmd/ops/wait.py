@@ -231,25 +231,36 @@ class Display:
         self.ui = ui
         self.live = None
         self.last = ""
+        self.state: Readiness | None = None
+        self.stamp = 0.0  # CLOCK time of the last update
 
     def __enter__(self) -> Display:
         if self.ui.interactive and not self.ui.err.is_dumb_terminal:  # TERM=dumb: Live would show nothing
             from rich.live import Live
 
-            self.live = Live(console=self.ui.err, refresh_per_second=4, transient=True)
+            # Built at each refresh, so the elapsed time ticks between polls (they are POLL_S apart).
+            self.live = Live(console=self.ui.err, refresh_per_second=4, transient=True, get_renderable=self.table)
             self.live.__enter__()
         return self
 
+    def table(self):
+        from rich.table import Table
+
+        state = self.state
+        if state is None:
+            return Table()
+        elapsed = state.elapsed_s + max(0.0, CLOCK.now() - self.stamp)
+        t = Table(title=f"{state.phase} — {elapsed:.0f}s", title_justify="left")
+        for col in ("component", "object", "ready", "note"):
+            t.add_column(col)
+        for c in state.components:
+            t.add_row(c.key, c.name, f"{c.ready}/{c.desired}", "✓" if c.done else c.note)
+        return t
+
     def update(self, state: Readiness) -> None:
         if self.live is not None:
-            from rich.table import Table
-
-            t = Table(title=f"{state.phase} — {state.elapsed_s:.0f}s", title_justify="left")
-            for col in ("component", "object", "ready", "note"):
-                t.add_column(col)
-            for c in state.components:
-                t.add_row(c.key, c.name, f"{c.ready}/{c.desired}", "✓" if c.done else c.note)
-            self.live.update(t, refresh=True)
+            self.state, self.stamp = state, CLOCK.now()
+            self.live.refresh()
             return
         text = state.line()
         if text != self.last:
