@@ -373,9 +373,9 @@ def test_readiness_timeout_exits_6_with_diagnostics(cli, fp, fake, clock):
     fake.reg(fake.k("get", "events", "--output", "json"), lst(
         {"kind": "Event", "type": "Warning", "reason": "FailedMount", "message": "MountVolume.SetUp failed",
          "involvedObject": {"name": f"{fake.s.decode_deployment}-1"}, "lastTimestamp": "2026-01-01T00:00:00Z"}))
-    r = cli("deploy", "--context", CTX, *SIM, "--timeout", "30")
+    r = cli("deploy", "--context", CTX, *SIM, "--timeout", "32")
     assert r.exit_code == 6, r.stderr
-    assert "not ready after" in r.stderr and "decode 0/4" in r.stderr
+    assert "not ready after 32s" in r.stderr and "decode 0/4" in r.stderr  # the last poll is at the deadline
     assert "ContainerCreating" in r.stderr and "FailedMount" in r.stderr
 
 

@@ -307,7 +307,7 @@ def wait_ready(settings, kubectl: Kubectl, ui, keys: tuple[str, ...], *, timeout
                     hint="raise --timeout if the model is still loading; "
                          f"`{llmd_command(settings, kubectl.scope.context, 'status')}` shows the current state",
                     details=diagnostics(watcher, pending))
-            CLOCK.sleep(POLL_S)
+            CLOCK.sleep(min(POLL_S, timeout_s - (now - t0)))  # the last poll lands on the deadline, not after it
 
 
 def diagnostics(watcher: Watcher, pending: list[Component]) -> str:
