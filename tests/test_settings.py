@@ -152,6 +152,17 @@ def test_config_command_shows_sources(cli):
     assert doc["settings"]["namespace"] == {"value": "team-b", "source": "flag --namespace"}
     assert doc["settings"]["replicas"] == {"value": 2, "source": "--set replicas"}
     assert doc["names"]["gateway_service"].endswith("-inference-gateway-istio")
+    # every object llmd itself creates is named too (what `kubectl get` needs when debugging by hand)
+    assert {k: doc["names"][k] for k in ("hf_token_secret", "model_cache_pvc", "model_download_job")} == {
+        "hf_token_secret": "llm-d-hf-token-inference-scheduling", "model_cache_pvc": "model-cache-inference-scheduling",
+        "model_download_job": "model-download-inference-scheduling"}
+
+
+def test_config_table_lists_the_releases_as_names_not_a_python_list(cli):
+    r = cli("config", "--release-postfix", "demo")
+    assert r.exit_code == 0, r.stderr
+    assert "['infra-demo'" not in r.stderr
+    assert "infra-demo, gaie-demo, ms-demo" in " ".join(r.stderr.split())
 
 
 def test_config_command_bad_input_exit_2(cli):

@@ -21,6 +21,9 @@ def config(ctx: typer.Context, *, json: JsonOpt = False, flags, sets, config) ->
         "epp": settings.epp_name,
         "decode_deployment": settings.decode_deployment,
         "httproute": settings.httproute_name,
+        "hf_token_secret": settings.hf_secret_name,
+        "model_cache_pvc": settings.pvc_name,
+        "model_download_job": settings.download_job_name,
     }
     if json:
         ui.json({"settings": table, "names": names})
@@ -38,5 +41,5 @@ def config(ctx: typer.Context, *, json: JsonOpt = False, flags, sets, config) ->
     n.add_column("object")
     n.add_column("name")
     for key, value in names.items():
-        n.add_row(key, str(value))
+        n.add_row(key, ", ".join(value) if isinstance(value, list) else str(value))
     ui.render(n)
