@@ -96,6 +96,22 @@ def test_degraded_names_each_problem_and_exits_6(cli, fake):
         assert needle in text, needle
 
 
+def test_degraded_hint_names_the_pinned_context(cli, fake):
+    cluster(fake, decode_ready=2)
+    r = cli("status", "--context", CTX)
+    assert r.exit_code == 6
+    assert f"`kubectl get pods -n {NS} --context {CTX}`" in r.stderr  # the pinned cluster, not the current one
+
+
+def test_a_pending_release_hint_points_at_recover(cli, fake):
+    s = fake.s
+    cluster(fake, releases={**fake.all_deployed(), s.gaie_release: "pending-install"})
+    r = cli("status", "--context", CTX)
+    assert r.exit_code == 6
+    assert f"release {s.gaie_release} is pending-install" in r.stderr
+    assert f"llmd deploy --recover -n {NS} --context {CTX}" in r.stderr
+
+
 def test_unreachable_cluster_exits_4(cli, fake):
     fake.context()
     fake.reg(fake.k("get", "namespace", NS, "--output", "json", namespaced=False), stderr=UNREACHABLE, rc=1)

@@ -59,6 +59,13 @@ def _show(ui, settings, report) -> None:
         ui.ok("healthy: the stack can serve (`llmd test` sends a request)")
         return
     ui.error(f"{report.verdict}: " + "; ".join(report.problems))
-    ui.hint("`llmd deploy` installs or repairs the stack" if report.verdict == "not deployed"
-            else f"`kubectl get pods -n {settings.namespace}` and `kubectl get events -n {settings.namespace}` "
-                 "show why; `llmd deploy` re-waits with fail-fast diagnosis")
+    scope = f"-n {settings.namespace}" + (f" --context {report.target.context}" if report.target.context else "")
+    if any(st.startswith("pending-") for st in report.releases.values()):
+        from llmd.ops.preflight import recover_hint
+
+        ui.hint(recover_hint(settings, report.target.context))
+    elif report.verdict == "not deployed":
+        ui.hint("`llmd deploy` installs or repairs the stack")
+    else:
+        ui.hint(f"`kubectl get pods {scope}` and `kubectl get events {scope}` show why; `llmd deploy` re-waits "
+                "with fail-fast diagnosis")
