@@ -275,3 +275,13 @@ def test_table_shows_prefix_cache_hits_when_reported(stream_server):
     zero.err = Console(file=io.StringIO(), force_terminal=False, width=200, theme=THEME)
     run_perf(EP(stream_server(tokens=2, cached=0).url), opts(requests=2), zero)
     assert "prefix cache" not in zero.err.file.getvalue()  # 0 hits on a synthetic workload: noise
+
+
+def test_table_caption_defines_every_abbreviated_column(stream_server):
+    ui = Ui()
+    ui.err = Console(file=io.StringIO(), force_terminal=False, width=300, theme=THEME)
+    run_perf(EP(stream_server(tokens=2).url), opts(requests=2), ui)
+    out = ui.err.file.getvalue()
+    for words in ("times in ms", "tok/s = output tokens/s", "q99 = client queue delay p99",
+                  "good = goodput (req/s meeting --slo)", "CPU = busiest client process"):
+        assert words in out, words

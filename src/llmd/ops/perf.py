@@ -281,7 +281,8 @@ def show(report: PerfReport, ui) -> None:
     title = "perf" + ("" if report.complete else " (INCOMPLETE)") + (
         " via port-forward" if report.environment.get("via_port_forward") else "")
     t = Table(title=title)
-    t.caption = "times in ms; TTFT/E2E p50/p99; goodput = req/s meeting --slo; CPU = busiest client process"
+    t.caption = ("times in ms; TTFT/E2E p50/p99; tok/s = output tokens/s; q99 = client queue delay p99; "
+                 "good = goodput (req/s meeting --slo); CPU = busiest client process")
     for col in ("stage", "ok/fail", "req/s", "tok/s", "TTFT", "ITL50", "TPOT50", "E2E", "q99", "good", "CPU"):
         t.add_column(col, justify="right" if col != "stage" else "left", no_wrap=True)
     for s in report.stages:
