@@ -70,6 +70,7 @@ def test_chart_value_overrides_parse_yaml():
         ({"gpu_memory_utilization": 1.5}, "from 0.05 to 1.0"),
         ({"pvc_size": "lots"}, "Kubernetes quantity"),
         ({"accelerator": "sim", "tensor_parallel": 2}, "no tensor parallelism"),
+        ({"no_hf_token": True, "hf_token_file": "token.txt"}, "contradicts no_hf_token; drop one"),
     ],
 )
 def test_bad_input_is_rejected_with_the_rule_and_a_fix(flags, needle):

@@ -235,6 +235,9 @@ def validate(s: Settings) -> None:
     g = s.gpu_memory_utilization
     if not isinstance(g, (int, float)) or isinstance(g, bool) or not 0.05 <= g <= 1.0:
         errors.append(f"gpu_memory_utilization: {g!r} must be a number from 0.05 to 1.0")
+    if s.no_hf_token and s.hf_token_file:  # one of them would be silently ignored
+        errors.append(f"hf_token_file: {s.hf_token_file!r} contradicts no_hf_token; drop one of "
+                      "--hf-token-file / --no-hf-token")
     if s.accelerator == "sim" and s.tensor_parallel != 1:
         errors.append("tensor_parallel: the simulator accepts no tensor parallelism; use 1 with --accelerator sim")
     if not K8S_QUANTITY.match(s.pvc_size):
