@@ -114,6 +114,15 @@ def test_bad_input_exits_2_before_any_process(cli, fp, fake_tools_on_path, args,
     assert list(fp.calls) == []
 
 
+@pytest.mark.parametrize("command", ["deploy", "status", "cleanup", "doctor"])
+def test_bad_input_with_json_still_prints_one_failure_document(cli, fp, fake_tools_on_path, command):
+    r = cli(command, *SIM, "-n", "Bad_NS", "--json")
+    assert r.exit_code == 2, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["status"] == "failed" and doc["exit_code"] == 2 and "DNS-1123" in doc["error"]
+    assert list(fp.calls) == []
+
+
 @pytest.mark.parametrize("ns", ["default", "kube-system", "kube-flannel", "istio-system"])
 def test_protected_namespace_is_refused_before_any_process(cli, fp, fake_tools_on_path, tmp_path, ns):
     """`llmd cleanup` refuses these namespaces, so a stack deployed there could never be removed by llmd."""

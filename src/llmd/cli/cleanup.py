@@ -26,7 +26,7 @@ def cleanup(ctx: typer.Context, *, keep_pvc: KeepPvcOpt = False, remove_namespac
     terminal --force is required (exit 10, nothing done). Exit 0 when done or nothing to clean up, 9 when
     something remains (the table says what and why).
     """
-    ui, settings = load(ctx, flags, sets, config, json_mode=json)
+    ui, settings = load(ctx, flags, sets, config, json_mode=json, json_errors=json)
     from llmd.errors import CleanupIncomplete, Refused
     from llmd.ops import cleanup as ops
 

@@ -10,12 +10,15 @@ from llmd.paths import state_dir
 
 
 def load(ctx: typer.Context, flags: dict[str, Any], sets: list[str], config: str | None, *,
-         json_mode: bool = False, need_token: bool = False):
-    """Build the Ui and the validated Settings (ConfigError -> exit 2 before anything runs)."""
+         json_mode: bool = False, need_token: bool = False, json_errors: bool = False):
+    """Build the Ui and the validated Settings (ConfigError -> exit 2 before anything runs). With
+    `json_errors` (deploy/status/cleanup/doctor --json) bad input also prints the failure document."""
+    from llmd.cli.lifecycle import json_failure
     from llmd.settings import load_settings
 
     ui = ctx.obj.ui(json_mode=json_mode)
-    settings = load_settings(flags, sets=sets, config=config, need_token=need_token, warn=ui.warn)
+    with json_failure(ui, json_errors):
+        settings = load_settings(flags, sets=sets, config=config, need_token=need_token, warn=ui.warn)
     return ui, settings
 
 

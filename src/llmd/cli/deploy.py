@@ -30,7 +30,7 @@ def deploy(ctx: typer.Context, *, recover: RecoverOpt = False, out: OutOpt = Non
     directory and runs nothing. Exit 3 missing prerequisite, 4 cluster unreachable, 5 deploy failed or
     pending release, 6 not ready, 130 interrupted.
     """
-    ui, settings = load(ctx, flags, sets, config, json_mode=json, need_token=True)
+    ui, settings = load(ctx, flags, sets, config, json_mode=json, need_token=True, json_errors=json)
     runner = make_runner(ctx, ui, dry_run=dry_run)
     out_dir = Path(out) if out else rendered_dir(settings)
     from llmd.ops.deploy import deploy as run_deploy

@@ -23,7 +23,7 @@ def doctor(ctx: typer.Context, *, json: JsonOpt = False, flags, sets, config) ->
     cluster-side checks are skipped. Table on stderr, --json on stdout. Exit 0 all ok (warnings allowed),
     3 a prerequisite is missing, 4 the cluster is unreachable or forbidden.
     """
-    ui, settings = load(ctx, flags, sets, config, json_mode=json)
+    ui, settings = load(ctx, flags, sets, config, json_mode=json, json_errors=json)
     runner = make_runner(ctx, ui, echo=ui.verbose > 0)
     from llmd.ops.doctor import run_checks
 

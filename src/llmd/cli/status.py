@@ -16,7 +16,7 @@ def status(ctx: typer.Context, *, json: JsonOpt = False, flags, sets, config) ->
     Exit 0 when healthy; 6 when degraded or not deployed (the verdict line says which); 4 when the
     cluster is unreachable.
     """
-    ui, settings = load(ctx, flags, sets, config, json_mode=json)
+    ui, settings = load(ctx, flags, sets, config, json_mode=json, json_errors=json)
     runner = make_runner(ctx, ui, echo=ui.verbose > 0)
     from llmd.ops.status import collect_status
 
