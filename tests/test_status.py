@@ -96,6 +96,13 @@ def test_degraded_names_each_problem_and_exits_6(cli, fake):
         assert needle in text, needle
 
 
+def test_healthy_verdict_names_the_test_command_for_this_stack(cli, fake):
+    cluster(fake)
+    r = cli("status", "--context", CTX, "--accelerator", "sim")
+    assert r.exit_code == 0, r.stderr
+    assert f"`llmd test -n {NS} --context {CTX}` sends a request" in r.stderr
+
+
 def test_degraded_hint_names_the_pinned_context(cli, fake):
     cluster(fake, decode_ready=2)
     r = cli("status", "--context", CTX)

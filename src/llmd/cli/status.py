@@ -56,7 +56,10 @@ def _show(ui, settings, report) -> None:
                   (", ".join(f"{k}={v}" for k, v in pool["conditions"].items()) or "present") if pool else "absent")
     ui.render(t)
     if report.healthy:
-        ui.ok("healthy: the stack can serve (`llmd test` sends a request)")
+        from llmd.ops.target import llmd_command
+
+        test = llmd_command(settings, report.target.context, "test")
+        ui.ok(f"healthy: the stack can serve (`{test}` sends a request)")
         return
     ui.error(f"{report.verdict}: " + "; ".join(report.problems))
     scope = f"-n {settings.namespace}" + (f" --context {report.target.context}" if report.target.context else "")
