@@ -350,3 +350,17 @@ def test_sim_perf_shared_prefix_cache_hits_cut_ttft(cli, tmp_path):
     warm = [x["ttft_ms"] for x in recs if x["cached_tokens"] >= 1000]
     assert len(cold) == 2 and len(warm) == 6
     assert min(cold) > max(warm) + 20, (cold, warm)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_perf_requests_carry_the_api_key_too(cli, srv, monkeypatch, tmp_path, workers):
+    # the smoke test sent $LLMD_API_KEY but the load engine did not: every perf request was a 401
+    monkeypatch.setenv("LLMD_API_KEY", "sk-canary-4242")
+    r = cli("test", "--url", srv.url, "--perf", "--requests", "4", "--concurrency", "2", "--workers", workers,
+            "--output-tokens", "2", "--input-tokens", "4", "-o", str(tmp_path / "r.json"))
+    assert r.exit_code == 0, r.stderr
+    perf = [h for h in srv.hits("/v1/chat/completions") if h["body"].get("ignore_eos")]  # the smoke's have none
+    assert len(perf) == 4
+    assert all({k.lower(): v for k, v in h["headers"].items()}.get("authorization") == "Bearer sk-canary-4242"
+               for h in perf)
+    assert "sk-canary-4242" not in r.stderr + r.stdout + (tmp_path / "r.json").read_text()

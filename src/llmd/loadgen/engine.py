@@ -102,7 +102,8 @@ class _Ctx:
         self.client = self._new_client()
 
     def _new_client(self) -> Client:
-        client = Client(Target(self.endpoint.url, self.api_path), self.timeouts)
+        client = Client(Target(self.endpoint.url, self.api_path), self.timeouts,
+                        extra_headers=getattr(self.endpoint, "headers", None))  # e.g. Authorization from $LLMD_API_KEY
         self.clients.append(client)
         return client
 

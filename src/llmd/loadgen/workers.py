@@ -27,8 +27,9 @@ _START_DELAY_S = 1.0  # time for the spawned interpreters to import and connect
 class _Endpoint:
     """Picklable snapshot of the caller's endpoint (a port-forward restart is seen between stages only)."""
 
-    def __init__(self, url: str, via_port_forward: bool, generation: int) -> None:
+    def __init__(self, url: str, via_port_forward: bool, generation: int, headers: dict | None = None) -> None:
         self.url, self.via_port_forward, self.generation = url, via_port_forward, generation
+        self.headers = dict(headers or {})  # Authorization travels over the worker's pipe, never in argv
 
 
 def split_stage(stage: Stage, workers: int) -> list[Stage]:
@@ -90,7 +91,7 @@ async def run_stage_workers(endpoint: Any, api_path: str, timeouts: Timeouts, wo
     shares = split_stage(stage, workers)
     counters = ctx.Array("q", _SLOTS * len(shares), lock=False)
     ep = _Endpoint(endpoint.url, bool(getattr(endpoint, "via_port_forward", False)),
-                   int(getattr(endpoint, "generation", 0)))
+                   int(getattr(endpoint, "generation", 0)), getattr(endpoint, "headers", None))
     start_ns = perf_counter_ns() + int(_START_DELAY_S * 1e9)
     procs, pipes = [], []
     for w, share in enumerate(shares):

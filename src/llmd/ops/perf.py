@@ -65,7 +65,7 @@ def resolve_model(endpoint: Any, opts: PerfOptions) -> str:
     url = endpoint.url.rstrip("/")
     url = (url if url.endswith("/v1") else url + "/v1") + "/models"
     try:
-        resp = httpx.get(url, timeout=httpx.Timeout(10.0))
+        resp = httpx.get(url, headers=getattr(endpoint, "headers", None) or {}, timeout=httpx.Timeout(10.0))
         resp.raise_for_status()
         return resp.json()["data"][0]["id"]
     except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError) as exc:
