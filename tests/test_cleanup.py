@@ -138,6 +138,20 @@ def test_owned_namespace_is_removed_with_remove_namespace(cli, fp, fake):
     assert f"namespace {NS}" in r.stderr and "removed" in r.stderr
 
 
+def test_remove_namespace_keeps_a_namespace_another_stack_still_lives_in(cli, fp, fake):
+    """Two stacks (postfixes) in one llmd-created namespace: removing one must not delete the other's releases
+    with the namespace."""
+    inventory(fake, releases=[*RELEASES, "ms-other"])
+    deletes(fake)
+    fake.not_found(pvc_argv(fake))
+    r = cli("cleanup", "--context", CTX, "--force", "--remove-namespace", "--json")
+    assert r.exit_code == 0, r.stderr
+    rows = {(s["what"], s["name"]): s for s in json.loads(r.stdout)["steps"]}
+    assert rows[("namespace", NS)]["status"] == "kept"
+    assert "other Helm releases still live in it (ms-other)" in rows[("namespace", NS)]["detail"]
+    assert not [c for c in fp.calls if "delete" in c and "namespace" in c]
+
+
 @pytest.mark.parametrize("ns", ["default", "kube-system", "kube-anything", "istio-system", "agentgateway-system"])
 def test_protected_namespaces_are_refused_even_with_force(cli, fp, fake_tools_on_path, ns):  # F62
     r = cli("cleanup", "-n", ns, "--force")

@@ -13,7 +13,8 @@ from llmd.cli.options import DryRunOpt, ForceOpt, JsonOpt, settings_options
 
 KeepPvcOpt = Annotated[bool, typer.Option("--keep-pvc", help="Keep the model-cache PVC for the next deploy")]
 RemoveNsOpt = Annotated[bool, typer.Option(
-    "--remove-namespace", help="Also delete the namespace, only if llmd created it (label managed-by=llmd)")]
+    "--remove-namespace", help="Also delete the namespace, only if llmd created it (label managed-by=llmd) "
+                               "and no other Helm release lives in it")]
 
 
 @settings_options

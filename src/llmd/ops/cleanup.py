@@ -63,6 +63,7 @@ class Inventory:
     namespace: dict | None
     releases: list[str] = field(default_factory=list)
     owned: dict[str, list[str]] = field(default_factory=dict)  # kind key -> names
+    others: list[str] = field(default_factory=list)  # Helm releases in the namespace that are not this stack's
 
     @property
     def namespace_owned(self) -> bool:
@@ -104,6 +105,7 @@ def take_inventory(settings, kubectl: Kubectl, helm: Helm) -> Inventory:
         return inv
     found = helm.releases()
     inv.releases = [r for r in reversed(settings.releases) if r in found]  # ms, gaie, infra: dependents first
+    inv.others = sorted(r for r in found if r not in settings.releases)
     for key, kind in OWNED_KINDS:
         data = kubectl.get_json(kind, selector=selector(settings)) or {}
         inv.owned[key] = [i["metadata"]["name"] for i in data.get("items", [])]
@@ -116,7 +118,7 @@ def describe_plan(settings, inv: Inventory, *, keep_pvc: bool, remove_namespace:
         if key == "pvc" and keep_pvc:
             continue
         items += [(key, n) for n in inv.owned.get(key, [])]
-    if remove_namespace and inv.namespace_owned:
+    if remove_namespace and inv.namespace_owned and not inv.others:
         items.append(("namespace", settings.namespace))
     return items
 
@@ -183,6 +185,10 @@ class Cleaner:
         if not inv.namespace_owned:
             self.report.add("namespace", ns, "kept",
                             "not created by llmd (no app.kubernetes.io/managed-by=llmd label): left in place")
+            return
+        if inv.others:  # e.g. a second stack (another --release-postfix): deleting the namespace would take it too
+            self.report.add("namespace", ns, "kept", f"other Helm releases still live in it ({', '.join(inv.others)}); "
+                                                     "remove them first, then re-run with --remove-namespace")
             return
         res = self.kubectl.run("delete", "namespace", ns, "--ignore-not-found", "--wait=false", namespaced=False,
                                mutates=True, check=False, timeout=60)
