@@ -28,7 +28,7 @@ def deploy(ctx: typer.Context, *, recover: RecoverOpt = False, out: OutOpt = Non
 
     Idempotent: an identical second run changes nothing. --dry-run prints every command and the rendered
     directory and runs nothing. Exit 3 missing prerequisite, 4 cluster unreachable, 5 deploy failed or
-    pending release, 6 not ready, 130 interrupted.
+    pending release, 6 not ready, 10 protected namespace (default, kube-*, ...), 130 interrupted.
     """
     ui, settings = load(ctx, flags, sets, config, json_mode=json, need_token=True, json_errors=json)
     runner = make_runner(ctx, ui, dry_run=dry_run)
