@@ -570,6 +570,24 @@ def test_ctrl_c_while_waiting_says_how_to_resume(cli, fp, fake, clock, monkeypat
     assert "interrupted while waiting for readiness" in r.stderr and "re-run `llmd deploy`" in r.stderr
 
 
+def test_ctrl_c_while_the_model_downloads_says_what_remains_and_how_to_resume(cli, fp, fake, clock, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_" + "t" * 30)
+    _full_pvc_deploy(fake, job_state="running")
+    fake.reg(fake.k("get", "jobs.batch,pods", "--output", "json"), lst(job(fake.s.download_job_name, "running")))
+
+    def interrupted_sleep(seconds):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(clock, "sleep", interrupted_sleep)
+    r = cli("deploy", "--context", CTX)
+    assert r.exit_code == 130
+    assert (f"interrupted while the model downloads; Job {fake.s.download_job_name} keeps filling PVC "
+            f"{fake.s.pvc_name}") in r.stderr
+    assert "re-run `llmd deploy` with the same flags to resume" in r.stderr
+    assert f"`llmd cleanup -n {NS} --context {CTX}`" in r.stderr
+    assert fake.helmfile_sync() not in tool_calls(fp)
+
+
 def test_missing_permissions_exit_4_listing_each_and_nothing_changes(cli, fp, fake, stdin_capture):  # F19
     fake.tools()
     fake.context()

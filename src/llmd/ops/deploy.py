@@ -252,8 +252,15 @@ class Deployer:
             self.report.step("model download", "unchanged", "already in the cache")
             return
         self.ui.step(f"downloading {self.s.model} into {self.s.pvc_name} (once, shared by every replica)")
-        done = wait.wait_ready(self.s, self.kubectl, self.ui, ("download",), timeout_s=self.remaining(),
-                               started=self.t0)
+        try:
+            done = wait.wait_ready(self.s, self.kubectl, self.ui, ("download",), timeout_s=self.remaining(),
+                                   started=self.t0)
+        except KeyboardInterrupt:
+            raise Interrupted(f"interrupted while the model downloads; Job {self.s.download_job_name} keeps "
+                              f"filling PVC {self.s.pvc_name} in the cluster (no chart is installed yet)",
+                              hint="re-run `llmd deploy` with the same flags to resume (the download is not "
+                                   f"restarted), or remove what was created with `{self.llmd('cleanup')}`",
+                              signum=15 if proc.last_signal == 15 else 2) from None
         self.report.step("model download", "done", f"complete after {done.elapsed_s:.0f}s")
 
     def _delete_job(self) -> None:
