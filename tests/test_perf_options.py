@@ -119,6 +119,7 @@ def test_prompt_plus_output_must_fit_max_model_len():  # F10
     ({"arrival": "poisson"}, "--arrival poisson needs an open loop"),           # closed loop c=1 would run instead
     ({"arrival": "poisson", "sweep": "c=1,4"}, "--arrival poisson needs an open loop"),
     ({"concurrency": 2, "sweep": "1,4"}, "--concurrency and --sweep are exclusive"),  # the 2 was silently dropped
+    ({"rate": 5.0, "sweep": "c=1,4"}, "--rate and --sweep c=... are exclusive"),  # closed stages; 5/s dropped
 ])
 def test_flags_that_would_be_silently_ignored_are_refused(kw, needle):  # F10
     with pytest.raises(ConfigError, match=needle):

@@ -124,6 +124,8 @@ class PerfOptions:
              "the sweep sets each stage's concurrency: drop --concurrency, e.g. --sweep 1,4,16")
         self.slo_limits()
         stages = self.stages()
+        need(self.rate is None or all(s.mode == "open" for s in stages), "--rate and --sweep c=... are exclusive",
+             "sweep rates with --sweep rate=1,2,5, or concurrencies without --rate")
         need(self.arrival == "constant" or any(s.mode == "open" for s in stages),
              f"--arrival {self.arrival} needs an open loop", "add --rate R (or --sweep rate=...), or drop --arrival")
         return self
