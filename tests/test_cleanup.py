@@ -138,6 +138,21 @@ def test_owned_namespace_is_removed_with_remove_namespace(cli, fp, fake):
     assert f"namespace {NS}" in r.stderr and "removed" in r.stderr
 
 
+def test_ctrl_c_during_cleanup_says_what_went_and_how_to_finish(cli, fp, fake, clock, monkeypatch):
+    inventory(fake)
+    deletes(fake)
+    fake.reg(pvc_argv(fake), json.dumps(obj("PersistentVolumeClaim", PVC)))  # still Terminating: cleanup waits
+
+    def interrupted_sleep(seconds):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(clock, "sleep", interrupted_sleep)
+    r = cli("cleanup", "--context", CTX, "--force")
+    assert r.exit_code == 130, r.stderr
+    assert f"interrupted during cleanup; removed so far: helm release {RELEASES[0]}" in r.stderr
+    assert f"re-run `llmd cleanup -n {NS} --context {CTX}` to remove the rest" in r.stderr
+
+
 def test_remove_namespace_keeps_a_namespace_another_stack_still_lives_in(cli, fp, fake):
     """Two stacks (postfixes) in one llmd-created namespace: removing one must not delete the other's releases
     with the namespace."""

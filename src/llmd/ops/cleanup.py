@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from llmd.errors import Refused
+from llmd import proc
+from llmd.errors import Interrupted, Refused
 from llmd.kube.helm import Helm
 from llmd.kube.kubectl import Kubectl, classify_failure
 from llmd.ops import wait
-from llmd.ops.target import Target, pin_target
+from llmd.ops.target import Target, llmd_command, pin_target
 from llmd.proc import Runner
 from llmd.settings import PROTECTED_NAMESPACES
 
@@ -269,5 +270,11 @@ def cleanup(settings, runner: Runner, ui, *, keep_pvc: bool = False, remove_name
     if confirm is not None and not confirm(f"Remove these from namespace {settings.namespace} on context "
                                            f"{target.context} ({target.server or 'server unknown'})?"):
         raise Refused("cleanup cancelled; nothing was removed")
-    Cleaner(settings, kubectl, helm, report).run(inv, keep_pvc=keep_pvc, remove_namespace=remove_namespace)
+    try:
+        Cleaner(settings, kubectl, helm, report).run(inv, keep_pvc=keep_pvc, remove_namespace=remove_namespace)
+    except KeyboardInterrupt:
+        done = [f"{r.what} {r.name}" for r in report.rows if r.status == "removed"]
+        raise Interrupted("interrupted during cleanup; removed so far: " + (", ".join(done) or "nothing"),
+                          hint=f"re-run `{llmd_command(settings, target.context, 'cleanup')}` to remove the rest "
+                               "(safe to repeat)", signum=15 if proc.last_signal == 15 else 2) from None
     return report
