@@ -80,6 +80,18 @@ def test_unschedulable_is_tolerated_within_the_grace_window():
         evaluate(("decode",), deployment(S.decode_deployment, 0, 2), p, now=wait.UNSCHEDULABLE_GRACE_S, watcher=w)
 
 
+def test_a_pod_waiting_for_the_cache_pvc_gets_the_storage_hint_not_the_capacity_one():
+    w = wait.Watcher(S, NoKubectl(), ("download",))
+    p = pod(f"{S.download_job_name}-x1", unschedulable="0/3 nodes are available: pod has unbound immediate "
+                                                      "PersistentVolumeClaims. preemption: 0/3 nodes are available")
+    evaluate(("download",), job(S.download_job_name, "running"), p, now=0, watcher=w)
+    with pytest.raises(NotReadyError) as err:
+        evaluate(("download",), job(S.download_job_name, "running"), p, now=wait.UNSCHEDULABLE_GRACE_S, watcher=w)
+    assert f"model-cache PVC {S.pvc_name} is not bound" in err.value.hint
+    assert "ReadWriteMany" in err.value.hint and "--storage-class" in err.value.hint
+    assert "--replicas" not in err.value.hint
+
+
 def test_pods_of_other_stacks_are_ignored():
     other = pod("someone-elses-app-1", waiting="ImagePullBackOff")
     assert not evaluate(("decode",), deployment(S.decode_deployment, 2, 2), other)["decode"].note

@@ -220,6 +220,13 @@ class Watcher:
             if "nvidia.com/gpu" in msg or "amd.com/gpu" in msg or "google.com/tpu" in msg:
                 hint = ("not enough free accelerators: lower --replicas or --tensor-parallel, or add GPU nodes "
                         "(`kubectl describe nodes` shows what is allocated)")
+            elif "persistentvolumeclaim" in msg.lower() or "persistent volume" in msg.lower():
+                # The cache PVC asks for ReadWriteMany (replicas on several nodes mount it): block storage
+                # (EBS, PD, local-path) never binds it.
+                hint = (f"the model-cache PVC {self.s.pvc_name} is not bound; it needs a StorageClass with "
+                        "ReadWriteMany (NFS, EFS, Filestore, CephFS): pass --storage-class <that class>, or use "
+                        f"--model-cache emptydir (`kubectl describe pvc {self.s.pvc_name} -n {self.s.namespace}` "
+                        "shows why)")
             raise NotReadyError(f"{key} pod {name} cannot be scheduled for {now - first:.0f}s",
                                 hint=hint, details=f"scheduler: {msg}")
 
