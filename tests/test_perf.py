@@ -285,3 +285,30 @@ def test_table_caption_defines_every_abbreviated_column(stream_server):
     for words in ("times in ms", "tok/s = output tokens/s", "q99 = client queue delay p99",
                   "good = goodput (req/s meeting --slo)", "CPU = busiest client process"):
         assert words in out, words
+
+
+def test_reports_write_through_devices_fifos_and_links_never_replacing_them(tmp_path):
+    import os
+    import threading
+
+    from llmd.loadgen.report import _atomic_write
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open(fifo).read()))
+    reader.start()
+    _atomic_write(str(fifo), '{"ok": true}')
+    reader.join(timeout=5)
+    assert got == ['{"ok": true}'] and fifo.is_fifo()
+
+    real = tmp_path / "real.json"
+    real.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    _atomic_write(str(link), "new")
+    assert link.is_symlink() and real.read_text() == "new"
+
+    plain = tmp_path / "plain.json"
+    _atomic_write(str(plain), "x")
+    assert plain.read_text() == "x" and not any(p.name.startswith(".llmd-perf-") for p in tmp_path.iterdir())

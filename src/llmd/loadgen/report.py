@@ -161,6 +161,12 @@ def _public(rec: dict) -> dict:
 def _atomic_write(path: str, text: str) -> Path:
     """Write via a private temp file in the same directory then rename, so a report is never half written."""
     target = Path(path).expanduser()
+    if target.exists() and (target.is_symlink() or not target.is_file()):
+        # /dev/null, a FIFO, /dev/stdout or a link: write through it. A rename would replace the device
+        # node or the link itself with a regular file (seen: `--output /dev/null` replaced /dev/null).
+        with open(target, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        return target
     fd, tmp = tempfile.mkstemp(prefix=".llmd-perf-", dir=str(target.parent))
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
