@@ -40,7 +40,9 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=15)
     args = ap.parse_args()
     base = llmd_argv()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMD_")}
+    # Measure what users get: with bytecode caching (some sandboxes set PYTHONDONTWRITEBYTECODE, which
+    # recompiles every module on every start and hides the real cost).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMD_") and k != "PYTHONDONTWRITEBYTECODE"}
     with tempfile.TemporaryDirectory() as tmp:
         env["LLMD_STATE_DIR"] = tmp
         cases = {
