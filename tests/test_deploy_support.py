@@ -207,10 +207,11 @@ class Fake:
         else:
             self.not_found(argv, "gatewayclasses.gateway.networking.k8s.io", name)
 
-    def storage(self, default: bool = True) -> None:
+    def storage(self, default: bool = True, provisioner: str = "nfs.csi.k8s.io") -> None:
         ann = {"storageclass.kubernetes.io/is-default-class": "true"} if default else {}
         self.reg(self.k("get", "storageclasses.storage.k8s.io", "--output", "json", namespaced=False),
-                 lst({"kind": "StorageClass", "metadata": {"name": "standard", "annotations": ann}}))
+                 lst({"kind": "StorageClass", "metadata": {"name": "standard", "annotations": ann},
+                      "provisioner": provisioner}))
 
     def nodes(self, gpus: int = 8) -> None:
         self.reg(self.k("get", "nodes", "--output", "json", namespaced=False),

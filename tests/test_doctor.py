@@ -353,3 +353,24 @@ def test_real_tools_against_a_refusing_server_exit_4_well_within_15s(cli, dead_c
     assert [checks[n]["status"] for n in ("kubectl", "helm", "helmfile")] == ["ok", "ok", "ok"]
     assert checks["context"]["message"].startswith(f"deadctx (current context), server https://127.0.0.1:{port}")
     assert checks["cluster"]["status"] == "fail" and "cluster unreachable" in checks["cluster"]["message"]
+
+
+def test_a_block_volume_default_class_warns_that_the_shared_model_cache_needs_rwx(cli, fp, fake, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_" + "t" * 30)
+    local_tools(fake)
+    fake.context()
+    fake.reachable()
+    fake.crds()
+    fake.gateway_class()
+    fake.storage(default=True, provisioner="ebs.csi.aws.com")
+    fake.nodes(gpus=8)
+    fake.namespace(True)
+    fake.permissions(12)
+    fake.releases({})
+    r = cli("doctor", "--context", CTX, "--json")
+    assert r.exit_code == 0, r.stderr  # a warning: an RWX class may still be passed at deploy time
+    storage = doc(r)["storage"]
+    assert storage["status"] == "warn"
+    assert "ebs.csi.aws.com" in storage["message"] and "ReadWriteOnce" in storage["message"]
+    assert any("--model-cache emptydir" in f for f in storage["fixes"])
+

@@ -229,17 +229,37 @@ def check_storage(kubectl: Kubectl, settings, *, needs_pvc: bool) -> CheckResult
     have = ", ".join(sorted(classes))
     if settings.storage_class:
         if settings.storage_class in classes:
-            return CheckResult("storage", "ok", f"StorageClass {settings.storage_class}")
+            return _rwx_check(settings.storage_class, classes[settings.storage_class], "StorageClass")
         return CheckResult("storage", "fail", f"StorageClass {settings.storage_class!r} not found (have: "
                                               f"{have or 'none'})",
                            (f"pass --storage-class with one of: {have or '(none: install a provisioner)'}",))
     defaults = [n for n, i in classes.items()
                 if any((i["metadata"].get("annotations") or {}).get(a) == "true" for a in DEFAULT_SC_ANNOTATIONS)]
     if defaults:
-        return CheckResult("storage", "ok", f"default StorageClass {defaults[0]}")
+        return _rwx_check(defaults[0], classes[defaults[0]], "default StorageClass")
     return CheckResult("storage", "fail", "no default StorageClass and no --storage-class",
                        (f"pass --storage-class <name> ({have or 'no StorageClass exists'}), "
                         "or use --model-cache emptydir",))
+
+
+# Provisioners of block volumes: ReadWriteOnce only, so the ReadWriteMany model cache (shared by every
+# replica, as upstream's example PVC) would stay Pending on them.
+RWO_ONLY_PROVISIONERS = frozenset({
+    "ebs.csi.aws.com", "kubernetes.io/aws-ebs", "pd.csi.storage.gke.io", "kubernetes.io/gce-pd",
+    "disk.csi.azure.com", "kubernetes.io/azure-disk", "rancher.io/local-path", "kubernetes.io/no-provisioner",
+    "openebs.io/local", "cinder.csi.openstack.org", "csi.vsphere.vmware.com", "dobs.csi.digitalocean.com",
+})
+
+
+def _rwx_check(name: str, sc: dict, what: str) -> CheckResult:
+    provisioner = sc.get("provisioner", "")
+    if provisioner in RWO_ONLY_PROVISIONERS:
+        return CheckResult("storage", "warn",
+                           f"{what} {name} ({provisioner}) provides only ReadWriteOnce volumes; the model cache "
+                           "PVC is ReadWriteMany (shared by every replica) and would stay Pending",
+                           ("pass --storage-class with a ReadWriteMany class (NFS, Filestore, EFS, CephFS), "
+                            "or use --model-cache emptydir",))
+    return CheckResult("storage", "ok", f"{what} {name}")
 
 
 def check_gpus(kubectl: Kubectl, settings) -> CheckResult:
