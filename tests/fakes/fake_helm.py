@@ -30,6 +30,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from argv import split  # tests/fakes/argv.py, beside this script
+
 VERSION = "v3.15.3"
 GIT_COMMIT = "3bb50bbbdd9c946ba9989fbe4fb4104766302a64"
 # helm global flags that take a value (everything else starting with '-' is a switch or --flag=value)
@@ -46,24 +48,7 @@ UNSUPPORTED = 64
 
 def parse(argv: list[str]) -> tuple[list[str], dict[str, list[str]], set[str]]:
     """Split argv into positionals, valued flags (in order) and switches, as helm's cobra parser would."""
-    pos: list[str] = []
-    opts: dict[str, list[str]] = {}
-    switches: set[str] = set()
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        if a.startswith("-") and "=" in a:
-            k, v = a.split("=", 1)
-            opts.setdefault(k, []).append(v)
-        elif a in VALUE_FLAGS and i + 1 < len(argv):
-            opts.setdefault(a, []).append(argv[i + 1])
-            i += 1
-        elif a.startswith("-"):
-            switches.add(a)
-        else:
-            pos.append(a)
-        i += 1
-    return pos, opts, switches
+    return split(argv, VALUE_FLAGS)
 
 
 def one(opts: dict[str, list[str]], *names: str, default: str = "") -> str:

@@ -22,6 +22,8 @@ import os
 import sys
 from pathlib import Path
 
+from argv import split  # tests/fakes/argv.py, beside this script
+
 UNSUPPORTED = 64
 VALUE_FLAGS = {"--kubeconfig", "--context", "--namespace", "-n", "--output", "-o", "--selector", "-l",
                "--filename", "-f", "--field-manager", "--tail", "--container", "-c", "--cascade", "--timeout"}
@@ -42,24 +44,9 @@ NAMESPACED = {kind: namespaced for kind, namespaced in RESOURCES.values()}
 
 
 def parse(argv: list[str]) -> tuple[list[str], dict[str, str], set[str]]:
-    pos: list[str] = []
-    opts: dict[str, str] = {}
-    switches: set[str] = set()
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        if a.startswith("-") and "=" in a:
-            k, v = a.split("=", 1)
-            opts[k] = v
-        elif a in VALUE_FLAGS and i + 1 < len(argv):
-            opts[a] = argv[i + 1]
-            i += 1
-        elif a.startswith("-"):
-            switches.add(a)
-        else:
-            pos.append(a)
-        i += 1
-    return pos, opts, switches
+    """Like kubectl, a repeated flag keeps its last value."""
+    pos, opts, switches = split(argv, VALUE_FLAGS)
+    return pos, {k: v[-1] for k, v in opts.items()}, switches
 
 
 def resource(name: str) -> tuple[str, bool]:
