@@ -22,6 +22,7 @@ ENVIRONMENTS = ("istio", "agentgateway", "kgateway", "gke")
 ACCELERATORS = ("nvidia-l40s", "nvidia-h100", "nvidia-a100", "amd", "tpu-v6e", "cpu", "sim")
 SCHEDULERS = ("default", "load", "prefix", "random", "optimized")
 MODEL_CACHES = ("pvc", "emptydir")
+PLATFORMS = ("kubernetes", "local")  # where the stack runs: llmd.platform.select() is the one place that decides
 
 PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease", "istio-system",
                         "agentgateway-system", "kgateway-system", "gke-system", "gmp-system", "gmp-public",
@@ -49,6 +50,7 @@ class Settings:
     hf_token_file: str | None = None
     no_hf_token: bool = False
     timeout: int = 1800  # seconds for deploy readiness
+    platform: str = "kubernetes"
     # `--set values.<infra|gaie|ms>.<path>=<yaml>`: raw chart-value overrides, merged last by render.
     value_overrides: tuple[tuple[str, str, Any], ...] = ()
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -225,6 +227,8 @@ def validate(s: Settings) -> None:
         errors.append(f"accelerator: {s.accelerator!r} is not one of {', '.join(ACCELERATORS)}")
     if s.scheduler not in SCHEDULERS:
         errors.append(f"scheduler: {s.scheduler!r} is not one of {', '.join(SCHEDULERS)}")
+    if s.platform not in PLATFORMS:
+        errors.append(f"platform: {s.platform!r} is not one of {', '.join(PLATFORMS)}")
     if s.model_cache not in MODEL_CACHES:
         errors.append(f"model_cache: {s.model_cache!r} is not one of {', '.join(MODEL_CACHES)}")
     for name, lo, hi in (("replicas", 0, 512), ("tensor_parallel", 1, 64), ("max_model_len", 16, 10_000_000),
@@ -466,7 +470,7 @@ def load_settings(
         elif TOKEN_ENV in environ:
             token = clean_token(environ[TOKEN_ENV], f"env {TOKEN_ENV}")
             sources["hf_token"] = f"env {TOKEN_ENV}"
-        elif need_token:
+        elif need_token and settings.platform != "local":  # local replicas are simulators: nothing to download
             raise ConfigError(
                 f"no Hugging Face token for {settings.model}: set HF_TOKEN or pass --hf-token-file "
                 "(tokens are never accepted as flag values)",
