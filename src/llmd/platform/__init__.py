@@ -38,6 +38,10 @@ class Platform(Protocol):
         """Make `profile` the scheduler of the running stack and return once it is in effect."""
         ...
 
+    def pick_counts(self, settings: Settings) -> dict[str, int] | None:
+        """Requests routed to each endpoint so far, when the platform can tell (the local gateway can)."""
+        ...
+
 
 def select(settings: Settings) -> Platform:
     if settings.platform == "local":

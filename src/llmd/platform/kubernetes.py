@@ -31,6 +31,9 @@ class KubernetesPlatform:
 
         return cluster_endpoint(settings, runner, ui, **options)
 
+    def pick_counts(self, settings) -> dict[str, int] | None:
+        return None  # the EPP exports no per-endpoint pick counter
+
     def apply_scheduler(self, settings, runner, ui, profile: str) -> dict[str, Any]:
         """Re-deploy with the scheduler preset changed: the EPP config is re-rendered and helmfile sync rolls the EPP;
         deploy returns once the EPP is ready again, i.e. the profile is in effect."""

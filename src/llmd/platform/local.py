@@ -431,6 +431,11 @@ class LocalPlatform:
         yield Endpoint("local", f"local gateway at {url} (scheduler {state.scheduler})", base_url=url,
                        diagnose=diagnose)
 
+    def pick_counts(self, settings) -> dict[str, int] | None:
+        _, gw = self._running_gateway(settings)
+        st = gateway_state(gw.url or "")
+        return {e["name"]: e["picks"] for e in st["endpoints"]} if st else None
+
     def apply_scheduler(self, settings, runner, ui, profile: str) -> dict[str, Any]:
         state, _ = self._running_gateway(settings)
         st = self._apply(state, profile)
