@@ -46,8 +46,7 @@ async def serve(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     server.close()
-    for task in list(gw.tasks):
-        task.cancel()
+    await gw.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -318,6 +318,17 @@ class Gateway:
         for s in self.scrapers:
             self._spawn(loop, s.run())
 
+    async def close(self) -> None:
+        """Stop the scrapers and pending connects, and close idle upstream connections."""
+        tasks = list(self.tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for idle in self.idle.values():
+            for up in idle:
+                up.abort()
+            idle.clear()
+
     def _spawn(self, loop: asyncio.AbstractEventLoop, coro) -> asyncio.Task:
         task = loop.create_task(coro)
         self.tasks.add(task)
