@@ -75,7 +75,7 @@ def test_metrics_gauge_parsing():
 
 
 def test_streams_through_and_reuses_upstream_connections(pool):
-    sims, gw = pool
+    _, gw = pool
     prompt = "the shared system prompt " * 40
     seen = set()
     with httpx.Client(timeout=10) as c:

@@ -30,7 +30,8 @@ def compare(cli, profiles: str, *workload: str) -> dict[str, dict]:
     r = cli("bench", "compare", *LOCAL, "--scheduler", profiles, *workload, *LOAD)
     assert r.exit_code == 0, r.stderr[-2000:]
     doc = json.loads(r.stdout)
-    assert doc["profiles"] == profiles.split(",") and doc["baseline"] == profiles.split(",")[0]
+    names = profiles.split(",")
+    assert doc["profiles"] == names and doc["baseline"] == names[0]
     return doc["entries"]
 
 
