@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from perf_common import Sim, can_pin, pct, run_llmd, save
+from perf_common import Sim, can_pin, pct, run_llmd, save, start_listening
 
-from llmd.proc import Cmd, Runner, stop_process
+from llmd.proc import stop_process
 from llmd.render.epp import epp_config
 
 
@@ -35,12 +35,7 @@ class Gateway:
                                  replica, "--profile", "default")
         if pin and can_pin():
             argv = ("taskset", "-c", "1", *argv)
-        self.proc = Runner().spawn(Cmd(argv, title="gateway (bench)"))
-        self.url = self.proc.stdout.readline().decode().strip()
-        if not self.url.startswith("http://"):
-            err = self.proc.stderr.read().decode()
-            stop_process(self.proc)
-            raise SystemExit(f"gateway did not start: {self.url!r} {err}")
+        self.proc, self.url = start_listening(argv, "gateway (bench)")
 
     def cpu_seconds(self) -> float:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()

@@ -327,49 +327,34 @@ class Runner:
 
     def spawn(self, cmd: Cmd) -> subprocess.Popen:
         """Start a long-lived child (port-forward) in its own group; stop it with `stop_process`."""
-        if self.dry_run:
-            self.planned.append(cmd)
-            raise LlmdError("internal: a long-lived command was spawned in dry-run")
-        shown = cmd.display()
-        if self.echo:
-            self.echo(shown)
-        self.transcript.write(f"$ {shown} &")
-        env = {**os.environ, **cmd.env} if cmd.env else None
-        try:
-            p = subprocess.Popen(
-                self._resolve(cmd),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=env,
-                cwd=cmd.cwd,
-                start_new_session=True,
-            )
-        except FileNotFoundError as exc:
-            raise PrereqError(
-                f"cannot run {cmd.argv[0]}: not found", hint=INSTALL_HINTS.get(cmd.argv[0])
-            ) from exc
+        p = self._start(cmd, "&", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         _register(p)
         return p
 
     def spawn_detached(self, cmd: Cmd, log: Path) -> subprocess.Popen:
         """Start a supervised background process that outlives this command (the local platform's replicas and
         gateway): own session, stdout and stderr appended to `log`, not reaped at exit. Stop it with `stop_pid`."""
+        log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with open(log, "ab") as out:
+            return self._start(cmd, f">{log} 2>&1 &", stdout=out, stderr=subprocess.STDOUT)
+
+    def _start(self, cmd: Cmd, shown_suffix: str, *, stdout, stderr) -> subprocess.Popen:
+        """Echo, log and start a child that is not waited for, in its own session; refused in dry-run."""
         if self.dry_run:
             self.planned.append(cmd)
-            raise LlmdError("internal: a background process was started in dry-run")
+            raise LlmdError("internal: a long-lived command was spawned in dry-run")
         shown = cmd.display()
         if self.echo:
             self.echo(shown)
-        self.transcript.write(f"$ {shown} >{log} 2>&1 &")
+        self.transcript.write(f"$ {shown} {shown_suffix}")
         env = {**os.environ, **cmd.env} if cmd.env else None
-        log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with open(log, "ab") as out:
-            try:
-                return subprocess.Popen(self._resolve(cmd), stdin=subprocess.DEVNULL, stdout=out,
-                                        stderr=subprocess.STDOUT, env=env, cwd=cmd.cwd, start_new_session=True)
-            except FileNotFoundError as exc:
-                raise PrereqError(f"cannot run {cmd.argv[0]}: not found") from exc
+        try:
+            return subprocess.Popen(self._resolve(cmd), stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+                                    env=env, cwd=cmd.cwd, start_new_session=True)
+        except FileNotFoundError as exc:
+            raise PrereqError(
+                f"cannot run {cmd.argv[0]}: not found", hint=INSTALL_HINTS.get(cmd.argv[0])
+            ) from exc
 
 
 # ---- background processes recorded by pid (they outlive the command that started them) ---------------------------
