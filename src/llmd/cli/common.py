@@ -14,11 +14,13 @@ def load(ctx: typer.Context, flags: dict[str, Any], sets: list[str], config: str
     """Build the Ui and the validated Settings (ConfigError -> exit 2 before anything runs). With
     `json_errors` (deploy/status/cleanup/doctor --json) bad input also prints the failure document."""
     from llmd.cli.lifecycle import json_failure
+    from llmd.cli.options import FLAG_NAMES
     from llmd.settings import load_settings
 
     ui = ctx.obj.ui(json_mode=json_mode)
     with json_failure(ui, json_errors):
-        settings = load_settings(flags, sets=sets, config=config, need_token=need_token, warn=ui.warn)
+        settings = load_settings(flags, sets=sets, config=config, need_token=need_token, warn=ui.warn,
+                                 flag_names=FLAG_NAMES)
     return ui, settings
 
 
