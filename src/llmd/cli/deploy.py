@@ -41,9 +41,9 @@ def deploy(ctx: typer.Context, *, recover: RecoverOpt = False, out: OutOpt = Non
         ui.json(report.to_dict())
         return
     if report.dry_run:
-        ui.info("plan (dry-run: nothing was run):")
+        ui.result("plan (dry-run: nothing was run):")
         for line in report.planned:
-            ui.info(f"  $ {line}")
+            ui.result(f"  $ {line}")
         ui.ok(f"dry-run complete; rendered files in {report.rendered_dir}")
         return
     ui.render(steps_table("deploy", [(s.name, s.status, s.detail) for s in report.steps]))

@@ -262,11 +262,11 @@ def cleanup(settings, runner: Runner, ui, *, keep_pvc: bool = False, remove_name
         report.nothing_to_do = True
         return report
     items = describe_plan(settings, inv, keep_pvc=keep_pvc, remove_namespace=remove_namespace)
-    ui.info(f"will remove from {target.describe()}:")
+    ui.result(f"will remove from {target.describe()}:")  # the confirmation question needs the list, -q or not
     for what, name in items:
-        ui.info(f"  - {what} {name}")
+        ui.result(f"  - {what} {name}")
     if keep_pvc and inv.owned.get("pvc"):
-        ui.info(f"  (keeping pvc {', '.join(inv.owned['pvc'])}: --keep-pvc)")
+        ui.result(f"  (keeping pvc {', '.join(inv.owned['pvc'])}: --keep-pvc)")
     if confirm is not None and not confirm(f"Remove these from namespace {settings.namespace} on context "
                                            f"{target.context} ({target.server or 'server unknown'})?"):
         raise Refused("cleanup cancelled; nothing was removed")

@@ -273,9 +273,7 @@ def _fmt(x) -> str:
 
 
 def show(report: PerfReport, ui) -> None:
-    """The final table on stderr (stdout stays free for --json)."""
-    if ui.quiet:
-        return
+    """The final table on stderr (stdout stays free for --json); -q keeps it: it is what --perf is for."""
     from rich.table import Table
 
     title = "perf" + ("" if report.complete else " (INCOMPLETE)") + (
@@ -318,7 +316,7 @@ def show(report: PerfReport, ui) -> None:
         ui.warn(w)
     for b in report.breaches:
         ui.error(b)
-    ui.info(f"report ({SCHEMA}): {report.files.get('json')}" + (
+    ui.result(f"report ({SCHEMA}): {report.files.get('json')}" + (
         f", records CSV: {report.files['csv']}" if report.files.get("csv") else ""))
     if report.files.get("benchmark_report"):  # one file per stage, named after it: not the path the user gave
         ui.info("benchmark reports (v0.2): " + ", ".join(report.files["benchmark_report"]))
