@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from llmd.settings import load_settings
 
 
@@ -44,3 +46,38 @@ def test_quiet_render_still_lists_the_files(cli, tmp_path):
     r = cli("-q", "render", "--out", str(tmp_path / "out"))
     assert r.exit_code == 0
     assert str(tmp_path / "out" / "helmfile.yaml") in r.stderr.splitlines()
+
+
+@pytest.mark.parametrize("argv", [
+    ("test", "--sim", "--perf", "--requests", "2"),
+    ("deploy", "--dry-run", "--no-hf-token"),
+    ("status",),
+    ("cleanup", "--force"),
+    ("doctor",),
+])
+def test_a_state_dir_that_is_a_file_is_bad_input_before_any_work(cli, fp, tmp_path, monkeypatch, argv):
+    blocker = tmp_path / "state-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("LLMD_STATE_DIR", str(blocker))
+    r = cli(*argv)  # fp is strict: any subprocess started would fail the test
+    assert r.exit_code == 2, r.stderr
+    assert f"{blocker} is not a directory" in r.stderr and "LLMD_STATE_DIR" in r.stderr
+    assert "internal error" not in r.stderr and "smoke test" not in r.stderr
+
+
+def test_unwritable_output_path_is_refused_before_the_run(cli, tmp_path):
+    (tmp_path / "adir").mkdir()
+    r = cli("test", "--sim", "--perf", "--requests", "2", "--output", str(tmp_path / "adir"), "--json")
+    assert r.exit_code == 2
+    doc = json.loads(r.stdout)
+    assert doc["smoke"] is None and "is a directory" in doc["error"]["message"]
+
+
+def test_a_late_write_error_keeps_the_results(cli):
+    # /dev/full passes every pre-check (a writable device) and fails the write itself: ENOSPC
+    r = cli("test", "--sim", "--perf", "--requests", "3", "--output-tokens", "4", "--output", "/dev/full", "--json")
+    assert r.exit_code == 2, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["perf"]["stages"][0]["requests"]["ok"] == 3  # the results survive, in the document
+    assert "json report /dev/full" in doc["error"]["message"] and "not saved" in doc["error"]["message"]
+    assert "c=1" in r.stderr and "TTFT" in r.stderr  # and the table printed

@@ -25,8 +25,11 @@ def load(ctx: typer.Context, flags: dict[str, Any], sets: list[str], config: str
 
 
 def make_runner(ctx: typer.Context, ui, *, dry_run: bool = False, echo: bool = True):
+    from llmd.paths import require_state_dir
     from llmd.proc import Runner, Transcript
 
+    if not dry_run:  # the transcript is written on the first command: a bad state dir fails now, not mid-run
+        require_state_dir("runs", "the command transcript")
     return Runner(
         dry_run=dry_run,
         transcript=Transcript(None if dry_run else state_dir()),
