@@ -71,7 +71,10 @@ def test_local_lifecycle_end_to_end(cli, tmp_path, reaper):
     report = json.loads(out.read_text())
     stage = report["stages"][0]
     assert stage["requests"]["failed"] >= 1 and sum(stage["failures"].values()) == stage["requests"]["failed"]
-    assert stage["requests"]["ok"] > 5 * stage["requests"]["failed"]  # one scrape later, nothing goes there
+    # only what was in flight on it (at most --concurrency) and what was picked before the next scrape fails
+    assert stage["requests"]["failed"] <= 8 + 4, stage["failures"]
+    assert stage["requests"]["ok"] >= 2 * stage["requests"]["failed"], stage
+    print("failures by class:", stage["failures"], "ok:", stage["requests"]["ok"])
     assert r.exit_code == 8  # above --max-error-rate 1 %
     r = cli("status", *LOCAL, "--json")
     st = json.loads(r.stdout)

@@ -21,7 +21,7 @@ def status(ctx: typer.Context, *, json: JsonOpt = False, flags, sets, config) ->
     from llmd.platform import select
 
     with json_failure(ui, json, runner):
-        report = select(settings).status(settings, runner)
+        report = select(settings).status(settings, runner, say=ui.step)
     if json:
         ui.json(report.to_dict())
     else:

@@ -16,10 +16,10 @@ class KubernetesPlatform:
 
         return deploy(settings, runner, ui, out_dir=out_dir, recover=recover)
 
-    def status(self, settings, runner):
+    def status(self, settings, runner, *, say=None):
         from llmd.ops.status import collect_status
 
-        return collect_status(settings, runner)
+        return collect_status(settings, runner, say=say)
 
     def cleanup(self, settings, runner, ui, *, keep_pvc: bool, remove_namespace: bool, confirm):
         from llmd.ops.cleanup import cleanup

@@ -325,7 +325,7 @@ class LocalPlatform:
         return out
 
     # status -------------------------------------------------------------------------------------------------------
-    def status(self, settings, runner):
+    def status(self, settings, runner, *, say=None):
         from llmd.ops.status import StatusReport
 
         report = StatusReport(self.target(settings))

@@ -7,10 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-app = typer.Typer(name="report", help="Work with perf reports and comparisons.", no_args_is_help=True)
 
-
-@app.command("plot")
 def plot(ctx: typer.Context,
          report: Annotated[Path, typer.Argument(help="A JSON from `llmd test --perf` or `llmd bench compare`")],
          out: Annotated[Optional[Path], typer.Option(  # noqa: UP045

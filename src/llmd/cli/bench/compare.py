@@ -12,15 +12,12 @@ from llmd.cli.lifecycle import json_failure
 from llmd.cli.options import JsonOpt, settings_options
 from llmd.cli.perf_options import perf_options
 
-app = typer.Typer(name="bench", help="Benchmarks across configurations (scheduler profiles).", no_args_is_help=True)
 
-
-@app.command("compare")
 @perf_options
 @settings_options
 def compare(ctx: typer.Context, *, no_chart: Annotated[bool, typer.Option(
                 "--no-chart", help="Do not draw the PNG chart beside the JSON")] = False,
-            json: JsonOpt = False, flags, sets, config, perf_opts) -> None:
+            json: JsonOpt = False, flags, sets, config, perf_values) -> None:
     """Run the same seeded perf workload once per profile of --scheduler a,b,c (the first is the baseline).
 
     Per profile: apply it (local: the gateway swaps its scheduler; Kubernetes: the EPP rolls), wait until it is in
@@ -29,10 +26,14 @@ def compare(ctx: typer.Context, *, no_chart: Annotated[bool, typer.Option(
     profile's entry under its name, each profile's perf report and a PNG chart beside it. Exit 2 bad input, 7 when
     nothing is deployed, 8 when a profile breached --max-error-rate or --slo.
     """
+    from llmd.cli.perf_options import build_perf_options
     from llmd.ops.compare import default_output, parse_profiles
 
-    profiles = parse_profiles(flags.pop("scheduler", None))  # --scheduler is a list here, not one preset
+    profiles_text = flags.pop("scheduler", None)  # --scheduler is a list here, not one preset
     ui, settings = load(ctx, flags, sets, config, json_mode=json, json_errors=json)
+    with json_failure(ui, json):
+        profiles = parse_profiles(profiles_text)
+        perf_opts = build_perf_options(perf_values)
     output = Path(perf_opts.output) if perf_opts.output else default_output()
     runner = make_runner(ctx, ui)
     from llmd.ops.compare import run_compare
