@@ -135,6 +135,9 @@ class Exchange:
             _, up = await asyncio.wait_for(loop.create_connection(lambda: Upstream(self.ep), host, port),
                                            CONNECT_TIMEOUT_S)
         except (OSError, asyncio.TimeoutError):
+            # Passive health check: out of the pool until its /metrics answers again, so a burst of fast 503s does
+            # not keep landing on a dead replica during the rest of the scrape interval.
+            self.ep.ready = False
             self.fail("connect_error", 503, CONNECT_FAILURE)
             return
         if self.state == _DONE:  # the client left while we connected
