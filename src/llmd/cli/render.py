@@ -29,6 +29,8 @@ def render(ctx: typer.Context, *, out: OutOpt = "rendered", json: JsonFilesOpt =
     from llmd.render import render_bundle
 
     bundle = render_bundle(settings)
+    for warning in bundle.warnings:
+        ui.warn(warning)
     if out == "-":
         if json:
             ui.json([{"path": rel, "content": text} for rel, text in bundle.files.items()])
