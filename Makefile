@@ -50,7 +50,7 @@ demo: venv
 compare: venv
 	@mkdir -p "$(DEMO_DIR)"; trap '$(BIN)/llmd cleanup $(LOCAL) --force' EXIT; set -e; \
 	$(BIN)/llmd deploy $(LOCAL); \
-	$(BIN)/llmd bench compare $(LOCAL) --scheduler random,load,default $(SHARED) --prompts-per-group 6 \
+	$(BIN)/llmd bench compare $(LOCAL) --scheduler random,queue,default $(SHARED) --prompts-per-group 6 \
 	  --requests 288 --output "$(DEMO_DIR)/compare.json"
 
 bench: venv

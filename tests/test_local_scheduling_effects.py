@@ -35,11 +35,11 @@ def compare(cli, profiles: str, *workload: str) -> dict[str, dict]:
     return doc["entries"]
 
 
-def test_prefix_aware_beats_random_and_load_on_shared_prefixes(cli, stack):
-    e = compare(cli, "random,load,default", "--workload", "shared-prefix", "--groups", "24",
+def test_prefix_aware_beats_random_and_queue_on_shared_prefixes(cli, stack):
+    e = compare(cli, "random,queue,default", "--workload", "shared-prefix", "--groups", "24",
                 "--prompts-per-group", "4", "--system-prompt-len", "1024", "--question-len", "32",
                 "--concurrency", "16")
-    for other in ("random", "load"):
+    for other in ("random", "queue"):
         assert e["default"]["hit_rate"] > e[other]["hit_rate"] + 0.3, e
         assert e["default"]["ttft_p50_ms"] < 0.5 * e[other]["ttft_p50_ms"], e
     assert e["default"]["ratio_to_baseline"]["ttft_p50_ms"] < 0.5
@@ -53,10 +53,10 @@ def test_without_prefix_sharing_all_profiles_are_about_equal(cli, stack):
 
 
 def test_prefix_only_hot_spots_where_load_scorers_spread(cli, stack):
-    e = compare(cli, "prefix,load", "--workload", "shared-prefix", "--groups", "2", "--prompts-per-group", "48",
+    e = compare(cli, "prefix,queue", "--workload", "shared-prefix", "--groups", "2", "--prompts-per-group", "48",
                 "--system-prompt-len", "1024", "--question-len", "32", "--concurrency", "24")
     busiest = {p: max(x["endpoint_share"].values()) for p, x in e.items()}
     assert busiest["prefix"] >= 0.45, e  # two groups pinned to at most two of four replicas
-    assert busiest["load"] <= 0.4, e  # queue + kv-utilization spread the same load
-    assert busiest["prefix"] > busiest["load"] + 0.1
+    assert busiest["queue"] <= 0.4, e  # the queue scorer spreads the same load
+    assert busiest["prefix"] > busiest["queue"] + 0.1
     assert not proc.live_children()

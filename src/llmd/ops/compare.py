@@ -33,9 +33,9 @@ METRICS = (
 
 
 def parse_profiles(text: str | None) -> list[str]:
-    from llmd.render.epp import preset_names
+    from llmd.scheduler import profiles
 
-    known = preset_names()
+    known = (*profiles.names(), *profiles.aliases())
     names = [p.strip() for p in (text or "").split(",") if p.strip()]
     if not names:
         raise ConfigError("bench compare needs --scheduler with one or more profiles, e.g. --scheduler random,default",

@@ -174,6 +174,18 @@ def gateway_state(url: str) -> dict[str, Any] | None:
     return _get_json(url + "/llmd/gateway")
 
 
+def scheduler_label(settings) -> str:
+    return f"file {settings.scheduler_config}" if settings.scheduler_config else settings.scheduler
+
+
+def effective_config(settings) -> dict[str, Any]:
+    """The EndpointPickerConfig these settings select (profile or --scheduler-config, then overrides): the same
+    document the cluster's EPP would run (llmd.scheduler.selection)."""
+    from llmd.scheduler.selection import for_settings
+
+    return for_settings(settings).config
+
+
 class LocalPlatform:
     name = "local"
 
@@ -203,7 +215,7 @@ class LocalPlatform:
                     report.elapsed_s = time.monotonic() - t0
                     report.what = f"{n} replicas + gateway"
                     return report
-            state = LocalState(d, settings.served_model_name, n, settings.scheduler, settings.max_model_len)
+            state = LocalState(d, settings.served_model_name, n, scheduler_label(settings), settings.max_model_len)
             try:
                 self._start(settings, runner, ui, state, report)
             except KeyboardInterrupt:
@@ -230,8 +242,12 @@ class LocalPlatform:
                     f"{settings.served_model_name} (max-model-len {settings.max_model_len})",
                     hint=f"`{llmd_command(settings, None, 'cleanup')} --force` first (or deploy with the same "
                          "settings; `llmd scheduler apply` changes only the scheduler)")
-            if state.scheduler != settings.scheduler:
-                self._apply(state, settings.scheduler)
+            from llmd.gateway.proxy import config_digest
+
+            running_cfg = gateway_state(state.gateway.url or "") if state.gateway else None
+            config = effective_config(settings)
+            if (running_cfg or {}).get("digest") != config_digest(config):
+                self._apply(state, scheduler_label(settings), config)
                 report.changed = True
                 report.step("scheduler", "done", f"{state.scheduler} applied to the running gateway")
             else:
@@ -251,13 +267,12 @@ class LocalPlatform:
 
     def _start(self, settings, runner, ui, state: LocalState, report) -> None:
         from llmd.proc import Cmd
-        from llmd.render.epp import epp_config
 
         logs = state.dir / "logs"
         logs.mkdir(parents=True, exist_ok=True, mode=0o700)
         cfg = preset()
         deadline = time.monotonic() + float(cfg["start_timeout_s"])
-        config = epp_config(settings.scheduler)  # a bad preset fails before anything starts
+        config = effective_config(settings)  # a bad profile or override fails before anything starts
         for i in range(state.replicas):
             name = f"replica-{i}"
             log = logs / f"{name}.log"
@@ -273,7 +288,7 @@ class LocalPlatform:
         report.step("replicas", "done", f"{state.replicas} x llmd sim: " + ", ".join(u.rsplit(':', 1)[1] for u in urls))
         (state.dir / EPP_CONFIG).write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
         argv: list[str] = [sys.executable, "-m", "llmd.gateway", "--config", str(state.dir / EPP_CONFIG),
-                           "--profile", settings.scheduler, "--scrape-interval", str(cfg["gateway"]["scrape-interval"])]
+                           "--profile", state.scheduler, "--scrape-interval", str(cfg["gateway"]["scrape-interval"])]
         for u in urls:
             argv += ["--replica", u]
         log = logs / "gateway.log"
@@ -285,7 +300,7 @@ class LocalPlatform:
         gw.url = self._wait_url(gw, deadline)
         state.save()
         self._wait_pool(gw, state.replicas, deadline)
-        report.step("gateway", "done", f"{gw.url} scheduler {settings.scheduler} (EPP config {state.dir / EPP_CONFIG})")
+        report.step("gateway", "done", f"{gw.url} scheduler {state.scheduler} (EPP config {state.dir / EPP_CONFIG})")
         report.digest = (gateway_state(gw.url) or {}).get("digest", "")
 
     def _wait_url(self, p: LocalProcess, deadline: float) -> str:
@@ -437,18 +452,19 @@ class LocalPlatform:
         return {e["name"]: e["picks"] for e in st["endpoints"]} if st else None
 
     def apply_scheduler(self, settings, runner, ui, profile: str) -> dict[str, Any]:
+        import dataclasses
+
         state, _ = self._running_gateway(settings)
-        st = self._apply(state, profile)
+        target = dataclasses.replace(settings, scheduler=profile, scheduler_config=None)
+        st = self._apply(state, profile, effective_config(target))
         return {"profile": profile, "digest": st.get("digest"), "changed": True, "platform": self.name}
 
-    def _apply(self, state: LocalState, profile: str) -> dict[str, Any]:
-        """PUT the preset's EndpointPickerConfig to the gateway; in effect once the gateway reports its digest."""
+    def _apply(self, state: LocalState, profile: str, config: dict[str, Any]) -> dict[str, Any]:
+        """PUT an EndpointPickerConfig to the gateway; in effect once the gateway reports its digest."""
         import httpx
 
         from llmd.gateway.proxy import config_digest
-        from llmd.render.epp import epp_config
 
-        config = epp_config(profile)
         gw = state.gateway
         assert gw is not None and gw.url is not None
         try:
