@@ -17,6 +17,10 @@ COMMANDS = (
     ("config", "config", "config"),
     ("sim", "sim", "sim"),
 )
+# (group name, module under llmd.cli): a Typer sub-app named `app` with its own commands.
+GROUPS = (
+    ("prereqs", "prereqs"),
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -25,3 +29,5 @@ def register(app: typer.Typer) -> None:
     epilogs = {"test": perf_epilog()}  # the perf metric definitions also stored in every perf report
     for name, module, func in COMMANDS:
         app.command(name, epilog=epilogs.get(name))(getattr(importlib.import_module(f"llmd.cli.{module}"), func))
+    for name, module in GROUPS:
+        app.add_typer(importlib.import_module(f"llmd.cli.{module}").app, name=name)

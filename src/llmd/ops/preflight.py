@@ -136,10 +136,15 @@ def check_tools(runner: Runner, report: PreflightReport) -> None:
 
 def check_reachable(kubectl: Kubectl, target) -> CheckResult:
     """`kubectl version` talks to /version: proves the API server answers, and reports both versions."""
+    return reach(kubectl, target)[0]
+
+
+def reach(kubectl: Kubectl, target) -> tuple[CheckResult, str]:
+    """check_reachable's verdict and the server's gitVersion ("" when unknown), for the version check."""
     res = kubectl.run("version", "--output", "json", namespaced=False, check=False, timeout=REACH_TIMEOUT_S,
                       fail_code=ExitCode.CLUSTER)  # a blackholed server times out: that is exit 4, not a bug
     if res.dry_run:
-        return CheckResult("cluster", "skip", "dry-run")
+        return CheckResult("cluster", "skip", "dry-run"), ""
     if not res.ok:
         kind = classify_failure(res)
         if kind in ("unauthorized", "forbidden"):
@@ -156,8 +161,8 @@ def check_reachable(kubectl: Kubectl, target) -> CheckResult:
     if parse_version(client) is not None:
         version = check_version("kubectl", client)
         if version.failed:
-            return CheckResult("cluster", "fail", version.message, version.fixes)
-    return CheckResult("cluster", "ok", f"{target.describe()}: server {server}, kubectl {client}")
+            return CheckResult("cluster", "fail", version.message, version.fixes), server
+    return CheckResult("cluster", "ok", f"{target.describe()}: server {server}, kubectl {client}"), server
 
 
 def _established(crd: dict) -> bool:
