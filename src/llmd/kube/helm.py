@@ -115,18 +115,18 @@ class Helmfile:
         self.runner = runner
         self.scope = scope
 
-    def cmd(self, file: Path, *subcommand: str, mutates: bool = True, timeout: float | None = HELMFILE_TIMEOUT_S,
-            selectors: tuple[str, ...] = ()) -> Cmd:
+    def cmd(self, file: Path, *subcommand: str, mutates: bool = True, timeout: float | None = HELMFILE_TIMEOUT_S
+            ) -> Cmd:
         flags: list[str] = ["--file", str(file)]
-        for sel in selectors:  # several --selector flags select the union
-            flags += ["--selector", sel]
         if self.scope.context:
             flags += ["--kube-context", self.scope.context]
-        flags += ["--namespace", self.scope.namespace, "--helm-binary", self.runner.tool("helm")]
+        if self.scope.namespace:  # it overrides every release's own namespace: none for multi-namespace files
+            flags += ["--namespace", self.scope.namespace]
+        flags += ["--helm-binary", self.runner.tool("helm")]
         env = {"KUBECONFIG": self.scope.kubeconfig} if self.scope.kubeconfig else {}
         return Cmd((self.runner.tool("helmfile"), *flags, *subcommand), mutates=mutates, env=env, timeout=timeout,
                    cwd=str(file.parent), title="helmfile " + " ".join(subcommand))
 
-    def sync(self, file: Path, *, on_line=None, selectors: tuple[str, ...] = ()) -> CmdResult:
-        return self.runner.run(self.cmd(file, "sync", selectors=selectors), check=True, on_line=on_line,
+    def sync(self, file: Path, *, on_line=None) -> CmdResult:
+        return self.runner.run(self.cmd(file, "sync"), check=True, on_line=on_line,
                                fail_code=ExitCode.DEPLOY_FAILED)

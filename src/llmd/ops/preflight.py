@@ -174,26 +174,30 @@ def _served(crd: dict, version: str) -> bool:
     return any(v.get("name") == version and v.get("served") for v in (crd.get("spec") or {}).get("versions") or [])
 
 
+def crd_problems(found: dict[str, dict], required: dict[str, str]) -> list[tuple[str, str]]:
+    """(name, what is wrong) for each required CRD (name -> API version it must serve) that is not usable."""
+    out = []
+    for name, version in required.items():
+        crd = found.get(name)
+        if crd is None:
+            out.append((name, f"{name} missing"))
+        elif not _served(crd, version):
+            out.append((name, f"{name} does not serve {version}"))
+        elif not _established(crd):
+            out.append((name, f"{name} is not Established"))
+    return out
+
+
 def check_crds(kubectl: Kubectl) -> CheckResult:
     """The fixes are the install commands for what is missing, each once."""
     data = _get_crds(kubectl)
     if data is None:
         return CheckResult("crds", "skip", "dry-run")
     found = {item["metadata"]["name"]: item for item in data.get("items", [])}
-    fixes: list[str] = []
-    problems: list[str] = []
-    for name, (version, install) in REQUIRED_CRDS.items():
-        crd = found.get(name)
-        if crd is None:
-            problems.append(f"{name} missing")
-        elif not _served(crd, version):
-            problems.append(f"{name} does not serve {version} (an older release is installed)")
-        elif not _established(crd):
-            problems.append(f"{name} is not Established")
-        else:
-            continue
-        if install not in fixes:
-            fixes.append(install)
+    bad = crd_problems(found, {name: version for name, (version, _) in REQUIRED_CRDS.items()})
+    problems = [why.replace("does not serve v1", "does not serve v1 (an older release is installed)")
+                for _, why in bad]
+    fixes = list(dict.fromkeys(REQUIRED_CRDS[name][1] for name, _ in bad))
     if problems:
         return CheckResult("crds", "fail", "; ".join(problems), tuple(fixes))
     return CheckResult("crds", "ok", "Gateway API and InferencePool v1 present")

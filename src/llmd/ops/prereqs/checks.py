@@ -9,7 +9,7 @@ from llmd.kube.kubectl import Kubectl
 from llmd.ops.preflight import CheckResult
 from llmd.ops.prereqs.catalog import catalog
 from llmd.ops.prereqs.fixes import install_command
-from llmd.ops.prereqs.inspect import chart_state, crd_states
+from llmd.ops.prereqs.inspect import chart_state, crd_states, recorded
 
 MIN_KUBERNETES = (1, 29)  # the routing sidecar runs as a native sidecar (initContainer restartPolicy: Always)
 
@@ -39,7 +39,7 @@ def check_control_plane(kubectl: Kubectl, settings) -> CheckResult:
     if not st.ok:
         from llmd.ops.prereqs.install import manual_fix
 
-        owned = chart_state(kubectl, comp).by_llmd
+        owned = recorded(kubectl, comp) is not None
         return CheckResult("control plane", "fail", f"{comp.title} {st.version}: {st.problem}",
                            (fix if owned else manual_fix(comp),))
     if not st.ready:

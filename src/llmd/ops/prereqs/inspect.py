@@ -4,14 +4,13 @@ and whether it is what the stack needs. Read-only; `status`, `install`, `uninsta
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmd.errors import ClusterError, ExitCode
+from llmd.errors import ExitCode, PrereqError
 from llmd.kube.kubectl import Kubectl, classify_failure, raise_cluster_error
-from llmd.ops.preflight import _established, _served, json_objects
+from llmd.ops.preflight import check_reachable, crd_problems, json_objects
 from llmd.ops.prereqs.catalog import (
     COMPONENT_LABEL,
     MANAGED_BY,
@@ -21,6 +20,8 @@ from llmd.ops.prereqs.catalog import (
     CrdBundle,
     version_key,
 )
+from llmd.ops.target import Target, pin_target
+from llmd.proc import Runner
 
 
 @dataclass
@@ -44,6 +45,17 @@ class State:
                 "version": self.version or None, "pinned": self.pinned, "installed_by_llmd": self.by_llmd,
                 "ok": self.ok, "ready": self.ready if self.kind == "chart" else None,
                 "problem": self.problem or None, "detail": self.detail}
+
+
+def connect(settings, runner: Runner) -> tuple[Kubectl, Target]:
+    """Pin the context and (unless dry-run) prove the API server answers with a usable kubectl."""
+    scope, target = pin_target(settings, runner)
+    kubectl = Kubectl(runner, scope)
+    if not runner.dry_run:
+        reach = check_reachable(kubectl, target)
+        if reach.failed:  # an old kubectl: nothing is read or changed with it
+            raise PrereqError(reach.message, hint=reach.hint)
+    return kubectl, target
 
 
 def scoped(kubectl: Kubectl, namespace: str) -> Kubectl:
@@ -80,15 +92,7 @@ def crd_state(bundle: CrdBundle, crds: dict[str, dict[str, Any]]) -> State:
     known = [v for v in versions if version_key(v)]
     st.version = max(known, key=lambda v: version_key(v) or ()) if known else ""
     st.by_llmd = any(_ours(m, bundle.key) for m in metas)
-    problems = []
-    for name, served in bundle.markers.items():
-        crd = present.get(name)
-        if crd is None:
-            problems.append(f"{name} missing")
-        elif not _served(crd, served):
-            problems.append(f"{name} does not serve {served}")
-        elif not _established(crd):
-            problems.append(f"{name} is not Established")
+    problems = [why for _, why in crd_problems(present, dict(bundle.markers))]
     st.ok = not problems
     st.problem = "; ".join(problems)
     st.detail = f"{len(present)}/{len(bundle.markers)} key CRDs"
@@ -107,21 +111,6 @@ def image_tag(image: str) -> str:
     return tag if name and "/" not in tag else ""
 
 
-def _get(kubectl: Kubectl, *args: str) -> dict[str, Any] | None:
-    res = kubectl.run("get", *args, "--output", "json", check=False, fail_code=ExitCode.CLUSTER)
-    if res.dry_run:
-        return None
-    if not res.ok:
-        kind = classify_failure(res)
-        if kind == "not_found":
-            return None
-        raise_cluster_error(res, kind, kubectl.scope)
-    try:
-        return json.loads(res.stdout or "{}")
-    except json.JSONDecodeError as exc:
-        raise ClusterError(f"kubectl returned invalid JSON: {exc}") from None
-
-
 def _env_of(dep: dict[str, Any]) -> dict[str, str]:
     containers = ((dep.get("spec") or {}).get("template") or {}).get("spec", {}).get("containers") or []
     return {e.get("name", ""): str(e.get("value", "")) for c in containers for e in c.get("env") or []
@@ -133,20 +122,27 @@ def _available(dep: dict[str, Any]) -> tuple[int, int]:
     return int((dep.get("status") or {}).get("availableReplicas") or 0), max(desired, 1)
 
 
+def recorded(kubectl: Kubectl, comp: ChartComponent) -> dict[str, str] | None:
+    """llmd's record of what it installed in the component's namespace; None when llmd installed nothing there."""
+    cm = scoped(kubectl, comp.namespace).get_json("configmaps", RECORD)
+    if cm is None or not _ours(cm.get("metadata") or {}, comp.key):
+        return None
+    return {str(a): str(b) for a, b in (cm.get("data") or {}).items()}
+
+
 def chart_state(kubectl: Kubectl, comp: ChartComponent, *, with_record: bool = True) -> State:
     """The controller Deployment(s) in the component's namespace, and llmd's record there (one call fewer
     without it: doctor reads the record only when the component needs fixing)."""
     k = scoped(kubectl, comp.namespace)
     st = State(comp.key, comp.title, "chart", comp.version)
     if comp.deployment:
-        one = _get(k, "deployments.apps", comp.deployment)
+        one = k.get_json("deployments.apps", comp.deployment)
         deps = [one] if one else []
     else:
-        deps = list((_get(k, "deployments.apps") or {}).get("items") or [])
-    record = _get(k, "configmaps", RECORD) if with_record else None
-    if record is not None and _ours(record.get("metadata") or {}, comp.key):
-        st.record = {str(a): str(b) for a, b in (record.get("data") or {}).items()}
-        st.by_llmd = True
+        deps = list((k.get_json("deployments.apps") or {}).get("items") or [])
+    rec = recorded(kubectl, comp) if with_record else None
+    if rec is not None:
+        st.record, st.by_llmd = rec, True
     where = f"{comp.namespace}/{comp.deployment}" if comp.deployment else comp.namespace
     if not deps:
         st.detail = f"no {'Deployment ' + where if comp.deployment else 'Deployment in ' + where}"

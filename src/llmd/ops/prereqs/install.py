@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from llmd import __version__
-from llmd.errors import ExitCode, NotReadyError, PrereqError, Refused
+from llmd.errors import ExitCode, NotReadyError, Refused
 from llmd.kube.helm import Helmfile
 from llmd.kube.kubectl import Kubectl
-from llmd.ops import preflight as pf
 from llmd.ops import wait
 from llmd.ops.prereqs import crds as C
 from llmd.ops.prereqs.catalog import (
@@ -34,8 +33,8 @@ from llmd.ops.prereqs.catalog import (
     catalog,
     newer,
 )
-from llmd.ops.prereqs.inspect import State, chart_state, crd_states, scoped
-from llmd.ops.target import Target, pin_target
+from llmd.ops.prereqs.inspect import State, chart_state, connect, crd_states, get_crds, scoped
+from llmd.ops.target import Target
 from llmd.proc import Runner
 from llmd.render.prereqs import HELMFILE, ChartSources, render_helmfile
 
@@ -169,17 +168,13 @@ class Installer:
         bundles, charts = wanted(self.cat, self.req)
         local = C.from_dirs(self.req.crd_dirs, self.cat)
         path = write_helmfile(self.req.out_dir, render_helmfile(charts, self.req.sources))
-        scope, target = pin_target(self.s, self.runner)
-        kubectl = Kubectl(self.runner, scope)
+        kubectl, target = connect(self.s, self.runner)
         report = InstallReport(target, str(path), dry_run=self.runner.dry_run)
         if self.s.environment in self.cat.managed_environments:
             report.notes.append(f"environment {self.s.environment}: the platform runs the gateway control plane; "
                                 "nothing to install for it (GKE >= 1.34.0-gke.1626000 also ships the CRDs)")
         if self.runner.dry_run:
             return self.plan(report, bundles, charts, local, path)
-        reach = pf.check_reachable(kubectl, target)
-        if reach.failed:
-            raise PrereqError(reach.message, hint=reach.hint)  # an old kubectl: nothing is changed with it
         self.ui.step(f"inspecting the prerequisites on {target.describe()}")
         crd_st = crd_states(kubectl, bundles)
         chart_st = {c.key: chart_state(kubectl, c) for c in charts}
@@ -198,10 +193,13 @@ class Installer:
         todo = {s.name for s in report.steps if s.action in ("install", "upgrade")}
         for b in bundles:
             if b.key in todo:
-                self.apply_crds(kubectl, b, sources[b.key], crd_st[b.key])
+                self.apply_crds(kubectl, b, sources[b.key])
         sync = [c for c in charts if c.key in todo]
+        if sync and len(sync) < len(charts):
+            # the file holds what is synced: helmfile adds every repository of the file, even unused ones
+            path = write_helmfile(self.req.out_dir, render_helmfile(sync, self.req.sources))
         if sync:
-            self.sync_charts(kubectl, scope, path, sync=sync, charts=charts, before=chart_st)
+            self.sync_charts(kubectl, path, sync=sync, before=chart_st)
         if charts:
             self.wait_ready(kubectl, charts)
         if not todo:
@@ -223,16 +221,14 @@ class Installer:
         for c in charts:
             report.steps.append(Step(c.key, "planned", f"{c.version} into {c.namespace} (if missing)"))
         if charts:
-            report.planned.append(f"helmfile -f {path} sync")
+            report.planned.append(f"helmfile --file {path} sync")
         report.notes.append("dry-run: the cluster was not inspected; a real run skips what is already installed")
         return report
 
-    def apply_crds(self, kubectl: Kubectl, bundle: CrdBundle, source: C.CrdSource | None, st: State) -> None:
+    def apply_crds(self, kubectl: Kubectl, bundle: CrdBundle, source: C.CrdSource | None) -> None:
         if source is None:
             self.ui.step(f"downloading the {bundle.title} {bundle.version}")
             source = C.fetch(bundle)
-        from llmd.ops.prereqs.inspect import get_crds
-
         existing = get_crds(kubectl, source.names)
         ours = [n for n in source.names if n not in existing
                 or (existing[n].get("metadata", {}).get("labels") or {}).get(COMPONENT_LABEL) == bundle.key]
@@ -241,8 +237,8 @@ class Installer:
         C.wait_established(kubectl, source.names)
         self.ui.ok(f"{bundle.title}: {len(source.names)} CRDs Established")
 
-    def sync_charts(self, kubectl: Kubectl, scope, path: Path, *, sync: list[ChartComponent],
-                    charts: list[ChartComponent], before: dict[str, State]) -> None:
+    def sync_charts(self, kubectl: Kubectl, path: Path, *, sync: list[ChartComponent],
+                    before: dict[str, State]) -> None:
         created: dict[str, bool] = {}
         for c in sync:
             k = scoped(kubectl, c.namespace)
@@ -251,10 +247,9 @@ class Installer:
             if ns is None:
                 self.ssa(k, {"apiVersion": "v1", "kind": "Namespace", "metadata": {
                     "name": c.namespace, "labels": {**MANAGED_BY, COMPONENT_LABEL: c.key}}}, f"namespace {c.namespace}")
-        selectors = () if len(sync) == len(charts) else tuple(f"component={c.key}" for c in sync)
-        names = ", ".join(f"{c.title} {c.version}" for c in sync)
-        self.ui.step(f"helmfile sync: {names}")
-        Helmfile(self.runner, scope).sync(path, selectors=selectors, on_line=self._helm_line)
+        self.ui.step("helmfile sync: " + ", ".join(f"{c.title} {c.version} into {c.namespace}" for c in sync))
+        # no --namespace: the releases live in several namespaces, each its own (helmfile's flag would override all)
+        Helmfile(self.runner, scoped(kubectl, "").scope).sync(path, on_line=self._helm_line)
         for c in sync:
             k = scoped(kubectl, c.namespace)
             was_ours = before[c.key].record.get("namespace-created") == "true"

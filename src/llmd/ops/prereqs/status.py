@@ -6,12 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmd.errors import PrereqError
-from llmd.kube.kubectl import Kubectl
-from llmd.ops import preflight as pf
 from llmd.ops.prereqs.catalog import catalog
-from llmd.ops.prereqs.inspect import State, states
-from llmd.ops.target import Target, pin_target
+from llmd.ops.prereqs.inspect import State, connect, states
+from llmd.ops.target import Target
 from llmd.proc import Runner
 
 
@@ -52,11 +49,7 @@ class StatusReport:
 
 def status(settings, runner: Runner, *, lws: bool = False) -> StatusReport:
     cat = catalog()
-    scope, target = pin_target(settings, runner)
-    kubectl = Kubectl(runner, scope)
-    reach = pf.check_reachable(kubectl, target)
-    if reach.failed:
-        raise PrereqError(reach.message, hint=reach.hint)
+    kubectl, target = connect(settings, runner)
     report = StatusReport(target, settings.environment)
     for st in states(kubectl, cat, settings.environment):
         report.items.append((st, needed(settings, st.key, lws=lws)))

@@ -14,14 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmd.errors import ExitCode, PrereqError, Refused
+from llmd.errors import ExitCode, Refused
 from llmd.kube.helm import Helm
 from llmd.kube.kubectl import Kubectl, classify_failure, raise_cluster_error
-from llmd.ops import preflight as pf
 from llmd.ops.preflight import json_objects
 from llmd.ops.prereqs.catalog import COMPONENT_LABEL, MANAGED_BY, RECORD, catalog
-from llmd.ops.prereqs.inspect import scoped
-from llmd.ops.target import Target, pin_target
+from llmd.ops.prereqs.inspect import connect, scoped
+from llmd.ops.target import Target
 from llmd.proc import Runner
 
 OURS = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items()) + f",{COMPONENT_LABEL}"
@@ -120,11 +119,7 @@ def named(items: list[str]) -> str:
 def uninstall(settings, runner: Runner, ui, *, force: bool = False,
               confirm: Callable[[str], bool] | None = None) -> UninstallReport:
     cat = catalog()
-    scope, target = pin_target(settings, runner)
-    kubectl = Kubectl(runner, scope)
-    reach = pf.check_reachable(kubectl, target)
-    if reach.failed:
-        raise PrereqError(reach.message, hint=reach.hint)
+    kubectl, target = connect(settings, runner)
     report = UninstallReport(target)
     found = find_installed(kubectl)
     if found.empty:
