@@ -21,5 +21,3 @@ WaitOpt = Annotated[int, typer.Option("--wait-timeout", min=10, max=86_400,
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Uninstall even while llm-d stacks use the prerequisites "
                                                         "(their objects are deleted with the CRDs, and named)")]
-STYLE = {"install": "success", "upgrade": "success", "unchanged": "muted", "planned": "info", "refuse": "error",
-         "removed": "success", "failed": "error"}

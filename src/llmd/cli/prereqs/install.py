@@ -9,7 +9,7 @@ import typer
 from llmd.cli.common import load, make_runner
 from llmd.cli.lifecycle import json_failure, steps_table
 from llmd.cli.options import DryRunOpt, JsonOpt, settings_options
-from llmd.cli.prereqs._shared import STYLE, ChartOpt, CrdDirOpt, LwsOpt, OutOpt, RepoOpt, WaitOpt
+from llmd.cli.prereqs._shared import ChartOpt, CrdDirOpt, LwsOpt, OutOpt, RepoOpt, WaitOpt
 
 
 @settings_options
@@ -54,11 +54,9 @@ def install(ctx: typer.Context, *, lws: LwsOpt = False, crd_dir: CrdDirOpt = Non
 
 
 def _show_install(ui, report) -> None:
-    from rich.text import Text
-
     for note in report.notes:
         ui.info(note)
-    rows = [(s.name, Text(s.action, style=STYLE.get(s.action, "")), s.detail) for s in report.steps]
+    rows = [(s.name, s.action, s.detail) for s in report.steps]
     if rows:
         ui.render(steps_table("llmd prereqs install — " + report.target.describe().split(" on ", 1)[-1], rows))
     if report.dry_run:
