@@ -21,7 +21,7 @@ def status(ctx: typer.Context, *, lws: LwsOpt = False, json: JsonOpt = False, fl
     from llmd.ops.prereqs.status import status as run_status
 
     with json_failure(ui, json, runner):
-        report = run_status(settings, runner, lws=lws)
+        report = run_status(settings, runner, lws=lws, say=None if json else ui.info)
     if json:
         ui.json(report.to_dict())
     else:

@@ -4,7 +4,7 @@ and whether it is what the stack needs. Read-only; `status`, `install`, `uninsta
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,12 +47,13 @@ class State:
                 "problem": self.problem or None, "detail": self.detail}
 
 
-def connect(settings, runner: Runner) -> tuple[Kubectl, Target]:
-    """Pin the context and (unless dry-run) prove the API server answers with a usable kubectl."""
+def connect(settings, runner: Runner, say: Callable[[str], None] | None = None) -> tuple[Kubectl, Target]:
+    """Pin the context and (unless dry-run) prove, within the one reachability budget, that the API server
+    answers; `say` gets the line naming what is awaited."""
     scope, target = pin_target(settings, runner)
     kubectl = Kubectl(runner, scope)
     if not runner.dry_run:
-        reach = check_reachable(kubectl, target)
+        reach = check_reachable(kubectl, target, say)
         if reach.failed:  # an old kubectl: nothing is read or changed with it
             raise PrereqError(reach.message, hint=reach.hint)
     return kubectl, target

@@ -168,7 +168,7 @@ class Installer:
         bundles, charts = wanted(self.cat, self.req)
         local = C.from_dirs(self.req.crd_dirs, self.cat)
         path = write_helmfile(self.req.out_dir, render_helmfile(charts, self.req.sources))
-        kubectl, target = connect(self.s, self.runner)
+        kubectl, target = connect(self.s, self.runner, self.ui.info)
         report = InstallReport(target, str(path), dry_run=self.runner.dry_run)
         if self.s.environment in self.cat.managed_environments:
             report.notes.append(f"environment {self.s.environment}: the platform runs the gateway control plane; "

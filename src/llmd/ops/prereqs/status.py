@@ -3,6 +3,7 @@ and whether llmd installed it. Read-only."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,9 +48,10 @@ class StatusReport:
                 "missing": self.missing, "notes": self.notes}
 
 
-def status(settings, runner: Runner, *, lws: bool = False) -> StatusReport:
+def status(settings, runner: Runner, *, lws: bool = False, say: Callable[[str], None] | None = None
+           ) -> StatusReport:
     cat = catalog()
-    kubectl, target = connect(settings, runner)
+    kubectl, target = connect(settings, runner, say)
     report = StatusReport(target, settings.environment)
     for st in states(kubectl, cat, settings.environment):
         report.items.append((st, needed(settings, st.key, lws=lws)))

@@ -119,7 +119,7 @@ def named(items: list[str]) -> str:
 def uninstall(settings, runner: Runner, ui, *, force: bool = False,
               confirm: Callable[[str], bool] | None = None) -> UninstallReport:
     cat = catalog()
-    kubectl, target = connect(settings, runner)
+    kubectl, target = connect(settings, runner, ui.info)
     report = UninstallReport(target)
     found = find_installed(kubectl)
     if found.empty:
