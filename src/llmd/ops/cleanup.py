@@ -18,8 +18,8 @@ from llmd.kube.helm import Helm
 from llmd.kube.kubectl import Kubectl, classify_failure
 from llmd.ops import wait
 from llmd.ops.target import Target, llmd_command, pin_target
+from llmd.presets import facts
 from llmd.proc import Runner
-from llmd.settings import PROTECTED_NAMESPACES
 
 PVC_WAIT_S = 60.0
 NAMESPACE_WAIT_S = 120.0
@@ -34,7 +34,7 @@ OWNED_KINDS = (
 
 
 def is_protected(namespace: str) -> bool:
-    return namespace in PROTECTED_NAMESPACES or namespace.startswith("kube-")
+    return namespace in facts.protected_namespaces() or namespace.startswith("kube-")
 
 
 def guard(settings) -> None:

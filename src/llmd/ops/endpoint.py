@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmd.errors import ConfigError, LlmdError, TestFailed
+from llmd.presets import facts
 from llmd.redact import redact
 
 GATEWAY_PATTERN = "inference-gateway"
@@ -218,7 +219,7 @@ def _cluster(settings, runner, ui, *, local_port, pf_ready_timeout, pf_options, 
     def diagnose() -> str:
         return pod_summary(kubectl)
 
-    if settings.environment == "gke":
+    if settings.gateway_service is None:  # GKE: the Gateway's own address, no Service to forward to
         base = gke_address(kubectl, settings)
         yield Endpoint("gke", f"Gateway {settings.gateway_name} at {base}", base_url=base, names=names,
                        diagnose=diagnose, route_probe=route_probe)
@@ -246,8 +247,8 @@ def require_service(kubectl, settings, service: str) -> None:
     raise TestFailed(
         f"gateway Service {service} not found in namespace {settings.namespace} "
         f"(environment {settings.environment}); Services matching *-{GATEWAY_PATTERN}*: {seen}",
-        hint=("istio names it <gateway>-istio, agentgateway/kgateway use the gateway name: check -e/--environment "
-              "and --release-postfix match the deployment, or run `llmd status`"),
+        hint=(f"{facts.service_naming()}: check -e/--environment and --release-postfix match the deployment, "
+              "or run `llmd status`"),
         details=f"all Services in {settings.namespace}: {', '.join(found) or '(none)'}")
 
 
