@@ -13,11 +13,15 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from llmd.errors import ConfigError, LlmdError, TestFailed
 from llmd.presets import facts
 from llmd.redact import redact
+
+if TYPE_CHECKING:
+    from llmd.kube.portforward import PortForward
+    from llmd.ops.route_probe import RouteProbe
 
 GATEWAY_PATTERN = "inference-gateway"
 GKE_PORT = 80
@@ -25,18 +29,27 @@ API_KEY_ENV = "LLMD_API_KEY"  # bearer token for endpoints that want one (--url)
 PF_READY_TIMEOUT_S = 20.0  # default --connect-timeout: `Forwarding from` + a probe answered (F35)
 
 
-@dataclass
+@dataclass(frozen=True)
+class ServedModel:
+    """What the smoke test found served, and what perf then loads: the model id and (vLLM lists it) its context
+    length, against which perf checks its prompt + output lengths (F10)."""
+
+    id: str
+    max_model_len: int | None = None
+
+
+@dataclass(frozen=True)
 class Endpoint:
+    """The real llmd.loadgen.endpoint.Endpoint, plus what the smoke test reads for its hints and evidence."""
+
     kind: str  # "url" | "sim" | "gateway" | "gke"
     description: str
     base_url: str | None = None  # fixed URL (url, sim, gke); a port-forward supplies its own
-    tunnel: Any = None  # llmd.kube.portforward.PortForward when via port-forward
+    tunnel: PortForward | None = None  # when via port-forward
     names: dict[str, str] = field(default_factory=dict)  # cluster object names for hints
     headers: dict[str, str] = field(default_factory=dict, repr=False)
     diagnose: Callable[[], str] | None = field(default=None, repr=False)  # pod status etc. for failure evidence
-    model: str | None = None  # the served model once the smoke test found it (the perf engine reads it)
-    max_model_len: int | None = None  # the served model's, from /v1/models (perf checks F10 against it)
-    route_probe: Any = field(default=None, repr=False)  # llmd.ops.route_probe.RouteProbe for cluster endpoints
+    route_probe: RouteProbe | None = field(default=None, repr=False)  # cluster endpoints: why 404/503
 
     @property
     def url(self) -> str:
