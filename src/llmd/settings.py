@@ -180,6 +180,20 @@ def _suggest_dns(value: str) -> str:
     return re.sub(r"-{2,}", "-", s)[:63].strip("-") or "llmd"
 
 
+def _too_long(s: Settings) -> list[str]:
+    return [f"{what} {name!r} is {len(name)} characters (limit {limit})"
+            for what, (name, limit) in s.derived_names().items() if len(name) > limit]
+
+
+def _fit_postfix(s: Settings, candidate: str) -> str:
+    """The longest prefix of `candidate` whose derived names all fit: a suggested fix must pass itself."""
+    for n in range(len(candidate), 0, -1):
+        cut = candidate[:n].rstrip("-")
+        if cut and DNS1035_LABEL.match(cut) and not _too_long(dataclasses.replace(s, release_postfix=cut)):
+            return cut
+    return "llmd"
+
+
 def _check_not_flag(name: str, value: str | None) -> list[str]:
     if value is not None and value.startswith("-"):
         return [f"{name}: {value!r} starts with '-' and would be read as a flag; pass a real value"]
@@ -205,14 +219,14 @@ def validate(s: Settings) -> None:
         why = ("Service names derived from it must start with a letter"
                if s.release_postfix[:1].isdigit() else "it must be lowercase letters, digits and '-'")
         fix = _suggest_dns(s.release_postfix)
-        fix = f"r-{fix}" if fix[:1].isdigit() else fix
+        fix = _fit_postfix(s, f"r-{fix}" if fix[:1].isdigit() else fix)
         errors.append(f"release_postfix: {s.release_postfix!r} must be a DNS-1035 label ({why}); try {fix!r}")
     else:
-        too_long = [f"{what} {name!r} is {len(name)} characters (limit {limit})"
-                    for what, (name, limit) in s.derived_names().items() if len(name) > limit]
+        too_long = _too_long(s)
         if too_long:
+            fix = _fit_postfix(s, s.release_postfix)
             errors.append("release_postfix: derived names are too long: " + "; ".join(too_long)
-                          + "; use a shorter --release-postfix")
+                          + f"; use a shorter --release-postfix (at most {len(fix)} characters), e.g. {fix!r}")
     if not HF_REPO_ID.match(s.model) or "--" in s.model or ".." in s.model:
         errors.append(f"model: {s.model!r} is not a Hugging Face repo id like 'org/name' (each part at most 96 "
                       "letters, digits, '.', '_', '-', starting and ending with a letter or digit; no '--' or '..')")
@@ -413,8 +427,10 @@ def load_settings(
     environ: Mapping[str, str] | None = None,
     need_token: bool = False,
     warn=None,
+    flag_names: Mapping[str, str] | None = None,
 ) -> Settings:
-    """Merge every layer into one validated Settings. `flags` holds only the flags the user gave."""
+    """Merge every layer into one validated Settings. `flags` holds only the flags the user gave;
+    `flag_names` spells each field's flag as the CLI does (kube_context is --context) for `llmd config`."""
     from llmd import redact
 
     environ = os.environ if environ is None else environ
@@ -442,7 +458,7 @@ def load_settings(
             continue
         if name not in FIELDS:
             raise ConfigError(f"internal: unknown flag field {name}")
-        put(name, raw, "flag --" + name.replace("_", "-"))
+        put(name, raw, "flag " + (flag_names or {}).get(name, "--" + name.replace("_", "-")))
     overrides: list[tuple[str, str, Any]] = []
     for expr in sets:
         key, raw = parse_set(expr)

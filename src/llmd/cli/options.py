@@ -42,6 +42,8 @@ _SETTING_FLAGS: list[tuple[str, tuple[str, ...], Any, str]] = [
 ]
 
 GROUP = "Deployment settings"
+# The long flag of each setting, as `llmd config` names a value's source (kube_context is --context).
+FLAG_NAMES = {field: next(d for d in decls if d.startswith("--")).split("/")[0] for field, decls, *_ in _SETTING_FLAGS}
 
 
 def _help(field: str, text: str) -> str:

@@ -146,7 +146,7 @@ class Deployer:
         self.ui.info(f"  rendered files: {rendered}")
 
         report.preflight = preflight(self.s, self.runner, self.kubectl, target, checks,
-                                     needs_pvc=B.PVC in bundle.files)
+                                     needs_pvc=B.PVC in bundle.files, say=self.ui.step)
         for c in report.preflight.checks:
             if c.status == "warn":
                 self.ui.warn(f"{c.name}: {c.message}")

@@ -34,7 +34,8 @@ def _ignore(_report: object) -> None:
 def smoke_then_perf(endpoint: Endpoint, request: SmokeRequest, ui, *, perf: PerfOptions | None = None,
                     on_smoke: Callable[[SmokeReport], None] = _ignore,
                     on_perf: Callable[[PerfReport], None] = _ignore) -> None:
-    """TestFailed (exit 7) when the smoke test fails, ThresholdBreached (exit 8) when perf breaches a limit."""
+    """TestFailed (exit 7) when the smoke test fails; after perf ConfigError (exit 2) when a report file could not
+    be written, ThresholdBreached (exit 8) when a limit was breached."""
     from llmd.ops.smoke import run_smoke
 
     ui.step(f"testing {endpoint.description}")
@@ -47,9 +48,10 @@ def smoke_then_perf(endpoint: Endpoint, request: SmokeRequest, ui, *, perf: Perf
     ui.ok(f"smoke test passed: {served.id} at {endpoint.description} in {report.duration_s:.1f}s")
     if perf is None:
         return
-    from llmd.ops.perf import check_thresholds, run_perf
+    from llmd.ops.perf import check_thresholds, check_written, run_perf
 
     endpoint.ensure_alive()  # the smoke test may have left an idle port-forward behind
     perf_report = run_perf(endpoint, perf, ui, served=served)
     on_perf(perf_report)
+    check_written(perf_report)
     check_thresholds(perf_report)
