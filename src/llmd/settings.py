@@ -21,7 +21,8 @@ from llmd.errors import ConfigError
 # Spelled out here so that flag help and validation need no YAML parse; tests/test_presets.py checks they agree.
 ENVIRONMENTS = ("istio", "agentgateway", "kgateway", "gke")
 ACCELERATORS = ("nvidia-l40s", "nvidia-h100", "nvidia-a100", "amd", "tpu-v6e", "cpu", "sim")
-SCHEDULERS = ("default", "load", "prefix", "random", "optimized")
+# Scheduler profiles (presets/schedulers.yaml; deprecated aliases load/optimized are accepted too).
+SCHEDULERS = ("default", "queue", "kv-cache", "prefix", "random", "optimized-baseline", "precise-prefix")
 MODEL_CACHES = ("pvc", "emptydir")
 
 
@@ -42,6 +43,9 @@ class Settings:
     pvc_size: str = "50Gi"
     storage_class: str | None = None
     scheduler: str = "default"
+    scorer_weights: tuple[str, ...] = ()  # --scorer-weight NAME=W
+    scorer_params: tuple[str, ...] = ()  # --scorer-param PLUGIN.PARAM=VALUE
+    scheduler_config: str | None = None  # --scheduler-config FILE: a whole EndpointPickerConfig instead
     monitoring: bool = False
     hf_token_file: str | None = None
     no_hf_token: bool = False
@@ -234,8 +238,7 @@ def validate(s: Settings) -> None:
         errors.append(f"environment: {s.environment!r} is not one of {', '.join(ENVIRONMENTS)}")
     if s.accelerator not in ACCELERATORS:
         errors.append(f"accelerator: {s.accelerator!r} is not one of {', '.join(ACCELERATORS)}")
-    if s.scheduler not in SCHEDULERS:
-        errors.append(f"scheduler: {s.scheduler!r} is not one of {', '.join(SCHEDULERS)}")
+    errors += _check_scheduler(s)
     if s.model_cache not in MODEL_CACHES:
         errors.append(f"model_cache: {s.model_cache!r} is not one of {', '.join(MODEL_CACHES)}")
     for name, lo, hi in (("replicas", 0, 512), ("tensor_parallel", 1, 64), ("max_model_len", 16, 10_000_000),
@@ -264,6 +267,22 @@ def validate(s: Settings) -> None:
                                "`llmd config` shows where each value came from")
 
 
+def _check_scheduler(s: Settings) -> list[str]:
+    from llmd.scheduler import profiles
+
+    errors = []
+    if s.scheduler not in SCHEDULERS and s.scheduler not in profiles.aliases():
+        errors.append(profiles.unknown_name_error(s.scheduler))
+    checks = [(profiles.parse_weight, w) for w in s.scorer_weights]
+    checks += [(profiles.parse_param, p) for p in s.scorer_params]
+    for parse, expr in checks:
+        try:
+            parse(expr)
+        except ConfigError as exc:
+            errors.append(exc.message)
+    return errors
+
+
 # ---- loading -------------------------------------------------------------------------------------
 
 FIELDS = {f.name: f for f in dataclasses.fields(Settings)
@@ -283,6 +302,8 @@ def env_var(name: str) -> str:
 def _field_type(name: str) -> str:
     default = FIELDS[name].default
     ann = str(FIELDS[name].type)
+    if isinstance(default, tuple):
+        return "list"
     if isinstance(default, bool) or ann == "bool":
         return "bool"
     if isinstance(default, int):
@@ -301,6 +322,9 @@ def coerce(name: str, raw: Any, origin: str) -> Any:
     kind = _field_type(name)
     if raw is None:
         return None
+    if kind == "list":  # repeatable flags; a config-file list; one comma-separated environment variable
+        items = raw if isinstance(raw, (list, tuple)) else str(raw).split(",")
+        return tuple(str(i).strip() for i in items if str(i).strip())
     try:
         if kind == "bool":
             if isinstance(raw, bool):
@@ -454,7 +478,7 @@ def load_settings(
         if var in environ and environ[var] != "":
             put(name, environ[var], f"env {var}")
     for name, raw in (flags or {}).items():
-        if raw is None:
+        if raw is None or (isinstance(raw, (list, tuple)) and not raw):
             continue
         if name not in FIELDS:
             raise ConfigError(f"internal: unknown flag field {name}")

@@ -36,6 +36,8 @@ def _render(ui, settings, out: str, json: bool) -> None:
     from llmd.render import render_bundle
 
     bundle = render_bundle(settings)
+    for warning in bundle.warnings:
+        ui.warn(warning)
     if out == "-":
         if json:
             ui.json([{"path": rel, "content": text} for rel, text in bundle.files.items()])

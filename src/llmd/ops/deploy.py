@@ -133,6 +133,8 @@ class Deployer:
                           "never touches it, so the stack could not be removed",
                           hint=f"pass -n <a namespace of its own> (default {Settings().namespace})")
         bundle = render_bundle(self.s)
+        for warning in bundle.warnings:
+            self.ui.warn(warning)
         rendered = bundle.write(self.out_dir)
         checks = PreflightReport()
         check_tools(self.runner, checks)  # every missing tool at once, before the first subprocess
