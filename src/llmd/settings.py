@@ -17,16 +17,13 @@ from typing import Any
 
 from llmd.errors import ConfigError
 
-# Choices. Render owns what each one means; these lists are the contract.
+# Choices: the names of the entries in presets/*.yaml, which hold what each one means (llmd.presets.facts).
+# Spelled out here so that flag help and validation need no YAML parse; tests/test_presets.py checks they agree.
 ENVIRONMENTS = ("istio", "agentgateway", "kgateway", "gke")
 ACCELERATORS = ("nvidia-l40s", "nvidia-h100", "nvidia-a100", "amd", "tpu-v6e", "cpu", "sim")
 # Scheduler profiles (presets/schedulers.yaml; deprecated aliases load/optimized are accepted too).
 SCHEDULERS = ("default", "queue", "kv-cache", "prefix", "random", "optimized-baseline", "precise-prefix")
 MODEL_CACHES = ("pvc", "emptydir")
-
-PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease", "istio-system",
-                        "agentgateway-system", "kgateway-system", "gke-system", "gmp-system", "gmp-public",
-                        "cert-manager", "monitoring", "lws-system")
 
 
 @dataclass(frozen=True)
@@ -82,12 +79,10 @@ class Settings:
 
     @property
     def gateway_service(self) -> str | None:
-        """The data-plane Service the gateway chart creates; GKE has none (use the Gateway address)."""
-        if self.environment == "istio":
-            return f"{self.gateway_name}-istio"
-        if self.environment in ("agentgateway", "kgateway"):
-            return self.gateway_name
-        return None
+        """The data-plane Service the gateway provider creates; None (GKE): use the Gateway's address."""
+        from llmd.presets import facts
+
+        return facts.environment(self.environment).service_name(self.gateway_name)
 
     @property
     def pool_name(self) -> str:
@@ -134,7 +129,9 @@ class Settings:
 
     @property
     def uses_gpu(self) -> bool:
-        return self.accelerator not in ("cpu", "sim")
+        from llmd.presets import facts
+
+        return facts.accelerator(self.accelerator).gpu_resource is not None
 
     @property
     def needs_hf_token(self) -> bool:

@@ -70,6 +70,7 @@ COMMANDS: tuple[Verb | Group, ...] = (
     Verb("render"),
     Verb("config"),
     Verb("sim"),
+    Group("scheduler", "EPP scheduler profiles: validate configs", ("validate",)),
 )
 
 
