@@ -19,6 +19,7 @@ from llmd.kube.helm import Helm, helm_version, helmfile_version, parse_version
 from llmd.kube.kubectl import Kubectl, classify_failure, kubectl_client_version, raise_cluster_error
 from llmd.ops import wait
 from llmd.ops.target import llmd_command
+from llmd.presets import facts
 from llmd.proc import INSTALL_HINTS, TOOL_ENV, Runner
 
 TOOLS = ("kubectl", "helm", "helmfile")
@@ -36,21 +37,6 @@ REQUIRED_CRDS = {
     "httproutes.gateway.networking.k8s.io": ("v1", INSTALL_GATEWAY_API),
     "inferencepools.inference.networking.k8s.io": ("v1", INSTALL_GAIE),
 }
-# environment -> (GatewayClass the infra chart uses, how to install its control plane)
-GATEWAY_CLASSES = {
-    "istio": ("istio", "install Istio 1.29.1 (istio/base + istio/istiod from https://istio-release.storage."
-                       "googleapis.com/charts) into istio-system with pilot.env.ENABLE_GATEWAY_API_INFERENCE_"
-                       "EXTENSION=true, e.g. llm-d v0.6.0 guides/prereq/gateway-provider: "
-                       "`helmfile apply -f istio.helmfile.yaml`"),
-    "agentgateway": ("agentgateway", "install agentgateway v1.0.0 (oci://cr.agentgateway.dev/charts/agentgateway-"
-                                     "crds and .../agentgateway with inferenceExtension.enabled=true) into "
-                                     "agentgateway-system: `helmfile apply -f agentgateway.helmfile.yaml`"),
-    "kgateway": ("agentgateway", "install kgateway's agentgateway v2.2.1 (oci://ghcr.io/kgateway-dev/charts/"
-                                 "agentgateway-crds and .../agentgateway): `helmfile apply -f kgateway.helmfile.yaml`"),
-    "gke": ("gke-l7-regional-external-managed",
-            "enable the GKE Gateway controller (`gcloud container clusters update <cluster> --gateway-api=standard`)"),
-}
-GPU_RESOURCES = {"amd": "amd.com/gpu", "tpu-v6e": "google.com/tpu"}  # everything else with a GPU: nvidia
 DEFAULT_SC_ANNOTATIONS = ("storageclass.kubernetes.io/is-default-class",
                           "storageclass.beta.kubernetes.io/is-default-class")
 
@@ -226,7 +212,8 @@ def _get_crds(kubectl: Kubectl) -> dict | None:
 
 
 def check_gateway_class(kubectl: Kubectl, settings) -> CheckResult:
-    cls, install = GATEWAY_CLASSES[settings.environment]
+    env = facts.environment(settings.environment)
+    cls, install = env.gateway_class, env.install
     data = kubectl.get_json("gatewayclasses.gateway.networking.k8s.io", cls, namespaced=False)
     if kubectl.runner.dry_run:
         return CheckResult("gateway class", "skip", "dry-run")
@@ -283,7 +270,7 @@ def check_gpus(kubectl: Kubectl, settings) -> CheckResult:
     """Allocatable accelerators vs replicas × TP. A shortfall only warns: autoscalers may add nodes."""
     if not settings.uses_gpu:
         return CheckResult("gpus", "skip", f"accelerator {settings.accelerator} needs no GPU")
-    resource = GPU_RESOURCES.get(settings.accelerator, "nvidia.com/gpu")
+    resource = facts.accelerator(settings.accelerator).gpu_resource
     data = kubectl.get_json("nodes", namespaced=False)
     if data is None:
         return CheckResult("gpus", "skip", "dry-run")
