@@ -69,6 +69,7 @@ def start_listening(argv: tuple[str, ...], title: str):
 class EP:
     def __init__(self, url: str) -> None:
         self.url, self.via_port_forward, self.generation = url, False, 0
+        self.headers: dict[str, str] = {}
 
 
 def new_loop():
