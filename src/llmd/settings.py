@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -273,7 +273,7 @@ def _check_scheduler(s: Settings) -> list[str]:
     errors = []
     if s.scheduler not in SCHEDULERS and s.scheduler not in profiles.aliases():
         errors.append(profiles.unknown_name_error(s.scheduler))
-    checks = [(profiles.parse_weight, w) for w in s.scorer_weights]
+    checks: list[tuple[Callable[[str], object], str]] = [(profiles.parse_weight, w) for w in s.scorer_weights]
     checks += [(profiles.parse_param, p) for p in s.scorer_params]
     for parse, expr in checks:
         try:

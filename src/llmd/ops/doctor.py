@@ -23,13 +23,14 @@ from llmd.ops import preflight as pf
 from llmd.ops.preflight import CheckResult
 from llmd.ops.target import Target, pin_target
 from llmd.proc import Runner
+from llmd.settings import Settings
 
 
 @dataclass
 class Ctx:
     """What one doctor run shares between checks."""
 
-    settings: object
+    settings: Settings
     runner: Runner
     results: dict[str, CheckResult] = field(default_factory=dict)
     kubectl: Kubectl | None = None  # set by the context check
@@ -37,6 +38,12 @@ class Ctx:
     target: Target | None = None
     namespace: pf.NamespaceState | None = None  # set by the namespace check (the RBAC check needs it)
     blocked: str | None = None  # why the remaining cluster-side checks cannot run
+
+    @property
+    def cluster(self) -> Kubectl:
+        """kubectl for a cluster-side check: those run only after the context check set it."""
+        assert self.kubectl is not None, "cluster-side checks run after the context check"
+        return self.kubectl
 
     def passed(self, name: str) -> bool:
         r = self.results.get(name)
@@ -86,31 +93,31 @@ def check_context(ctx: Ctx) -> CheckResult:
 
 
 def check_cluster(ctx: Ctx) -> CheckResult:
-    return pf.check_reachable(ctx.kubectl, ctx.target)
+    return pf.check_reachable(ctx.cluster, ctx.target)
 
 
 def check_crds(ctx: Ctx) -> CheckResult:
-    return pf.check_crds(ctx.kubectl)
+    return pf.check_crds(ctx.cluster)
 
 
 def check_gateway_class(ctx: Ctx) -> CheckResult:
     if not ctx.passed("crds"):
         return _skip("gateway class", "needs the Gateway API and InferencePool CRDs first")
-    return pf.check_gateway_class(ctx.kubectl, ctx.settings)
+    return pf.check_gateway_class(ctx.cluster, ctx.settings)
 
 
 def check_storage(ctx: Ctx) -> CheckResult:
     from llmd.render.values import uses_model_cache  # the rule that decides whether the bundle has a PVC
 
-    return pf.check_storage(ctx.kubectl, ctx.settings, needs_pvc=uses_model_cache(ctx.settings))
+    return pf.check_storage(ctx.cluster, ctx.settings, needs_pvc=uses_model_cache(ctx.settings))
 
 
 def check_gpus(ctx: Ctx) -> CheckResult:
-    return pf.check_gpus(ctx.kubectl, ctx.settings)
+    return pf.check_gpus(ctx.cluster, ctx.settings)
 
 
 def check_namespace(ctx: Ctx) -> CheckResult:
-    result, ctx.namespace = pf.check_namespace(ctx.kubectl, ctx.settings, terminating_wait_s=0)
+    result, ctx.namespace = pf.check_namespace(ctx.cluster, ctx.settings, terminating_wait_s=0)
     if ctx.namespace.terminating is not None:  # deploy waits for it; doctor only says so
         return CheckResult(result.name, "warn", result.message + "; deploy waits up to 120s for it to go",
                            result.fixes)
@@ -122,13 +129,14 @@ def check_permissions(ctx: Ctx) -> CheckResult:
 
     if ctx.namespace is None:
         return _skip("permissions", "namespace state unknown (see the namespace check)")
-    return pf.check_permissions(ctx.kubectl, ctx.settings, needs_pvc=uses_model_cache(ctx.settings),
+    return pf.check_permissions(ctx.cluster, ctx.settings, needs_pvc=uses_model_cache(ctx.settings),
                                 namespace_exists=ctx.namespace.exists)
 
 
 def check_releases(ctx: Ctx) -> CheckResult:
     if ctx.runner.missing_tools(["helm"]):
         return _skip("releases", "helm not found")
+    assert ctx.helm is not None, "set by the context check with kubectl"
     return pf.check_releases(ctx.helm, ctx.settings)
 
 
