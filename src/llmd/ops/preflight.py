@@ -128,12 +128,17 @@ def check_tools(runner: Runner, report: PreflightReport) -> None:
 def check_reachable(kubectl: Kubectl, target, say=None) -> CheckResult:
     """`kubectl version` talks to /version: proves the API server answers, and reports both versions.
     `say` gets one line naming what is awaited: a silent server costs the whole budget."""
+    return reach(kubectl, target, say)[0]
+
+
+def reach(kubectl: Kubectl, target, say=None) -> tuple[CheckResult, str]:
+    """check_reachable's verdict and the server's gitVersion ("" when unknown), for the version check."""
     if say is not None and not kubectl.runner.dry_run:
         say(reach_line(target))
     res = kubectl.run("version", "--output", "json", namespaced=False, check=False, timeout=REACH_TIMEOUT_S,
                       fail_code=ExitCode.CLUSTER)  # a blackholed server times out: that is exit 4, not a bug
     if res.dry_run:
-        return CheckResult("cluster", "skip", "dry-run")
+        return CheckResult("cluster", "skip", "dry-run"), ""
     if not res.ok:
         kind = classify_failure(res)
         if kind in ("unauthorized", "forbidden"):
@@ -150,8 +155,8 @@ def check_reachable(kubectl: Kubectl, target, say=None) -> CheckResult:
     if parse_version(client) is not None:
         version = check_version("kubectl", client)
         if version.failed:
-            return CheckResult("cluster", "fail", version.message, version.fixes)
-    return CheckResult("cluster", "ok", f"{target.describe()}: server {server}, kubectl {client}")
+            return CheckResult("cluster", "fail", version.message, version.fixes), server
+    return CheckResult("cluster", "ok", f"{target.describe()}: server {server}, kubectl {client}"), server
 
 
 def _established(crd: dict) -> bool:
@@ -163,26 +168,30 @@ def _served(crd: dict, version: str) -> bool:
     return any(v.get("name") == version and v.get("served") for v in (crd.get("spec") or {}).get("versions") or [])
 
 
+def crd_problems(found: dict[str, dict], required: dict[str, str]) -> list[tuple[str, str]]:
+    """(name, what is wrong) for each required CRD (name -> API version it must serve) that is not usable."""
+    out = []
+    for name, version in required.items():
+        crd = found.get(name)
+        if crd is None:
+            out.append((name, f"{name} missing"))
+        elif not _served(crd, version):
+            out.append((name, f"{name} does not serve {version}"))
+        elif not _established(crd):
+            out.append((name, f"{name} is not Established"))
+    return out
+
+
 def check_crds(kubectl: Kubectl) -> CheckResult:
     """The fixes are the install commands for what is missing, each once."""
     data = _get_crds(kubectl)
     if data is None:
         return CheckResult("crds", "skip", "dry-run")
     found = {item["metadata"]["name"]: item for item in data.get("items", [])}
-    fixes: list[str] = []
-    problems: list[str] = []
-    for name, (version, install) in REQUIRED_CRDS.items():
-        crd = found.get(name)
-        if crd is None:
-            problems.append(f"{name} missing")
-        elif not _served(crd, version):
-            problems.append(f"{name} does not serve {version} (an older release is installed)")
-        elif not _established(crd):
-            problems.append(f"{name} is not Established")
-        else:
-            continue
-        if install not in fixes:
-            fixes.append(install)
+    bad = crd_problems(found, {name: version for name, (version, _) in REQUIRED_CRDS.items()})
+    problems = [why.replace("does not serve v1", "does not serve v1 (an older release is installed)")
+                for _, why in bad]
+    fixes = list(dict.fromkeys(REQUIRED_CRDS[name][1] for name, _ in bad))
     if problems:
         return CheckResult("crds", "fail", "; ".join(problems), tuple(fixes))
     return CheckResult("crds", "ok", "Gateway API and InferencePool v1 present")
