@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ ACCELERATORS = ("nvidia-l40s", "nvidia-h100", "nvidia-a100", "amd", "tpu-v6e", "
 # Scheduler profiles (presets/schedulers.yaml; deprecated aliases load/optimized are accepted too).
 SCHEDULERS = ("default", "queue", "kv-cache", "prefix", "random", "optimized-baseline", "precise-prefix")
 MODEL_CACHES = ("pvc", "emptydir")
+PLATFORMS = ("kubernetes", "local")  # where the stack runs: llmd.platform.select() is the one place that decides
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Settings:
     hf_token_file: str | None = None
     no_hf_token: bool = False
     timeout: int = 1800  # seconds for deploy readiness
+    platform: str = "kubernetes"
     # `--set values.<infra|gaie|ms>.<path>=<yaml>`: raw chart-value overrides, merged last by render.
     value_overrides: tuple[tuple[str, str, Any], ...] = ()
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -239,6 +241,8 @@ def validate(s: Settings) -> None:
     if s.accelerator not in ACCELERATORS:
         errors.append(f"accelerator: {s.accelerator!r} is not one of {', '.join(ACCELERATORS)}")
     errors += _check_scheduler(s)
+    if s.platform not in PLATFORMS:
+        errors.append(f"platform: {s.platform!r} is not one of {', '.join(PLATFORMS)}")
     if s.model_cache not in MODEL_CACHES:
         errors.append(f"model_cache: {s.model_cache!r} is not one of {', '.join(MODEL_CACHES)}")
     for name, lo, hi in (("replicas", 0, 512), ("tensor_parallel", 1, 64), ("max_model_len", 16, 10_000_000),
@@ -273,7 +277,7 @@ def _check_scheduler(s: Settings) -> list[str]:
     errors = []
     if s.scheduler not in SCHEDULERS and s.scheduler not in profiles.aliases():
         errors.append(profiles.unknown_name_error(s.scheduler))
-    checks = [(profiles.parse_weight, w) for w in s.scorer_weights]
+    checks: list[tuple[Callable[[str], object], str]] = [(profiles.parse_weight, w) for w in s.scorer_weights]
     checks += [(profiles.parse_param, p) for p in s.scorer_params]
     for parse, expr in checks:
         try:
@@ -354,11 +358,11 @@ def _normalise_key(key: str) -> str:
     return key.strip().replace("-", "_").lower()
 
 
-def _unique_keys_loader(base, path: str):
+def _unique_keys_loader(base: type, path: str) -> type:
     """`base` (a PyYAML loader) that refuses a mapping key given twice: YAML keeps the last one silently."""
     import yaml
 
-    class Loader(base):  # type: ignore[misc, valid-type]
+    class Loader(base):  # a loader class chosen at run time
         pass
 
     def mapping(loader, node, deep=False):
@@ -577,7 +581,7 @@ def load_settings(
         elif TOKEN_ENV in environ:
             token = clean_token(environ[TOKEN_ENV], f"env {TOKEN_ENV}")
             sources["hf_token"] = f"env {TOKEN_ENV}"
-        elif need_token:
+        elif need_token and settings.platform != "local":  # local replicas are simulators: nothing to download
             raise ConfigError(
                 f"no Hugging Face token for {settings.model}: set HF_TOKEN or pass --hf-token-file "
                 "(tokens are never accepted as flag values)",

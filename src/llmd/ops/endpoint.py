@@ -53,10 +53,9 @@ class Endpoint:
 
     @property
     def url(self) -> str:
-        if self.tunnel is not None:
-            return self.tunnel.url
-        assert self.base_url is not None
-        return self.base_url
+        url = self.tunnel.url if self.tunnel is not None else self.base_url
+        assert url is not None, "a port-forward has a URL once open; other endpoints are built with one"
+        return url
 
     @property
     def via_port_forward(self) -> bool:
@@ -156,6 +155,18 @@ def open_endpoint(*, settings, runner=None, ui=None, url: str | None = None, sim
         with _sim(sim_model or settings.served_model_name, settings.max_model_len, runner) as ep:
             yield ep
         return
+    from llmd.platform import select
+
+    with select(settings).open_endpoint(settings, runner, ui, local_port=local_port,
+                                        pf_ready_timeout=pf_ready_timeout, pf_options=pf_options or {},
+                                        route_manifest=route_manifest) as ep:
+        yield ep
+
+
+@contextlib.contextmanager
+def cluster_endpoint(settings, runner, ui, *, local_port=None, pf_ready_timeout: float = PF_READY_TIMEOUT_S,
+                     pf_options: dict | None = None, route_manifest=None) -> Iterator[Endpoint]:
+    """The deployment's gateway on Kubernetes (the KubernetesPlatform's endpoint)."""
     yield from _cluster(settings, runner, ui, local_port=local_port, pf_ready_timeout=pf_ready_timeout,
                         pf_options=pf_options or {}, route_manifest=route_manifest)
 
