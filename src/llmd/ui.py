@@ -75,6 +75,22 @@ class Ui:
         if self.verbose >= 0 and not self.quiet:
             self._print(f"$ {text}", "cmd")
 
+    def child_result(self, result: Any) -> None:
+        """-v: a finished child command's exit code and time, then the tail of its output (-vv: all of it).
+        The output was redacted by the runner."""
+        if self.verbose <= 0:
+            return
+        status = "timed out" if result.timed_out else f"exit {result.returncode}"
+        self._print(f"  ↳ {status} in {result.duration_s:.2f}s", "muted")
+        lines = (result.stdout + result.stderr).rstrip().splitlines()
+        limit = None if self.verbose > 1 else 20
+        if limit is not None and len(lines) > limit:
+            self._print(f"    … {len(lines) - limit} earlier lines (-vv shows them; the transcript keeps all)",
+                        "muted")
+            lines = lines[-limit:]
+        for line in lines:
+            self._print(f"    {line}", "muted")
+
     def detail(self, text: str) -> None:
         if self.verbose > 0:
             self._print(text, "muted")

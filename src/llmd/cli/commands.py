@@ -85,7 +85,12 @@ def _build_verb(verb: Verb, path: str) -> click.Command:
     if path not in _built:
         single = typer.Typer(add_completion=False)
         single.command(verb.name, epilog=verb.epilog() if verb.epilog else None)(verb.load())
-        _built[path] = typer.main.get_command(single)  # one command and no callback: the command itself
+        command = typer.main.get_command(single)  # one command and no callback: the command itself
+        taken = {o for p in command.params for o in p.opts}
+        from llmd.cli import global_flags
+
+        command.params += [p for p in global_flags.params() if not set(p.opts) & taken]  # `llmd status -v`
+        _built[path] = command
     return _built[path]
 
 
