@@ -29,8 +29,10 @@ THEME = Theme(
 
 
 class Ui:
-    def __init__(self, *, json_mode: bool = False, verbose: int = 0, quiet: bool = False, color: bool | None = None):
+    def __init__(self, *, json_mode: bool = False, verbose: int = 0, quiet: bool = False, color: bool | None = None,
+                 doc_format: str = "json"):
         self.json_mode = json_mode
+        self.doc_format = doc_format  # json, or yaml with -o yaml
         self.verbose = verbose
         self.quiet = quiet
         no_color = None if color is None else not color
@@ -100,7 +102,13 @@ class Ui:
         self.err.print(renderable)
 
     def json(self, data: Any) -> None:
-        sys.stdout.write(redact(json.dumps(data, indent=2, sort_keys=False, default=str)) + "\n")
+        """The command's one document on stdout: JSON, or YAML with -o yaml (the same content)."""
+        text = json.dumps(data, indent=2, sort_keys=False, default=str)
+        if self.doc_format == "yaml":
+            import yaml
+
+            text = yaml.safe_dump(json.loads(text), sort_keys=False, allow_unicode=True, width=1000).rstrip()
+        sys.stdout.write(redact(text) + "\n")
         sys.stdout.flush()
 
     def data(self, text: str) -> None:

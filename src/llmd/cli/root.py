@@ -45,12 +45,13 @@ class State:
         self.verbose = verbose
         self.quiet = quiet
         self.no_color = no_color
+        self.doc_format = "json"  # -o yaml: the same documents as YAML (cli/output_format.py)
 
     def ui(self, json_mode: bool = False):
         from llmd.ui import Ui
 
         return Ui(json_mode=json_mode, verbose=self.verbose, quiet=self.quiet,
-                  color=False if self.no_color else None)
+                  color=False if self.no_color else None, doc_format=self.doc_format)
 
 
 def _version(value: bool) -> None:
