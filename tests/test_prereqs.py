@@ -45,8 +45,8 @@ def install_args(crd_dir, out, *extra: str) -> tuple[str, ...]:
     return ("prereqs", "install", "--context", CTX, *SIM, "--crd-dir", str(crd_dir), "--out", str(out), *extra)
 
 
-def bare_cluster_install(fake, out) -> None:
-    """Everything a bare cluster gets: both CRD bundles, then istio, then the wait, then doctor."""
+def bare_cluster_crds(fake) -> None:
+    """A bare cluster gets both CRD bundles first."""
     fake.context()
     fake.reachable()
     fake.markers()
@@ -55,6 +55,11 @@ def bare_cluster_install(fake, out) -> None:
         fake.existing(names(docs))
         fake.ssa()
         fake.established(names(docs))
+
+
+def bare_cluster_install(fake, out) -> None:
+    """Everything a bare cluster gets: both CRD bundles, then istio, then the wait, then doctor."""
+    bare_cluster_crds(fake)
     fake.ns_get("istio-system", exists=False)
     fake.ssa()  # namespace
     fake.prereqs_sync(out / "helmfile.yaml")
@@ -478,14 +483,7 @@ def test_deploy_on_a_bare_cluster_names_prereqs_install_first(cli, fp, fake):
 def test_ctrl_c_while_waiting_says_what_is_installed_and_how_to_finish(cli, fp, fake, crd_dir, tmp_path, clock,
                                                                       monkeypatch):
     out = tmp_path / "out"
-    fake.context()
-    fake.reachable()
-    fake.markers()
-    fake.istiod(present=False)
-    for docs in (gateway_api_docs(), inference_docs()):
-        fake.existing(names(docs))
-        fake.ssa()
-        fake.established(names(docs))
+    bare_cluster_crds(fake)
     fake.ns_get("istio-system", exists=True)
     fake.prereqs_sync(out / "helmfile.yaml")
     fake.ssa()
