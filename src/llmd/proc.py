@@ -190,10 +190,12 @@ class Runner:
         echo: Callable[[str], None] | None = None,
         tools: Mapping[str, str] | None = None,
         default_timeout: float = DEFAULT_TIMEOUT,
+        on_result: Callable[[CmdResult], None] | None = None,
     ) -> None:
         self.dry_run = dry_run
         self.transcript = transcript or Transcript(None)
         self.echo = echo
+        self.on_result = on_result  # -v: each finished child's exit code, time and output
         self.default_timeout = default_timeout
         self.planned: list[Cmd] = []
         self._tools = dict(tools or {})
@@ -310,6 +312,8 @@ class Runner:
         self.transcript.write(
             f"# exit {result.returncode} in {result.duration_s:.2f}s\n{result.stdout}{result.stderr}"
         )
+        if self.on_result is not None:
+            self.on_result(result)
         if timed_out:
             raise CommandTimeout(
                 f"timed out after {timeout:.0f}s: {shown}",
