@@ -70,7 +70,7 @@ COMMANDS: tuple[Verb | Group, ...] = (
     Verb("render"),
     Verb("config"),
     Verb("sim"),
-    Group("scheduler", "EPP scheduler profiles: validate configs", ("validate",)),
+    Group("scheduler", "EPP scheduler profiles: validate, show, apply, metrics", ("validate", "show", "apply")),
 )
 
 
