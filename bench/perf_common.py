@@ -63,6 +63,7 @@ class Sim:
 class EP:
     def __init__(self, url: str) -> None:
         self.url, self.via_port_forward, self.generation = url, False, 0
+        self.headers: dict[str, str] = {}
 
 
 def new_loop():

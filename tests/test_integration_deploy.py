@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from fakes import FakeTool, install_fake
-from llmd.ops.preflight import GATEWAY_CLASSES
+from llmd.presets import facts
 from llmd.render import bundle as B
 from llmd.settings import load_settings
 
@@ -48,7 +48,7 @@ def seed_cluster(settings) -> dict:
     objects = [
         *crds,
         {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
-         "metadata": {"name": GATEWAY_CLASSES[settings.environment][0]}},
+         "metadata": {"name": facts.environment(settings.environment).gateway_class}},
         {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {
             "name": "standard", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}}},
         {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "gpu-node-1"},

@@ -70,6 +70,8 @@ COMMANDS: tuple[Verb | Group, ...] = (
     Verb("render"),
     Verb("config"),
     Verb("sim"),
+    Group("prereqs", "Install, inspect and remove the cluster prerequisites: Gateway API + InferencePool CRDs, the "
+                     "gateway control plane, LWS, Prometheus Operator CRDs.", ("install", "status", "uninstall")),
     Group("scheduler", "EPP scheduler profiles: validate, show, apply, metrics", ("validate", "show", "apply")),
 )
 

@@ -25,6 +25,7 @@ def render_bundle(settings) -> Bundle:
         "ms": values.apply_overrides(values.ms_values(settings, chosen), "ms", overrides),
     }
     values.check_gaie(chart_values["gaie"], charts["gaie"]["version"])
+    values.check_schema(chart_values, overrides, charts)
 
     context = {"settings": settings, "version": __version__, "charts": charts}
     files: dict[str, str] = {
