@@ -75,7 +75,7 @@ def test_json_is_one_document_with_every_check_in_order(cli, fp, fake):
     assert r.exit_code == 0, r.stderr
     data = json.loads(r.stdout)
     assert data["status"] == "ok" and data["exit_code"] == 0
-    assert data["target"] == {"namespace": NS, "context": CTX, "server": SERVER}
+    assert data["target"] == {"namespace": NS, "context": CTX, "server": SERVER, "platform": "kubernetes"}
     assert [c["name"] for c in data["checks"]] == ["kubectl", "helm", "helmfile", "hf token", "context", "cluster",
                                                    *CLUSTER_CHECKS]
     checks = {c["name"]: c for c in data["checks"]}

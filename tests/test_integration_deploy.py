@@ -110,7 +110,8 @@ def test_deploy_end_to_end_then_again_without_changes(cli, stack):
     assert first.exit_code == 0, first.stderr
     report = json.loads(first.stdout)
     assert report["status"] == "deployed" and report["changed"] is True
-    assert report["target"] == {"namespace": NS, "context": CONTEXT, "server": "https://127.0.0.1:6443"}
+    assert report["target"] == {"namespace": NS, "context": CONTEXT, "server": "https://127.0.0.1:6443",
+                                "platform": "kubernetes"}
 
     # helm, through the real helmfile: the three releases, in order, pinned to our context and namespace.
     upgrades = [c for c in helm.calls() if "upgrade" in c]

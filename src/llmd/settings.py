@@ -24,6 +24,7 @@ ACCELERATORS = ("nvidia-l40s", "nvidia-h100", "nvidia-a100", "amd", "tpu-v6e", "
 # Scheduler profiles (presets/schedulers.yaml; deprecated aliases load/optimized are accepted too).
 SCHEDULERS = ("default", "queue", "kv-cache", "prefix", "random", "optimized-baseline", "precise-prefix")
 MODEL_CACHES = ("pvc", "emptydir")
+PLATFORMS = ("kubernetes", "local")  # where the stack runs: llmd.platform.select() is the one place that decides
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Settings:
     hf_token_file: str | None = None
     no_hf_token: bool = False
     timeout: int = 1800  # seconds for deploy readiness
+    platform: str = "kubernetes"
     # `--set values.<infra|gaie|ms>.<path>=<yaml>`: raw chart-value overrides, merged last by render.
     value_overrides: tuple[tuple[str, str, Any], ...] = ()
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -239,6 +241,8 @@ def validate(s: Settings) -> None:
     if s.accelerator not in ACCELERATORS:
         errors.append(f"accelerator: {s.accelerator!r} is not one of {', '.join(ACCELERATORS)}")
     errors += _check_scheduler(s)
+    if s.platform not in PLATFORMS:
+        errors.append(f"platform: {s.platform!r} is not one of {', '.join(PLATFORMS)}")
     if s.model_cache not in MODEL_CACHES:
         errors.append(f"model_cache: {s.model_cache!r} is not one of {', '.join(MODEL_CACHES)}")
     for name, lo, hi in (("replicas", 0, 512), ("tensor_parallel", 1, 64), ("max_model_len", 16, 10_000_000),
@@ -577,7 +581,7 @@ def load_settings(
         elif TOKEN_ENV in environ:
             token = clean_token(environ[TOKEN_ENV], f"env {TOKEN_ENV}")
             sources["hf_token"] = f"env {TOKEN_ENV}"
-        elif need_token:
+        elif need_token and settings.platform != "local":  # local replicas are simulators: nothing to download
             raise ConfigError(
                 f"no Hugging Face token for {settings.model}: set HF_TOKEN or pass --hf-token-file "
                 "(tokens are never accepted as flag values)",

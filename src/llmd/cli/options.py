@@ -45,6 +45,8 @@ _SETTING_FLAGS: list[tuple[str, tuple[str, ...], Any, str]] = [
     ("hf_token_file", ("--hf-token-file",), str, "Read the HF token from this file instead of HF_TOKEN"),
     ("no_hf_token", ("--no-hf-token",), bool, "Deploy without an HF token (public models)"),
     ("timeout", ("--timeout",), int, "Seconds to wait for readiness"),
+    ("platform", ("--platform",), str, "Where the stack runs: " + "|".join(S.PLATFORMS)
+     + " (local: simulated replicas and a scheduling gateway on 127.0.0.1)"),
 ]
 
 GROUP = "Deployment settings"

@@ -156,6 +156,18 @@ def open_endpoint(*, settings, runner=None, ui=None, url: str | None = None, sim
         with _sim(sim_model or settings.served_model_name, settings.max_model_len, runner) as ep:
             yield ep
         return
+    from llmd.platform import select
+
+    with select(settings).open_endpoint(settings, runner, ui, local_port=local_port,
+                                        pf_ready_timeout=pf_ready_timeout, pf_options=pf_options or {},
+                                        route_manifest=route_manifest) as ep:
+        yield ep
+
+
+@contextlib.contextmanager
+def cluster_endpoint(settings, runner, ui, *, local_port=None, pf_ready_timeout: float = PF_READY_TIMEOUT_S,
+                     pf_options: dict | None = None, route_manifest=None) -> Iterator[Endpoint]:
+    """The deployment's gateway on Kubernetes (the KubernetesPlatform's endpoint)."""
     yield from _cluster(settings, runner, ui, local_port=local_port, pf_ready_timeout=pf_ready_timeout,
                         pf_options=pf_options or {}, route_manifest=route_manifest)
 
