@@ -20,39 +20,41 @@ def apply(ctx: typer.Context, *, dry_run: DryRunOpt = False, json: JsonOpt = Fal
     """
     ui, settings = load(ctx, flags, sets, config, json_mode=json, json_errors=json)
     runner = make_runner(ctx, ui)  # --dry-run still reads the running config: only mutations are skipped
-    from llmd.ops.scheduler_apply import apply_scheduler
-    from llmd.paths import rendered_dir
+    from llmd.platform import select
 
     with json_failure(ui, json, runner):
-        report = apply_scheduler(settings, runner, ui, out_dir=rendered_dir(settings), dry_run=dry_run)
+        report = select(settings).apply_scheduler(settings, runner, ui, settings.scheduler, dry_run=dry_run)
     if json:
-        ui.json(report.to_dict())
+        ui.json(report)
         return
-    for w in report.warnings:
+    for w in report.get("warnings", []):
         ui.warn(w)
-    if not report.diff:
-        ui.ok(f"the EPP already runs this config ({report.after_file}); nothing changed")
+    if "diff" not in report:  # a platform without an EPP Deployment (the local gateway)
+        ui.ok(f"scheduler {report['profile']} in effect on the {report['platform']} platform")
+        return
+    if not report["diff"]:
+        ui.ok(f"the EPP already runs this config ({report['after_file']}); nothing changed")
         return
     if dry_run:
-        ui.data(report.diff)
-        ui.result("would run: " + "; ".join(report.planned))
+        ui.data(report["diff"])
+        ui.result("would run: " + "; ".join(report["plan"]))
     _changes(ui, report)
-    if report.changed:
-        ui.ok(f"EPP now runs {report.source} ({report.after_file}); pods {', '.join(report.old_epp_pods) or '-'} → "
-              f"{', '.join(report.new_epp_pods)}; {len(report.model_pods)} model-server pods untouched (same UIDs) "
-              f"in {report.elapsed_s:.0f}s")
+    if report["changed"]:
+        ui.ok(f"EPP now runs {report['source']} ({report['after_file']}); pods "
+              f"{', '.join(report['old_epp_pods']) or '-'} → {', '.join(report['new_epp_pods'])}; "
+              f"{len(report['model_pods_kept'])} model-server pods untouched (same UIDs) in {report['elapsed_s']:.0f}s")
 
 
 def _changes(ui, report) -> None:
     from rich.table import Table
 
-    if not report.weights:
-        ui.result(f"{report.before_file} → {report.after_file}: plugin parameters changed (weights unchanged)")
+    title = f"{report['before_file']} → {report['after_file']}"
+    if not report["weights"]:
+        ui.result(f"{title}: plugin parameters changed (weights unchanged)")
         return
-    t = Table(title=f"{'would change' if report.dry_run else 'changed'}: {report.before_file} → {report.after_file}",
-              title_justify="left")
+    t = Table(title=f"{'would change' if report['dry_run'] else 'changed'}: {title}", title_justify="left")
     for col in ("plugin", "weight before", "weight after"):
         t.add_column(col, overflow="fold")
-    for row in report.weights:
+    for row in report["weights"]:
         t.add_row(row["plugin"], row["before"], row["after"])
     ui.render(t)
