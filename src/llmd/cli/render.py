@@ -11,7 +11,7 @@ import typer
 from llmd.cli.common import load
 from llmd.cli.options import settings_options
 
-OutOpt = Annotated[str, typer.Option("--out", "-o", help="Directory to write, or '-' for one YAML stream on stdout",
+OutOpt = Annotated[str, typer.Option("--out", help="Directory to write, or '-' for one YAML stream on stdout",
                                      show_default=True)]
 JsonFilesOpt = Annotated[bool, typer.Option("--json", help="Print a JSON list of the files written "
                                             "(with --out -: a list of {path, content})")]

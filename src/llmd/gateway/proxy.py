@@ -270,6 +270,8 @@ class Exchange:
             self.finish()
             self.client.close()
             return
+        if not self.sent_any:
+            self.ep.ready = False  # passive health check, as for a connect failure
         self.fail("upstream_reset" if self.sent_any else "reset_before_headers", 503, RESET_BEFORE_HEADERS)
 
     def client_lost(self) -> None:

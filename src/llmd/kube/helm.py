@@ -61,7 +61,7 @@ class Helm:
 
     def cmd(self, *args: str, mutates: bool = False, timeout: float | None = HELM_TIMEOUT_S, title: str = "") -> Cmd:
         return Cmd((self.runner.tool("helm"), *args, *self.scope.helm_flags()), mutates=mutates, timeout=timeout,
-                   title=title)
+                   title=title, env=self.scope.env())
 
     def _read(self, *args: str) -> CmdResult:
         res = self.runner.run(self.cmd(*args), check=False)
@@ -125,8 +125,8 @@ class Helmfile:
         flags += ["--helm-binary", self.runner.tool("helm")]
         if selector:  # only the releases whose helmfile labels match (e.g. component=gaie)
             flags += ["--selector", selector]
-        env = {"KUBECONFIG": self.scope.kubeconfig} if self.scope.kubeconfig else {}
-        return Cmd((self.runner.tool("helmfile"), *flags, *subcommand), mutates=mutates, env=env, timeout=timeout,
+        return Cmd((self.runner.tool("helmfile"), *flags, *subcommand), mutates=mutates,
+                   env=self.scope.env(always=True), timeout=timeout,
                    cwd=str(file.parent), title="helmfile " + " ".join(subcommand))
 
     def sync(self, file: Path, *, on_line=None, selector: str | None = None) -> CmdResult:
