@@ -419,6 +419,10 @@ def preflight(settings, runner: Runner, kubectl: Kubectl, target, report: Prefli
     failed = [r for r in results if r.failed]
     if failed:
         fixes = [f for r in failed for f in r.fixes]
+        if any(r.name in ("crds", "gateway class") for r in failed):  # what `llmd prereqs install` installs
+            from llmd.ops.prereqs.fixes import install_command
+
+            fixes.insert(0, f"{install_command(settings, kubectl.scope.context, monitoring=False)}   (or by hand:)")
         raise PrereqError("missing cluster prerequisite(s): " + "; ".join(r.message for r in failed),
                           hint="install them, then re-run:\n" + "\n".join(f"  {f}" for f in fixes))
     report.add(check_gpus(kubectl, settings))
