@@ -29,6 +29,7 @@ from llmd.sim.tokenizer import count_tokens, flatten_chat, token_ids
 
 CHAT = b"/v1/chat/completions"
 COMPLETIONS = b"/v1/completions"
+KV_EVENTS = b"/llmd/kv-events"
 JSON_CT = b"application/json"
 TEXT_CT = b"text/plain; charset=utf-8"
 SSE_HEAD = (b"content-type: text/event-stream; charset=utf-8\r\ncache-control: no-cache\r\n"
@@ -117,8 +118,11 @@ class SimApp:
     def handle(self, conn: HttpConnection, method: bytes, path: bytes, headers: dict,  # noqa: PLR0917 (hot path)
                body: bytes, keep_alive: bool, recv_ns: int) -> None:
         q = path.find(b"?")
+        query = b""
         if q >= 0:
-            path = path[:q]
+            path, query = path[:q], path[q + 1:]
+        if path == KV_EVENTS and method == b"GET":
+            return self._kv_events(conn, keep_alive, query)
         if path in (CHAT, COMPLETIONS):
             if method != b"POST":
                 return self._plain_error(conn, keep_alive, 405, f"use POST for {path.decode()}")
@@ -147,6 +151,19 @@ class SimApp:
         data = [{"id": name, "object": "model", "created": created, "owned_by": "vllm", "root": name,
                  "parent": None, "max_model_len": cfg.max_model_len} for name in cfg.names]
         conn.respond(200, json.dumps({"object": "list", "data": data}).encode(), JSON_CT, keep_alive)
+
+    def _kv_events(self, conn, keep_alive, query: bytes) -> None:
+        """GET /llmd/kv-events?after=SEQ: the KV cache's block events, the local stand-in for vLLM's ZMQ stream."""
+        if self.kv is None:
+            return self._plain_error(conn, keep_alive, 404, "KV cache simulation is off (--enable-kvcache)")
+        after = -1
+        for part in query.split(b"&"):
+            name, _, value = part.partition(b"=")
+            if name == b"after" and value.lstrip(b"-").isdigit():
+                after = int(value)
+        doc = self.kv.events_after(after)
+        doc["block_size"] = self.cfg.block_size
+        conn.respond(200, json.dumps(doc).encode(), JSON_CT, keep_alive)
 
     def _health(self, conn, keep_alive) -> None:
         conn.respond(200, b"", TEXT_CT, keep_alive)
