@@ -38,7 +38,7 @@ _PERF_FLAGS: list[tuple[str, tuple[str, ...], Any, str]] = [
     ("api", ("--api",), str, "chat|completions (default chat)"),
     ("slo", ("--slo",), str, "Per-request limits for goodput, e.g. ttft=200ms,tpot=50ms,e2e=10s,attainment=0.95"),
     ("max_error_rate", ("--max-error-rate",), float, "Failed share above which the run exits 8 (default 0.01)"),
-    ("output", ("--output", "-o"), str, "Write the JSON report here (default: state dir)"),
+    ("output", ("--report-file",), str, "Write the JSON report here (default: state dir; was -o/--output)"),
     ("csv", ("--csv",), str, "Write per-request records as CSV"),
     ("benchmark_report", ("--benchmark-report",), str,
      "Also write llm-d Benchmark Report v0.2 JSON (one file per stage)"),

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from llmd import proc
-from llmd.errors import DeployError, Interrupted, Refused, TestFailed
+from llmd.errors import ConfigError, DeployError, Interrupted, Refused, TestFailed
 from llmd.ops.target import Target, llmd_command
 from llmd.paths import state_dir
 
@@ -455,8 +455,12 @@ class LocalPlatform:
         st = gateway_state(gw.url or "")
         return {e["name"]: e["picks"] for e in st["endpoints"]} if st else None
 
-    def apply_scheduler(self, settings, runner, ui, profile: str) -> dict[str, Any]:
+    def apply_scheduler(self, settings, runner, ui, profile: str, *, dry_run: bool = False) -> dict[str, Any]:
         import dataclasses
+
+        if dry_run:
+            raise ConfigError("--dry-run of a scheduler apply needs the Kubernetes platform",
+                              hint="`llmd scheduler show --profile NAME` shows the config the gateway would get")
 
         state, _ = self._running_gateway(settings)
         target = dataclasses.replace(settings, scheduler=profile, scheduler_config=None)
