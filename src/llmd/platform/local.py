@@ -181,9 +181,12 @@ def scheduler_label(settings) -> str:
 def effective_config(settings) -> dict[str, Any]:
     """The EndpointPickerConfig these settings select (profile or --scheduler-config, then overrides): the same
     document the cluster's EPP would run (llmd.scheduler.selection)."""
+    from llmd.gateway.scheduling import Scheduler
     from llmd.scheduler.selection import for_settings
 
-    return for_settings(settings).config
+    config = for_settings(settings).config
+    Scheduler(config)  # a plugin the local gateway does not simulate is bad input (exit 2) before anything starts
+    return config
 
 
 class LocalPlatform:
@@ -201,6 +204,7 @@ class LocalPlatform:
         d = local_dir(settings)
         report = DeployReport(target=self.target(settings), rendered_dir=str(d), digest="", dry_run=runner.dry_run)
         n = replica_count(settings)
+        effective_config(settings)
         if runner.dry_run:
             for i in range(n):
                 report.planned.append(" ".join(self._sim_argv(settings)) + f"  # replica-{i}")
