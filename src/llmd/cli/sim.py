@@ -117,5 +117,7 @@ def sim(
         asyncio.set_event_loop(None)
     if record:
         ui.info(f"records written to {record}")
-    if signum == signal.SIGTERM:
-        raise typer.Exit(143)
+    if signum == signal.SIGTERM:  # Ctrl-C is the normal way to stop a simulator: exit 0
+        from llmd.errors import ExitCode
+
+        raise typer.Exit(ExitCode.for_signal(signum))

@@ -109,7 +109,6 @@ class _Outcome:
 
     @contextlib.contextmanager
     def guard(self):
-        import signal
 
         from llmd import proc
         from llmd.errors import ExitCode, LlmdError
@@ -124,7 +123,7 @@ class _Outcome:
                         "exit_code": int(err.exit_code)})
             raise
         except KeyboardInterrupt:
-            code = ExitCode.TERMINATED if proc.last_signal == signal.SIGTERM else ExitCode.INTERRUPTED
+            code = ExitCode.for_signal(proc.last_signal)
             self._emit({"message": "interrupted", "hint": None, "details": None, "exit_code": int(code)})
             raise
         except typer.Exit:

@@ -277,5 +277,5 @@ def cleanup(settings, runner: Runner, ui, *, keep_pvc: bool = False, remove_name
         done = [f"{r.what} {r.name}" for r in report.rows if r.status == "removed"]
         raise Interrupted("interrupted during cleanup; removed so far: " + (", ".join(done) or "nothing"),
                           hint=f"re-run `{llmd_command(settings, target.context, 'cleanup')}` to remove the rest "
-                               "(safe to repeat)", signum=15 if proc.last_signal == 15 else 2) from None
+                               "(safe to repeat)", signum=proc.last_signal) from None
     return report
