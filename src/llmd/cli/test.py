@@ -12,8 +12,8 @@ import typer
 from llmd.cli.common import load, make_runner
 from llmd.cli.options import JsonOpt, settings_options
 from llmd.cli.perf_options import build_perf_options, perf_options
+from llmd.ops.smoke_defaults import DEFAULT_MAX_TOKENS, DEFAULT_PROMPT, DEFAULT_READY_TIMEOUT_S
 
-DEFAULT_PROMPT = "Say hello in one short sentence."  # the same text as llmd.ops.smoke.DEFAULT_PROMPT
 PANEL = "Endpoint and smoke test"
 
 
@@ -35,10 +35,10 @@ def test(
     prompt: Annotated[str, typer.Option("--prompt", help="Prompt of the smoke requests",
                                         rich_help_panel=PANEL)] = DEFAULT_PROMPT,
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="max_tokens of the smoke requests",
-                                            rich_help_panel=PANEL)] = 16,
+                                            rich_help_panel=PANEL)] = DEFAULT_MAX_TOKENS,
     ready_timeout: Annotated[float, typer.Option(
         "--ready-timeout", help="Once connected: seconds to wait for /v1/models to list the model (warm-up 503/404 "
-        "tolerated; a missing or rejected HTTPRoute fails at once)", rich_help_panel=PANEL)] = 120.0,
+        "tolerated; a missing or rejected HTTPRoute fails at once)", rich_help_panel=PANEL)] = DEFAULT_READY_TIMEOUT_S,
     connect_timeout: Annotated[Optional[float], typer.Option(  # noqa: UP045
         "--connect-timeout", help="Seconds to establish the port-forward: until kubectl prints 'Forwarding from' "
         "and a probe through it answers; also the budget of each restart (default 20; port-forward only, so not "
