@@ -79,8 +79,9 @@ def sim(
     """
     import asyncio
 
+    from llmd.loadgen.loop import new_event_loop
     from llmd.sim.config import FaultSpec, SimConfig, parse_duration
-    from llmd.sim.server import new_event_loop, replica_configs, serve
+    from llmd.sim.server import replica_configs, serve
 
     ui = ctx.obj.ui()
     if replicas < 1:
