@@ -111,16 +111,14 @@ class _Outcome:
     def guard(self):
 
         from llmd import proc
+        from llmd.cli.lifecycle import attach_log, error_fields
         from llmd.errors import ExitCode, LlmdError
 
         try:
             yield self
         except LlmdError as err:
-            log = getattr(getattr(self.runner, "transcript", None), "path", None)
-            if log is not None and err.log_path is None:
-                err.log_path = str(log)  # the boundary prints `log: <path>`
-            self._emit({"message": err.message, "hint": err.hint, "details": err.details,
-                        "exit_code": int(err.exit_code)})
+            attach_log(err, self.runner)
+            self._emit(error_fields(err))
             raise
         except KeyboardInterrupt:
             code = ExitCode.for_signal(proc.last_signal)
