@@ -27,8 +27,11 @@ def render(ctx: typer.Context, *, out: OutOpt = "rendered", json: JsonFilesOpt =
     ui, settings = load(ctx, flags, sets, config, json_mode=json)
     from llmd.errors import ConfigError
     from llmd.render import render_bundle
+    from llmd.render.mirror import summary
 
     bundle = render_bundle(settings)
+    for line in summary(settings):  # air-gap sources are part of what was rendered: say so
+        ui.info(line)
     if out == "-":
         if json:
             ui.json([{"path": rel, "content": text} for rel, text in bundle.files.items()])

@@ -144,6 +144,10 @@ class Deployer:
         self.report = report
         self.ui.step(f"deploying to {target.describe()}")
         self.ui.info(f"  rendered files: {rendered}")
+        from llmd.render.mirror import summary
+
+        for line in summary(self.s):
+            self.ui.info(f"  {line}")
 
         report.preflight = preflight(self.s, self.runner, self.kubectl, target, checks,
                                      needs_pvc=B.PVC in bundle.files)
@@ -159,7 +163,7 @@ class Deployer:
         self.ensure_secret()
         if B.PVC in bundle.files:
             self.ensure_model_cache(rendered)
-        self.sync_charts(rendered, bundle.digest(), releases)
+        self.sync_charts(rendered, bundle, releases)
         self.apply("HTTPRoute", path=rendered / B.HTTPROUTE)
         report.step("httproute", "done", self.s.httproute_name)
 
@@ -277,7 +281,8 @@ class Deployer:
         env = {e.get("name"): e.get("value") for c in containers for e in c.get("env") or []}
         return env.get("MODEL") not in (None, self.s.model)
 
-    def sync_charts(self, rendered: Path, digest: str, releases: dict[str, Release]) -> None:
+    def sync_charts(self, rendered: Path, bundle: B.Bundle, releases: dict[str, Release]) -> None:
+        digest = bundle.digest()
         cm_name = state.configmap_name(self.s)
         cm = self.kubectl.get_json("configmap", cm_name)
         recorded = ((cm or {}).get("metadata") or {}).get("annotations", {}).get(state.DIGEST_ANNOTATION)
@@ -286,6 +291,8 @@ class Deployer:
             self.ui.ok(f"charts: no changes (bundle {digest[:12]} already deployed)")
             self.report.step("helmfile sync", "unchanged", "no changes")
             return
+        if self.s.ms_release in releases:  # only an installed release has a decode Deployment to compare
+            self.replace_decode_on_selector_change(bundle)
         self.ui.step("helmfile sync (infra → gaie → ms)")
         tracker = SyncTracker(self.s.releases, echo=self.ui.detail)
         try:
@@ -303,6 +310,28 @@ class Deployer:
         self.report.changed = True
         self.report.step("helmfile sync", "done", ", ".join(self.s.releases))
         self.apply(f"state ConfigMap {cm_name}", stdin=state.configmap_manifest(self.s, digest))
+
+    def replace_decode_on_selector_change(self, bundle: B.Bundle) -> None:
+        """Defect 5: the modelservice chart derives the decode Deployment's selector from the model and accelerator
+        labels, and a selector is immutable: `helm upgrade` would fail half-way through the sync. Detected here,
+        before the sync; the Deployment is deleted (its pods go with it) and the sync creates it again. The model
+        cache PVC is llmd's own object and stays."""
+        from llmd.render.values import decode_selector, selector_changes
+
+        live = self.kubectl.get_json("deployments.apps", self.s.decode_deployment)
+        if live is None:
+            return
+        have = ((live.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        changes = selector_changes(have, decode_selector(bundle.manifest_docs(B.VALUES["ms"])[0]))
+        if not changes:
+            return
+        kept = f"; the model cache PVC {self.s.pvc_name} is kept" if self.s.model_cache == "pvc" else ""
+        self.ui.warn(f"decode Deployment {self.s.decode_deployment} will be replaced: its selector is immutable and "
+                     f"changes ({'; '.join(changes)}); its pods are deleted before the sync creates the new ones{kept}")
+        self.kubectl.run("delete", "deployments.apps", self.s.decode_deployment, "--ignore-not-found",
+                         "--cascade=foreground", "--wait=true", "--timeout=120s", mutates=True, timeout=150,
+                         fail_code=ExitCode.DEPLOY_FAILED, title="replace the decode Deployment (selector change)")
+        self.report.step("replace decode deployment", "done", "selector changes: " + "; ".join(changes) + kept)
 
     def _sync_failed(self, exc: CommandFailed) -> DeployError:
         """Exit 5 with the redacted stderr tail and a ledger of which releases exist now."""

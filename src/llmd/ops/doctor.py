@@ -109,6 +109,16 @@ def check_gpus(ctx: Ctx) -> CheckResult:
     return pf.check_gpus(ctx.kubectl, ctx.settings)
 
 
+def check_monitoring_crds(ctx: Ctx) -> CheckResult:
+    return pf.check_monitoring_crds(ctx.kubectl, ctx.settings)
+
+
+def check_model_size(ctx: Ctx) -> CheckResult:
+    from llmd.render.values import uses_model_cache
+
+    return pf.check_model_size(ctx.settings, needs_pvc=uses_model_cache(ctx.settings))
+
+
 def check_namespace(ctx: Ctx) -> CheckResult:
     result, ctx.namespace = pf.check_namespace(ctx.kubectl, ctx.settings, terminating_wait_s=0)
     if ctx.namespace.terminating is not None:  # deploy waits for it; doctor only says so
@@ -150,7 +160,9 @@ CHECKS: tuple[Check, ...] = (
     Check("crds", check_crds, cluster=True),
     Check("gateway class", check_gateway_class, cluster=True),
     Check("storage", check_storage, cluster=True),
+    Check("monitoring crds", check_monitoring_crds, cluster=True),
     Check("gpus", check_gpus, cluster=True),
+    Check("model size", check_model_size),
     Check("namespace", check_namespace, cluster=True),
     Check("permissions", check_permissions, cluster=True),
     Check("releases", check_releases, cluster=True),

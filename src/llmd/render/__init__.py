@@ -13,7 +13,7 @@ __all__ = ["Bundle", "render_bundle"]
 def render_bundle(settings) -> Bundle:
     from llmd import __version__, presets
     from llmd.render import bundle as B
-    from llmd.render import engine, manifests, values
+    from llmd.render import engine, manifests, mirror, values
 
     charts = presets.load("defaults")["charts"]
     overrides = settings.value_overrides
@@ -23,8 +23,12 @@ def render_bundle(settings) -> Bundle:
         "ms": values.apply_overrides(values.ms_values(settings), "ms", overrides),
     }
     values.check_gaie(chart_values["gaie"], charts["gaie"]["version"])
+    rules = mirror.mirror_rules(settings)
+    for tree in chart_values.values():  # after --set: a user-given image is mirrored too
+        mirror.rewrite_images(tree, rules)
 
-    context = {"settings": settings, "version": __version__, "charts": charts}
+    context = {"settings": settings, "version": __version__, "charts": charts,
+               "sources": mirror.summary(settings)}
     files: dict[str, str] = {
         B.HELMFILE: engine.render_file("helmfile.yaml.j2", [manifests.helmfile(settings)], **context),
     }
@@ -36,6 +40,6 @@ def render_bundle(settings) -> Bundle:
         files[B.PVC] = engine.render_file("manifest.yaml.j2", [manifests.model_cache_pvc(settings)],
                                           what="model-cache PVC (Hugging Face hub cache layout)", **context)
         files[B.DOWNLOAD_JOB] = engine.render_file(
-            "manifest.yaml.j2", [manifests.model_download_job(settings)],
+            "manifest.yaml.j2", [mirror.rewrite_images(manifests.model_download_job(settings), rules)],
             what="Job that downloads the model into the cache PVC once (skips when complete)", **context)
     return Bundle(files)
