@@ -112,6 +112,60 @@ def fake_tools_on_path(tmp_path, monkeypatch):
 PYTHON = sys.executable
 
 
+def write_kubeconfig(path: Path, server: str, *, current: bool = True) -> Path:
+    """A one-context kubeconfig (deadctx) for `server`; without `current`, no current-context is set."""
+    path.write_text(f"""apiVersion: v1
+kind: Config
+clusters:
+- name: dead
+  cluster: {{server: "{server}"}}
+contexts:
+- name: deadctx
+  context: {{cluster: dead, user: u}}
+{"current-context: deadctx" if current else ""}
+users:
+- name: u
+  user: {{token: not-a-secret}}
+""")
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def silent_cluster(tmp_path, real_tools, monkeypatch):
+    """An API server on 127.0.0.1 that accepts connections and never answers (a blackholed load balancer);
+    real tools first on PATH. Returns (kubeconfig path, server URL). Stops by itself with the test."""
+    import socket
+    import threading
+
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(64)
+    lsock.settimeout(0.2)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = lsock.accept()
+                held.append(conn)  # never read, never answered
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    server = f"https://127.0.0.1:{lsock.getsockname()[1]}"
+    monkeypatch.setenv("PATH", f"{real_tools}:/usr/bin:/bin")
+    monkeypatch.setenv("HOME", str(tmp_path))  # kubectl's discovery cache stays in the test
+    yield write_kubeconfig(tmp_path / "kubeconfig", server), server
+    stop.set()
+    thread.join(2)
+    for conn in held:
+        conn.close()
+    lsock.close()
+
+
 @pytest.fixture
 def dead_cluster(tmp_path, real_tools, monkeypatch):
     """A kubeconfig whose API server is a 127.0.0.1 port nothing listens on; real tools first on PATH.

@@ -39,6 +39,7 @@ class Tty(io.StringIO):
 
 def inventory(fake, *, releases=RELEASES, owned: dict[str, list[str]] | None = None, ns_owned=True):
     fake.context()
+    fake.reachable()
     fake.namespace(True, owned=ns_owned)
     fake.releases(dict.fromkeys(releases, "deployed"))
     owned = {"httproute": ["llm-d-inference-scheduling"], "configmap": ["llmd-inference-scheduling-state"],
@@ -87,11 +88,12 @@ def test_full_cleanup_removes_releases_and_owned_objects_only(cli, fp, fake):
 
 def test_nothing_deployed_exits_0_with_nothing_to_clean(cli, fp, fake):  # F58
     fake.context()
+    fake.reachable()
     fake.namespace(False)
     r = cli("cleanup", "--context", CTX, "--force")
     assert r.exit_code == 0
     assert f"nothing to clean up in {NS} on {CTX}" in r.stderr
-    assert len(tool_calls(fp)) == 2 and "✗" not in r.stderr
+    assert len(tool_calls(fp)) == 3 and "✗" not in r.stderr
 
 
 def test_second_cleanup_is_a_no_op(cli, fp, fake):  # F59

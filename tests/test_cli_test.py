@@ -94,8 +94,22 @@ def test_bad_input_exits_2_before_anything_runs(cli, fp, args, needle):
 # ---- the cluster path with pytest-subprocess playing kubectl -------------------------------------------
 
 
+CTX = "kind-llmd"
+
+
 def _kubectl(*args):
-    return ["kubectl", "--namespace", NS, "--request-timeout=10s", *args]
+    return ["kubectl", "--context", CTX, "--namespace", NS, "--request-timeout=10s", *args]
+
+
+@pytest.fixture
+def pinned(fp):
+    """The current context read from the kubeconfig, then the one API-server probe, as every cluster verb does."""
+    fp.register(["kubectl", "--request-timeout=10s", "config", "current-context"], stdout=CTX + "\n")
+    base = ["kubectl", "--context", CTX, "--request-timeout=10s"]
+    fp.register([*base, "config", "view", "--minify", "--output", "json"],
+                stdout=json.dumps({"clusters": [{"name": "c", "cluster": {"server": "https://10.0.0.1:6443"}}]}))
+    fp.register([*base, "version", "--output", "json"],
+                stdout=json.dumps({"clientVersion": {"gitVersion": "v1.33.9"}, "serverVersion": {"gitVersion": "v1"}}))
 
 
 def _register_port_forward(fp, port: int):
@@ -112,7 +126,7 @@ def _register_port_forward(fp, port: int):
                 signal_callback=lambda _p, _sig: done.set())
 
 
-def test_default_path_port_forwards_to_the_gateway_service(cli, fp, fake_tools_on_path, srv):
+def test_default_path_port_forwards_to_the_gateway_service(cli, fp, fake_tools_on_path, pinned, srv):
     fp.register(_kubectl("get", "service", SVC, "--output", "json"), stdout=json.dumps({"metadata": {"name": SVC}}))
     _register_port_forward(fp, srv.port)
     r = cli("test", "--json")
@@ -123,7 +137,7 @@ def test_default_path_port_forwards_to_the_gateway_service(cli, fp, fake_tools_o
     assert proc.live_children() == []
 
 
-def test_f34_gateway_service_missing_lists_what_exists(cli, fp, fake_tools_on_path):
+def test_f34_gateway_service_missing_lists_what_exists(cli, fp, fake_tools_on_path, pinned):
     fp.register(_kubectl("get", "service", SVC, "--output", "json"), returncode=1,
                 stderr=f'Error from server (NotFound): services "{SVC}" not found')
     items = [{"metadata": {"name": n}} for n in ("infra-other-inference-gateway", "vllm", "gaie-x-epp")]
@@ -135,7 +149,7 @@ def test_f34_gateway_service_missing_lists_what_exists(cli, fp, fake_tools_on_pa
     assert "--environment" in r.stderr  # the hint names the knob that picks the Service name
 
 
-def test_json_service_missing_still_prints_one_document(cli, fp, fake_tools_on_path):
+def test_json_service_missing_still_prints_one_document(cli, fp, fake_tools_on_path, pinned):
     fp.register(_kubectl("get", "service", SVC, "--output", "json"), returncode=1,
                 stderr=f'Error from server (NotFound): services "{SVC}" not found')
     fp.register(_kubectl("get", "services", "--output", "json"), stdout=json.dumps({"items": []}))
@@ -149,7 +163,7 @@ def test_json_service_missing_still_prints_one_document(cli, fp, fake_tools_on_p
     assert f"gateway Service {SVC} not found" in r.stderr  # humans still get it on stderr
 
 
-def test_json_port_forward_that_dies_at_once_prints_the_error_document(cli, fp, fake_tools_on_path):
+def test_json_port_forward_that_dies_at_once_prints_the_error_document(cli, fp, fake_tools_on_path, pinned):
     fp.register(_kubectl("get", "service", SVC, "--output", "json"), stdout=json.dumps({"metadata": {"name": SVC}}))
     fp.register(_kubectl("port-forward", "--address", "127.0.0.1", f"svc/{SVC}", ":80"), returncode=1,
                 stderr=["error: unable to forward port because pod is not running. Current status=Pending"])
@@ -162,7 +176,7 @@ def test_json_port_forward_that_dies_at_once_prints_the_error_document(cli, fp, 
     assert proc.live_children() == []
 
 
-def test_connect_timeout_bounds_a_port_forward_that_never_forwards(cli, fp, fake_tools_on_path):
+def test_connect_timeout_bounds_a_port_forward_that_never_forwards(cli, fp, fake_tools_on_path, pinned):
     import threading
 
     fp.register(_kubectl("get", "service", SVC, "--output", "json"), stdout=json.dumps({"metadata": {"name": SVC}}))

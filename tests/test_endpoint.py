@@ -32,16 +32,28 @@ def test_bad_urls_are_usage_errors(bad):
     assert err.value.exit_code == ExitCode.USAGE and err.value.hint
 
 
+CTX = "kind-llmd"
+
+
 def settings(**flags):
-    return load_settings({"namespace": "llmd-test", **flags})
+    return load_settings({"namespace": "llmd-test", "kube_context": CTX, **flags})
 
 
-def kubectl_argv(*args, context=None):
-    ctx = ["--context", context] if context else []
-    return ["kubectl", *ctx, "--namespace", "llmd-test", "--request-timeout=10s", *args]
+def kubectl_argv(*args, context=CTX):
+    return ["kubectl", "--context", context, "--namespace", "llmd-test", "--request-timeout=10s", *args]
 
 
-def test_gke_uses_the_gateway_status_address(fp, fake_tools_on_path):
+@pytest.fixture
+def reachable(fp):
+    """The context pinned from the kubeconfig and the one API-server probe every cluster verb makes first."""
+    base = ["kubectl", "--context", CTX, "--request-timeout=10s"]
+    fp.register([*base, "config", "view", "--minify", "--output", "json"],
+                stdout=json.dumps({"clusters": [{"name": "c", "cluster": {"server": "https://10.0.0.1:6443"}}]}))
+    fp.register([*base, "version", "--output", "json"],
+                stdout=json.dumps({"clientVersion": {"gitVersion": "v1.33.9"}, "serverVersion": {"gitVersion": "v1"}}))
+
+
+def test_gke_uses_the_gateway_status_address(fp, fake_tools_on_path, reachable):
     s = settings(environment="gke")
     gw = {"status": {"addresses": [{"type": "IPAddress", "value": "34.1.2.3"}]}}
     fp.register(kubectl_argv("get", "gateway", s.gateway_name, "--output", "json"), stdout=json.dumps(gw))
@@ -51,7 +63,7 @@ def test_gke_uses_the_gateway_status_address(fp, fake_tools_on_path):
         assert ep.generation == 1 and ep.names["pool"] == s.pool_name
 
 
-def test_gke_gateway_without_address_is_exit_7_with_its_conditions(fp, fake_tools_on_path):
+def test_gke_gateway_without_address_is_exit_7_with_its_conditions(fp, fake_tools_on_path, reachable):
     s = settings(environment="gke")
     gw = {"status": {"conditions": [{"type": "Programmed", "status": "False", "reason": "Pending"}]}}
     fp.register(kubectl_argv("get", "gateway", s.gateway_name, "--output", "json"), stdout=json.dumps(gw))
@@ -61,7 +73,7 @@ def test_gke_gateway_without_address_is_exit_7_with_its_conditions(fp, fake_tool
     assert f"kubectl describe gateway {s.gateway_name} -n llmd-test" in err.value.hint
 
 
-def test_gke_gateway_missing(fp, fake_tools_on_path):
+def test_gke_gateway_missing(fp, fake_tools_on_path, reachable):
     s = settings(environment="gke")
     fp.register(kubectl_argv("get", "gateway", s.gateway_name, "--output", "json"), returncode=1,
                 stderr=f'Error from server (NotFound): gateways.gateway.networking.k8s.io "{s.gateway_name}" not found')
@@ -75,7 +87,7 @@ def test_gke_gateway_missing(fp, fake_tools_on_path):
     ("agentgateway", "infra-inference-scheduling-inference-gateway"),
     ("kgateway", "infra-inference-scheduling-inference-gateway"),
 ])
-def test_f34_expected_service_name_per_provider_and_nothing_matching(fp, fake_tools_on_path, env, service):
+def test_f34_expected_service_name_per_provider_and_nothing_matching(fp, fake_tools_on_path, reachable, env, service):
     s = settings(environment=env)
     fp.register(kubectl_argv("get", "service", service, "--output", "json"), returncode=1,
                 stderr=f'Error from server (NotFound): services "{service}" not found')
@@ -87,19 +99,19 @@ def test_f34_expected_service_name_per_provider_and_nothing_matching(fp, fake_to
     assert err.value.details == "all Services in llmd-test: (none)"
 
 
-def test_context_is_pinned_on_every_kubectl_call_including_the_port_forward(fp, fake_tools_on_path):
+def test_context_is_pinned_on_every_kubectl_call_including_the_port_forward(fp, fake_tools_on_path, reachable):
     srv = FaultServer()
     try:
-        s = settings(kube_context="kind-llmd")
+        s = settings()
         svc = s.gateway_service
-        fp.register(kubectl_argv("get", "service", svc, "--output", "json", context="kind-llmd"), stdout="{}")
+        fp.register(kubectl_argv("get", "service", svc, "--output", "json", ), stdout="{}")
         done = threading.Event()
 
         def live(process):
             process.stdout.seek(0)
             done.wait(30)
 
-        fp.register(kubectl_argv("port-forward", "--address", "127.0.0.1", f"svc/{svc}", ":80", context="kind-llmd"),
+        fp.register(kubectl_argv("port-forward", "--address", "127.0.0.1", f"svc/{svc}", ":80"),
                     stdout=[f"Forwarding from 127.0.0.1:{srv.port} -> 80"], callback=live,
                     signal_callback=lambda _p, _s: done.set())
         with open_endpoint(settings=s, runner=Runner()) as ep:
@@ -121,7 +133,7 @@ def test_pod_summary_is_failure_evidence(fp, fake_tools_on_path):
             {"ready": True, "restartCount": 0, "state": {"running": {}}}]}},
     ]}
     fp.register(kubectl_argv("get", "pods", "--output", "json"), stdout=json.dumps(pods))
-    text = pod_summary(Kubectl(Runner(), Scope("llmd-test")))
+    text = pod_summary(Kubectl(Runner(), Scope("llmd-test", CTX)))
     assert "ms-decode-abc  Pending  ready 0/1  restarts 3  CrashLoopBackOff" in text
     assert "gaie-epp-xyz  Running  ready 1/1  restarts 0" in text
 

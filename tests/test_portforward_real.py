@@ -68,6 +68,8 @@ class FakeApiServer:
 
     def answer(self, path: str) -> tuple[int, dict]:
         base = f"/api/v1/namespaces/{NS}"
+        if path == "/version":  # the reachability probe every cluster verb makes first
+            return 200, {"major": "1", "minor": "33", "gitVersion": "v1.33.1"}
         if path == "/api":
             return 200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
         if path == "/apis":

@@ -162,7 +162,21 @@ def test_invalid_epp_override_is_rejected():
               "  - pluginRef: kv-cache-scorer\n")
     bad = json.dumps({"custom-plugins.yaml": config})  # JSON is YAML: the --set value parser reads it
     with pytest.raises(ConfigError, match="kv-cache-utilization-scorer"):
-        render_bundle(settings(sets=[f"values.gaie.inferenceExtension.pluginsCustomConfig={bad}"]))
+        render_bundle(settings(sets=[f"values.gaie.inferenceExtension.pluginsCustomConfig={bad}",
+                                     "values.gaie.inferenceExtension.pluginsConfigFile=custom-plugins.yaml"]))
+
+
+def test_epp_override_must_name_the_file_the_epp_reads():
+    good = json.dumps({"custom-plugins.yaml": effective_config_text("random")})
+    with pytest.raises(ConfigError, match=r"pluginsConfigFile 'llmd-epp-[0-9a-f]{12}\.yaml' is not in"):
+        render_bundle(settings(sets=[f"values.gaie.inferenceExtension.pluginsCustomConfig={good}"]))
+
+
+def effective_config_text(profile):
+    from llmd.render import yamlsafe
+    from llmd.scheduler import effective_config
+
+    return yamlsafe.dump(effective_config(profile, model="m/x"))
 
 
 def test_tpu_needs_a_slice_sized_tensor_parallel():
@@ -273,7 +287,8 @@ def test_template_syntax_in_values_is_never_evaluated():
 ])
 def test_epp_override_must_be_yaml_text(value, message):
     with pytest.raises(ConfigError, match=message):
-        render_bundle(settings(sets=[f"values.gaie.inferenceExtension.pluginsCustomConfig={value}"]))
+        render_bundle(settings(sets=[f"values.gaie.inferenceExtension.pluginsCustomConfig={value}",
+                                     "values.gaie.inferenceExtension.pluginsConfigFile=custom-plugins.yaml"]))
 
 
 def test_switching_to_a_builtin_epp_config_is_allowed():

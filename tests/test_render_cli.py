@@ -37,7 +37,8 @@ def test_render_to_stdout(cli, tmp_path):
     assert "# file: manifests/httproute.yaml" in res.stdout
     docs = yamlsafe.load_all(res.stdout)
     assert docs[1]["gateway"]["provider"] == "gke-l7-regional-external-managed"
-    assert "random-picker" in docs[2]["inferenceExtension"]["pluginsCustomConfig"]["custom-plugins.yaml"]
+    ext = docs[2]["inferenceExtension"]
+    assert "random-picker" in ext["pluginsCustomConfig"][ext["pluginsConfigFile"]]
     assert not (tmp_path / "rendered").exists()
 
 

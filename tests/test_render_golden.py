@@ -20,11 +20,13 @@ CASES = {
     "istio-nvidia-l40s-default": {},
     "agentgateway-sim-random": {"environment": "agentgateway", "accelerator": "sim", "scheduler": "random",
                                 "namespace": "llmd-sim", "release_postfix": "sim", "replicas": 2},
-    "gke-tpu-v6e-optimized": {"environment": "gke", "accelerator": "tpu-v6e", "scheduler": "optimized",
+    "gke-tpu-v6e-optimized": {"environment": "gke", "accelerator": "tpu-v6e", "scheduler": "optimized-baseline",
                               "tensor_parallel": 8, "model_cache": "emptydir", "monitoring": True,
                               "model": "meta-llama/Llama-3.1-70B-Instruct"},
     "kgateway-amd-prefix-pvc": {"environment": "kgateway", "accelerator": "amd", "scheduler": "prefix",
                                 "storage_class": "nfs-rwx", "no_hf_token": True, "model": "Qwen/Qwen3-0.6B"},
+    "istio-nvidia-h100-precise-prefix": {"accelerator": "nvidia-h100", "scheduler": "precise-prefix",
+                                         "hf_token_file": "token"},
 }
 
 
@@ -33,7 +35,9 @@ def _normalise(text: str) -> str:
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_golden(name):
+def test_golden(name, tmp_path):
+    (tmp_path / "token").write_text("hf_golden")
+    (tmp_path / "token").chmod(0o600)
     bundle = render_bundle(load_settings(CASES[name], environ={}))
     root = GOLDEN / name
     if os.environ.get("UPDATE_GOLDEN") == "1":

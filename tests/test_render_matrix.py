@@ -15,7 +15,8 @@ import jsonschema
 import pytest
 import yaml
 
-from llmd.render import epp, gaie_keys, render_bundle, yamlsafe
+from llmd.render import gaie_keys, render_bundle, yamlsafe
+from llmd.scheduler import effective_config, validate_config
 from llmd.settings import ACCELERATORS, ENVIRONMENTS, SCHEDULERS, load_settings
 
 CANARY = "hf_MATRIXcanary0123456789abcdefXYZ"
@@ -107,8 +108,8 @@ def test_values_accepted_by_upstream_charts(case, bundles, upstream):
     assert gaie_keys.unknown_keys(gaie) == []
     ext = gaie["inferenceExtension"]
     config = yaml.safe_load(ext["pluginsCustomConfig"][ext["pluginsConfigFile"]])
-    assert epp.validate_epp_config(config) == []
-    assert config == epp.epp_config(settings.scheduler)
+    assert validate_config(config) == []
+    assert config == effective_config(settings.scheduler, model=settings.model)
 
 
 def _all_keys(node, path=""):

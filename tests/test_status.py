@@ -29,6 +29,7 @@ def fake(fp, tmp_path, fake_tools_on_path, clock, no_killpg):
 def cluster(fake, *, decode_ready=4, route_obj=None, pool=True, releases=None, svc=True, pvc=True):
     s = fake.s
     fake.context()
+    fake.reachable()
     fake.namespace(True)
     fake.releases(releases or fake.all_deployed())
     items = [deployment(s.epp_name, 1), deployment(s.gateway_service, 1),
@@ -75,6 +76,7 @@ def test_healthy_table_has_a_one_line_verdict(cli, fake):
 
 def test_not_deployed_exits_6(cli, fake):
     fake.context()
+    fake.reachable()
     fake.namespace(False)
     r = cli("status", "--context", CTX, "--json")
     assert r.exit_code == 6
@@ -121,10 +123,11 @@ def test_a_pending_release_hint_points_at_recover(cli, fake):
 
 def test_unreachable_cluster_exits_4(cli, fake):
     fake.context()
-    fake.reg(fake.k("get", "namespace", NS, "--output", "json", namespaced=False), stderr=UNREACHABLE, rc=1)
+    fake.reg(fake.k("version", "--output", "json", namespaced=False), stderr=UNREACHABLE, rc=1)
     r = cli("status", "--context", CTX, "--json")
     assert r.exit_code == 4
     assert json.loads(r.stdout)["status"] == "failed"
+    assert "waiting for the API server" in r.stderr  # the one probe says what it waits for
 
 
 @pytest.mark.integration

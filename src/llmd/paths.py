@@ -21,3 +21,43 @@ def rendered_dir(settings) -> Path:
 
 def perf_dir() -> Path:
     return state_dir() / "perf"
+
+
+def dir_problem(path: Path) -> str | None:
+    """Why `path` cannot be (or be created as) a directory llmd writes into, or None when it can.
+    Checked before any work starts, so a run never ends with a write error (a file where a folder
+    must be, a read-only parent)."""
+    p = Path(path).expanduser()
+    probe = p
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        return f"{probe} is not a directory" + ("" if probe == p else f" (needed for {p})")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is not writable" + ("" if probe == p else f" (needed for {p})")
+    return None
+
+
+def file_problem(path: Path) -> str | None:
+    """Why a file cannot be written at `path` (an existing directory, an unusable parent), or None."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        return f"{p} is a directory"
+    if p.exists():  # a file, device node or FIFO: written through when permitted
+        return None if os.access(p, os.W_OK) else f"{p} is not writable"
+    return dir_problem(p.parent)
+
+
+def require_state_dir(sub: str, what: str) -> Path:
+    """<state dir>/<sub>, or ConfigError (exit 2) naming $LLMD_STATE_DIR when llmd could not write there."""
+    from llmd.errors import ConfigError
+
+    path = state_dir() / sub
+    problem = dir_problem(path)
+    if problem:
+        raise ConfigError(f"cannot write {what} under the state directory {state_dir()}: {problem}",
+                          hint="point LLMD_STATE_DIR (or XDG_STATE_HOME) at a writable directory, "
+                               "or remove what is in the way")
+    return path

@@ -20,7 +20,8 @@ from llmd.errors import ConfigError
 # Choices. Render owns what each one means; these lists are the contract.
 ENVIRONMENTS = ("istio", "agentgateway", "kgateway", "gke")
 ACCELERATORS = ("nvidia-l40s", "nvidia-h100", "nvidia-a100", "amd", "tpu-v6e", "cpu", "sim")
-SCHEDULERS = ("default", "load", "prefix", "random", "optimized")
+# Scheduler profiles (presets/schedulers.yaml; deprecated aliases load/optimized are accepted too).
+SCHEDULERS = ("default", "queue", "kv-cache", "prefix", "random", "optimized-baseline", "precise-prefix")
 MODEL_CACHES = ("pvc", "emptydir")
 
 PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease", "istio-system",
@@ -45,6 +46,9 @@ class Settings:
     pvc_size: str = "50Gi"
     storage_class: str | None = None
     scheduler: str = "default"
+    scorer_weights: tuple[str, ...] = ()  # --scorer-weight NAME=W
+    scorer_params: tuple[str, ...] = ()  # --scorer-param PLUGIN.PARAM=VALUE
+    scheduler_config: str | None = None  # --scheduler-config FILE: a whole EndpointPickerConfig instead
     monitoring: bool = False
     hf_token_file: str | None = None
     no_hf_token: bool = False
@@ -192,6 +196,20 @@ def _suggest_dns(value: str) -> str:
     return re.sub(r"-{2,}", "-", s)[:63].strip("-") or "llmd"
 
 
+def _too_long(s: Settings) -> list[str]:
+    return [f"{what} {name!r} is {len(name)} characters (limit {limit})"
+            for what, (name, limit) in s.derived_names().items() if len(name) > limit]
+
+
+def _fit_postfix(s: Settings, candidate: str) -> str:
+    """The longest prefix of `candidate` whose derived names all fit: a suggested fix must pass itself."""
+    for n in range(len(candidate), 0, -1):
+        cut = candidate[:n].rstrip("-")
+        if cut and DNS1035_LABEL.match(cut) and not _too_long(dataclasses.replace(s, release_postfix=cut)):
+            return cut
+    return "llmd"
+
+
 def _check_not_flag(name: str, value: str | None) -> list[str]:
     if value is not None and value.startswith("-"):
         return [f"{name}: {value!r} starts with '-' and would be read as a flag; pass a real value"]
@@ -218,14 +236,14 @@ def validate(s: Settings) -> None:
         why = ("Service names derived from it must start with a letter"
                if s.release_postfix[:1].isdigit() else "it must be lowercase letters, digits and '-'")
         fix = _suggest_dns(s.release_postfix)
-        fix = f"r-{fix}" if fix[:1].isdigit() else fix
+        fix = _fit_postfix(s, f"r-{fix}" if fix[:1].isdigit() else fix)
         errors.append(f"release_postfix: {s.release_postfix!r} must be a DNS-1035 label ({why}); try {fix!r}")
     else:
-        too_long = [f"{what} {name!r} is {len(name)} characters (limit {limit})"
-                    for what, (name, limit) in s.derived_names().items() if len(name) > limit]
+        too_long = _too_long(s)
         if too_long:
+            fix = _fit_postfix(s, s.release_postfix)
             errors.append("release_postfix: derived names are too long: " + "; ".join(too_long)
-                          + "; use a shorter --release-postfix")
+                          + f"; use a shorter --release-postfix (at most {len(fix)} characters), e.g. {fix!r}")
     if not HF_REPO_ID.match(s.model) or "--" in s.model or ".." in s.model:
         errors.append(f"model: {s.model!r} is not a Hugging Face repo id like 'org/name' (each part at most 96 "
                       "letters, digits, '.', '_', '-', starting and ending with a letter or digit; no '--' or '..')")
@@ -239,8 +257,7 @@ def validate(s: Settings) -> None:
         errors.append(f"environment: {s.environment!r} is not one of {', '.join(ENVIRONMENTS)}")
     if s.accelerator not in ACCELERATORS:
         errors.append(f"accelerator: {s.accelerator!r} is not one of {', '.join(ACCELERATORS)}")
-    if s.scheduler not in SCHEDULERS:
-        errors.append(f"scheduler: {s.scheduler!r} is not one of {', '.join(SCHEDULERS)}")
+    errors += _check_scheduler(s)
     if s.model_cache not in MODEL_CACHES:
         errors.append(f"model_cache: {s.model_cache!r} is not one of {', '.join(MODEL_CACHES)}")
     for name, lo, hi in (("replicas", 0, 512), ("tensor_parallel", 1, 64), ("max_model_len", 16, 10_000_000),
@@ -278,6 +295,22 @@ def validate(s: Settings) -> None:
                                "`llmd config` shows where each value came from")
 
 
+def _check_scheduler(s: Settings) -> list[str]:
+    from llmd.scheduler import profiles
+
+    errors = []
+    if s.scheduler not in SCHEDULERS and s.scheduler not in profiles.aliases():
+        errors.append(profiles.unknown_name_error(s.scheduler))
+    checks = [(profiles.parse_weight, w) for w in s.scorer_weights]
+    checks += [(profiles.parse_param, p) for p in s.scorer_params]
+    for parse, expr in checks:
+        try:
+            parse(expr)
+        except ConfigError as exc:
+            errors.append(exc.message)
+    return errors
+
+
 # ---- loading -------------------------------------------------------------------------------------
 
 FIELDS = {f.name: f for f in dataclasses.fields(Settings)
@@ -297,6 +330,8 @@ def env_var(name: str) -> str:
 def _field_type(name: str) -> str:
     default = FIELDS[name].default
     ann = str(FIELDS[name].type)
+    if isinstance(default, tuple):
+        return "list"
     if isinstance(default, bool) or ann == "bool":
         return "bool"
     if isinstance(default, int):
@@ -315,6 +350,9 @@ def coerce(name: str, raw: Any, origin: str) -> Any:
     kind = _field_type(name)
     if raw is None:
         return None
+    if kind == "list":  # repeatable flags; a config-file list; one comma-separated environment variable
+        items = raw if isinstance(raw, (list, tuple)) else str(raw).split(",")
+        return tuple(str(i).strip() for i in items if str(i).strip())
     try:
         if kind == "bool":
             if isinstance(raw, bool):
@@ -441,8 +479,10 @@ def load_settings(
     environ: Mapping[str, str] | None = None,
     need_token: bool = False,
     warn=None,
+    flag_names: Mapping[str, str] | None = None,
 ) -> Settings:
-    """Merge every layer into one validated Settings. `flags` holds only the flags the user gave."""
+    """Merge every layer into one validated Settings. `flags` holds only the flags the user gave;
+    `flag_names` spells each field's flag as the CLI does (kube_context is --context) for `llmd config`."""
     from llmd import redact
 
     environ = os.environ if environ is None else environ
@@ -466,11 +506,11 @@ def load_settings(
         if var in environ and environ[var] != "":
             put(name, environ[var], f"env {var}")
     for name, raw in (flags or {}).items():
-        if raw is None:
+        if raw is None or (isinstance(raw, (list, tuple)) and not raw):
             continue
         if name not in FIELDS:
             raise ConfigError(f"internal: unknown flag field {name}")
-        put(name, raw, "flag --" + name.replace("_", "-"))
+        put(name, raw, "flag " + (flag_names or {}).get(name, "--" + name.replace("_", "-")))
     overrides: list[tuple[str, str, Any]] = []
     for expr in sets:
         key, raw = parse_set(expr)

@@ -49,6 +49,10 @@ class Ui:
         if not self.quiet:
             self._print(text)
 
+    def result(self, text: str) -> None:
+        """What the command exists to show (a plan, a list of files): -q silences progress, never this."""
+        self._print(text)
+
     def step(self, text: str) -> None:
         if not self.quiet:
             self._print(f"→ {text}", "info")

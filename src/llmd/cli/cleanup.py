@@ -50,9 +50,9 @@ def cleanup(ctx: typer.Context, *, keep_pvc: KeepPvcOpt = False, remove_namespac
         ui.ok(f"nothing to clean up in {where}")
         return
     if report.dry_run:
-        ui.info("plan (dry-run: nothing was run):")
+        ui.result("plan (dry-run: nothing was run):")
         for line in report.planned:
-            ui.info(f"  $ {line}")
+            ui.result(f"  $ {line}")
     ui.render(steps_table("cleanup", [(f"{r.what} {r.name}", r.status, r.detail) for r in report.rows]))
     if report.dry_run:
         return

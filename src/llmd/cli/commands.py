@@ -1,27 +1,116 @@
-"""Command registration: one module per verb under llmd.cli, listed in the order users reach for them."""
+"""Command registration: one declarative table of verbs and command groups, in the order users reach for them.
+
+    Verb("deploy")                            -> `llmd deploy`, the function `deploy` in llmd/cli/deploy.py
+    Group("scheduler", "help", ("validate",)) -> `llmd scheduler validate`, the function `validate` in
+                                                 llmd/cli/scheduler/validate.py (one file per sub-command)
+
+To add a group: one line `Group(name, help, (sub-command, ...))` in COMMANDS, and the package llmd/cli/<name>/
+with an empty __init__.py and one module per sub-command, each defining a function named like its module
+(`-` in a command name is `_` in the module and function name). Nothing is imported until it is needed: a command
+is imported and converted to click when it is invoked (or when --help lists it), so every added verb or group
+costs start-up nothing (bench/cli_startup.py).
+"""
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import typer
+from typer import _click as click
+from typer.core import TyperGroup
 
-# (command name, module under llmd.cli, function). `test` lives in cli/test.py, registered by name.
-COMMANDS = (
-    ("deploy", "deploy", "deploy"),
-    ("test", "test", "test"),
-    ("status", "status", "status"),
-    ("cleanup", "cleanup", "cleanup"),
-    ("doctor", "doctor", "doctor"),
-    ("render", "render", "render"),
-    ("config", "config", "config"),
-    ("sim", "sim", "sim"),
+
+def _ident(name: str) -> str:
+    return name.replace("-", "_")
+
+
+@dataclass(frozen=True)
+class Verb:
+    """`llmd <name>`: the function `func` (default: the name) in the module `module` (default: llmd.cli.<name>)."""
+
+    name: str
+    module: str = ""
+    func: str = ""
+    epilog: Callable[[], str] | None = None  # built only when the command is
+
+    def load(self) -> Callable[..., Any]:
+        module = importlib.import_module(self.module or f"llmd.cli.{_ident(self.name)}")
+        return getattr(module, self.func or _ident(self.name))  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class Group:
+    """`llmd <name> <sub-command>`: one module per sub-command in the package `package` (default llmd.cli.<name>)."""
+
+    name: str
+    help: str
+    commands: tuple[str, ...]
+    package: str = ""
+
+    def verbs(self) -> tuple[Verb, ...]:
+        package = self.package or f"llmd.cli.{_ident(self.name)}"
+        return tuple(Verb(sub, module=f"{package}.{_ident(sub)}") for sub in self.commands)
+
+
+def _perf_epilog() -> str:
+    from llmd.cli.perf_options import perf_epilog
+
+    return perf_epilog()  # the perf metric definitions also stored in every perf report
+
+
+COMMANDS: tuple[Verb | Group, ...] = (
+    Verb("deploy"),
+    Verb("test", epilog=_perf_epilog),
+    Verb("status"),
+    Verb("cleanup"),
+    Verb("doctor"),
+    Verb("render"),
+    Verb("config"),
+    Verb("sim"),
 )
 
 
-def register(app: typer.Typer) -> None:
-    from llmd.cli.perf_options import perf_epilog
+# Built click commands, keyed by their path ("deploy", "scheduler validate"): main() runs many times in-process
+# under tests, and converting a command again on every call made the suites quadratically slow.
+_built: dict[str, click.Command] = {}
 
-    epilogs = {"test": perf_epilog()}  # the perf metric definitions also stored in every perf report
-    for name, module, func in COMMANDS:
-        app.command(name, epilog=epilogs.get(name))(getattr(importlib.import_module(f"llmd.cli.{module}"), func))
+
+def _build_verb(verb: Verb, path: str) -> click.Command:
+    if path not in _built:
+        single = typer.Typer(add_completion=False)
+        single.command(verb.name, epilog=verb.epilog() if verb.epilog else None)(verb.load())
+        _built[path] = typer.main.get_command(single)  # one command and no callback: the command itself
+    return _built[path]
+
+
+def _build_group(group: Group) -> click.Command:
+    if group.name not in _built:
+        _built[group.name] = LazyGroup(name=group.name, help=group.help, entries=group.verbs(), prefix=group.name,
+                                       no_args_is_help=True)
+    return _built[group.name]
+
+
+class LazyGroup(TyperGroup):
+    """A click group whose table entries are imported and built on first use, in table order. Commands added with
+    `@app.command()` (tests, extensions) follow the table."""
+
+    def __init__(self, *, entries: tuple[Verb | Group, ...] | None = None, prefix: str = "", **attrs: Any) -> None:
+        super().__init__(**attrs)
+        self.entries = {e.name: e for e in (COMMANDS if entries is None else entries)}
+        self.prefix = prefix
+        # click's "Did you mean ...?" reads the names from .commands: table names map to None until built
+        self.commands = {**dict.fromkeys(self.entries), **self.commands}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = self.entries.get(cmd_name)
+        if entry is None:
+            return self.commands.get(cmd_name)
+        if isinstance(entry, Group):
+            return _build_group(entry)
+        return _build_verb(entry, f"{self.prefix} {cmd_name}".strip())

@@ -11,7 +11,7 @@ from llmd.cli.options import JsonOpt, settings_options
 @settings_options
 def config(ctx: typer.Context, *, json: JsonOpt = False, flags, sets, config) -> None:
     """Show the resolved settings and where each value came from (default, config file, env, flag, --set)."""
-    ui, settings = load(ctx, flags, sets, config, json_mode=json)
+    ui, settings = load(ctx, flags, sets, config, json_mode=json, json_errors=json)
     table = settings.to_dict(with_sources=True)
     names = {
         "releases": list(settings.releases),

@@ -33,6 +33,8 @@ def deploy(ctx: typer.Context, *, recover: RecoverOpt = False, out: OutOpt = Non
     ui, settings = load(ctx, flags, sets, config, json_mode=json, need_token=True, json_errors=json)
     runner = make_runner(ctx, ui, dry_run=dry_run)
     out_dir = Path(out) if out else rendered_dir(settings)
+    with json_failure(ui, json, runner):
+        _check_out(out_dir, given=bool(out))
     from llmd.ops.deploy import deploy as run_deploy
 
     with json_failure(ui, json, runner):
@@ -41,9 +43,9 @@ def deploy(ctx: typer.Context, *, recover: RecoverOpt = False, out: OutOpt = Non
         ui.json(report.to_dict())
         return
     if report.dry_run:
-        ui.info("plan (dry-run: nothing was run):")
+        ui.result("plan (dry-run: nothing was run):")
         for line in report.planned:
-            ui.info(f"  $ {line}")
+            ui.result(f"  $ {line}")
         ui.ok(f"dry-run complete; rendered files in {report.rendered_dir}")
         return
     ui.render(steps_table("deploy", [(s.name, s.status, s.detail) for s in report.steps]))
@@ -52,3 +54,15 @@ def deploy(ctx: typer.Context, *, recover: RecoverOpt = False, out: OutOpt = Non
     ui.info("Next:")
     for cmd in report.next_commands(settings):
         ui.info(f"  {cmd}")
+
+
+def _check_out(out_dir: Path, *, given: bool) -> None:
+    """Deploy renders before it runs anything (dry-run too): an unusable directory is bad input (exit 2)."""
+    from llmd.errors import ConfigError
+    from llmd.paths import dir_problem
+
+    problem = dir_problem(out_dir)
+    if problem:
+        raise ConfigError(f"cannot write the rendered files to {out_dir}: {problem}",
+                          hint="pass another --out directory" if given else
+                          "point LLMD_STATE_DIR at a writable directory, or pass --out DIR")

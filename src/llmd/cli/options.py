@@ -33,7 +33,13 @@ _SETTING_FLAGS: list[tuple[str, tuple[str, ...], Any, str]] = [
     ("model_cache", ("--model-cache",), str, "Model cache: pvc (downloaded once) or emptydir"),
     ("pvc_size", ("--pvc-size",), str, "Size of the model-cache PVC"),
     ("storage_class", ("--storage-class",), str, "StorageClass of the model-cache PVC (default: the cluster's)"),
-    ("scheduler", ("--scheduler",), str, "EPP scheduler preset: " + "|".join(S.SCHEDULERS)),
+    ("scheduler", ("--scheduler",), str, "EPP scheduler profile: " + "|".join(S.SCHEDULERS)),
+    ("scorer_weights", ("--scorer-weight",), list[str],
+     "Override a scorer's weight, NAME=W (repeatable), e.g. prefix-cache-scorer=5"),
+    ("scorer_params", ("--scorer-param",), list[str],
+     "Set a plugin parameter, PLUGIN.PARAM=VALUE (repeatable), e.g. prefix-cache-scorer.blockSizeTokens=64"),
+    ("scheduler_config", ("--scheduler-config",), str,
+     "A whole EndpointPickerConfig file (or inferencepool values holding one) instead of a profile"),
     ("monitoring", ("--monitoring/--no-monitoring",), bool,
      "Create ServiceMonitor/PodMonitor (needs Prometheus Operator)"),
     ("hf_token_file", ("--hf-token-file",), str, "Read the HF token from this file instead of HF_TOKEN"),
@@ -54,6 +60,8 @@ _SETTING_FLAGS: list[tuple[str, tuple[str, ...], Any, str]] = [
 ]
 
 GROUP = "Deployment settings"
+# The long flag of each setting, as `llmd config` names a value's source (kube_context is --context).
+FLAG_NAMES = {field: next(d for d in decls if d.startswith("--")).split("/")[0] for field, decls, *_ in _SETTING_FLAGS}
 
 
 def _help(field: str, text: str) -> str:

@@ -69,19 +69,21 @@ def build_perf_options(values: dict[str, Any]):
 
 
 def perf_options(fn: Callable) -> Callable:
-    """Decorate a command: it receives `perf_opts: PerfOptions` (validated)."""
+    """Decorate a command: it receives `perf_values` (flag values, None = not given) and validates them with
+    `build_perf_options` itself, inside its own error handling: a bad perf value is an outcome that the
+    --json document must report, so it cannot be raised before the command runs."""
     sig = inspect.signature(fn)
     extra = []
     for field, decls, typ, text in _PERF_FLAGS:
         opt = typer.Option(*decls, help=text, rich_help_panel=GROUP, show_default=False)
         extra.append(inspect.Parameter(f"perf_{field}", inspect.Parameter.KEYWORD_ONLY, default=None,
                                        annotation=Annotated[Optional[typ], opt]))  # noqa: UP045
-    own = [p for name, p in sig.parameters.items() if name != "perf_opts"]
+    own = [p for name, p in sig.parameters.items() if name != "perf_values"]
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         values = {f: kwargs.pop(f"perf_{f}") for f, *_ in _PERF_FLAGS}
-        return fn(*args, perf_opts=build_perf_options(values), **kwargs)
+        return fn(*args, perf_values=values, **kwargs)
 
     wrapper.__signature__ = sig.replace(parameters=own + extra)  # type: ignore[attr-defined]
     return wrapper

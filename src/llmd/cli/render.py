@@ -24,7 +24,14 @@ def render(ctx: typer.Context, *, out: OutOpt = "rendered", json: JsonFilesOpt =
     The output also works without llmd: the hint at the end lists the kubectl/helmfile commands in the order
     deploy runs them. Invalid settings exit 2 before anything is written.
     """
-    ui, settings = load(ctx, flags, sets, config, json_mode=json)
+    ui, settings = load(ctx, flags, sets, config, json_mode=json, json_errors=json)
+    from llmd.cli.lifecycle import json_failure
+
+    with json_failure(ui, json):
+        _render(ui, settings, out, json)
+
+
+def _render(ui, settings, out: str, json: bool) -> None:
     from llmd.errors import ConfigError
     from llmd.render import render_bundle
     from llmd.render.mirror import summary
@@ -32,6 +39,8 @@ def render(ctx: typer.Context, *, out: OutOpt = "rendered", json: JsonFilesOpt =
     bundle = render_bundle(settings)
     for line in summary(settings):  # air-gap sources are part of what was rendered: say so
         ui.info(line)
+    for warning in bundle.warnings:
+        ui.warn(warning)
     if out == "-":
         if json:
             ui.json([{"path": rel, "content": text} for rel, text in bundle.files.items()])
@@ -50,7 +59,7 @@ def render(ctx: typer.Context, *, out: OutOpt = "rendered", json: JsonFilesOpt =
         ui.json(written)
         return
     for path in written:
-        ui.info(path)
+        ui.result(path)
     ui.ok(f"rendered {len(written)} files into {directory}")
     ui.hint("deploy with `llmd deploy`, or by hand in this order:\n"
             + "\n".join(f"  {line}" for line in by_hand(settings, bundle.files, directory)))

@@ -15,10 +15,12 @@ from typing import Annotated, Optional
 import typer
 
 from llmd import __version__
+from llmd.cli.commands import LazyGroup
 from llmd.errors import ExitCode, LlmdError
 
 app = typer.Typer(
     name="llmd",
+    cls=LazyGroup,  # the commands of llmd.cli.commands.COMMANDS, imported when invoked
     help="Deploy, test and tear down the llm-d inference-scheduling stack on Kubernetes.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,  # our boundary prints errors; locals (tokens) never print
@@ -66,21 +68,6 @@ def root(
     ctx.obj = State(debug=debug, verbose=verbose, quiet=quiet)
 
 
-_registered = False
-
-
-def _register() -> None:
-    # Once per process: main() runs many times in-process under tests, and Typer rebuilds every
-    # registered command on each call (duplicates made the test suites quadratically slow).
-    global _registered
-    if _registered:
-        return
-    from llmd.cli import commands
-
-    commands.register(app)
-    _registered = True
-
-
 def _on_sigterm(signum, frame):
     from llmd import proc
 
@@ -92,7 +79,6 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: the one place that turns exceptions into exit codes."""
     from llmd import proc
 
-    _register()
     debug = os.environ.get("LLMD_DEBUG", "") not in ("", "0") or "--debug" in (argv or sys.argv)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     code = ExitCode.OK

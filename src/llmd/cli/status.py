@@ -21,7 +21,7 @@ def status(ctx: typer.Context, *, json: JsonOpt = False, flags, sets, config) ->
     from llmd.ops.status import collect_status
 
     with json_failure(ui, json, runner):
-        report = collect_status(settings, runner)
+        report = collect_status(settings, runner, say=ui.step)
     if json:
         ui.json(report.to_dict())
     else:

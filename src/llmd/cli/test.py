@@ -11,7 +11,7 @@ import typer
 
 from llmd.cli.common import load, make_runner
 from llmd.cli.options import JsonOpt, settings_options
-from llmd.cli.perf_options import perf_options
+from llmd.cli.perf_options import build_perf_options, perf_options
 
 DEFAULT_PROMPT = "Say hello in one short sentence."  # the same text as llmd.ops.smoke.DEFAULT_PROMPT
 PANEL = "Endpoint and smoke test"
@@ -46,7 +46,7 @@ def test(
     perf: Annotated[bool, typer.Option("--perf", help="After the smoke test, run the load test (perf flags below)",
                                        rich_help_panel=PANEL)] = False,
     json: JsonOpt = False,
-    flags, sets, config, perf_opts,
+    flags, sets, config, perf_values,
 ) -> None:
     """Smoke-test the deployment (and with --perf, load-test it). Exit 7 when the smoke test fails, 8 when perf
     thresholds are breached.
@@ -59,6 +59,11 @@ def test(
         ui, settings = load(ctx, flags, sets, config, json_mode=json)
         outcome.ui = ui
         _validate(prompt, max_tokens, ready_timeout, connect_timeout, url or sim)
+        perf_opts = build_perf_options(perf_values)
+        if perf and not perf_opts.output:  # the report's default home: unusable is bad input now, not after the run
+            from llmd.paths import require_state_dir
+
+            require_state_dir("perf", "the perf report")
         explicit_model = settings.model if settings.sources.get("model", "default") != "default" else None
         # The deployment serves settings.served_model_name; --url/--sim without --model take the first listed model.
         model = explicit_model if (url or sim) else settings.served_model_name
@@ -83,13 +88,14 @@ def test(
                                  details=first.evidence)
             ui.ok(f"smoke test passed: {report.model} at {endpoint.description} in {report.duration_s:.1f}s")
             if perf:
-                from llmd.ops.perf import check_thresholds, run_perf
+                from llmd.ops.perf import check_thresholds, check_written, run_perf
 
                 endpoint.model = report.model
                 endpoint.max_model_len = report.max_model_len
                 endpoint.ensure_alive()
                 perf_report = run_perf(endpoint, perf_opts.with_model(report.model), ui)
                 outcome.perf = perf_report.to_dict(records=False)
+                check_written(perf_report)
                 check_thresholds(perf_report)
 
 

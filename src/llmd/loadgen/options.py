@@ -10,6 +10,7 @@ from llmd.durations import parse_duration
 from llmd.errors import ConfigError
 from llmd.loadgen.engine import Stage
 from llmd.loadgen.metrics import parse_slo
+from llmd.paths import file_problem
 
 WORKLOADS = ("synthetic", "shared-prefix", "file")
 APIS = ("chat", "completions")
@@ -120,6 +121,8 @@ class PerfOptions:
                 parent = Path(path).expanduser().resolve().parent
                 need(parent.is_dir(), f"{flag} {path}: directory {parent} does not exist",
                      "create it or pick another path")
+                problem = file_problem(Path(path))
+                need(problem is None, f"{flag} {path}: {problem}", "pick a writable file path")
         need(not (self.sweep and self.concurrency is not None), "--concurrency and --sweep are exclusive",
              "the sweep sets each stage's concurrency: drop --concurrency, e.g. --sweep 1,4,16")
         self.slo_limits()

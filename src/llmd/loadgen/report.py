@@ -121,6 +121,7 @@ class PerfReport:
     finished_at: str = ""
     warnings: list[str] = field(default_factory=list)
     files: dict = field(default_factory=dict)
+    write_errors: list[str] = field(default_factory=list)  # files that could not be written (not in the JSON)
 
     @property
     def breaches(self) -> list[str]:
@@ -137,6 +138,8 @@ class PerfReport:
             doc["records"] = [_public(r) for r in self.records]
         else:
             doc["files"] = self.files
+            if self.write_errors:
+                doc["write_errors"] = self.write_errors
         return doc
 
     def write_json(self, path: str) -> Path:

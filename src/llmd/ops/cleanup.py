@@ -17,7 +17,8 @@ from llmd.errors import Interrupted, Refused
 from llmd.kube.helm import Helm
 from llmd.kube.kubectl import Kubectl, classify_failure
 from llmd.ops import wait
-from llmd.ops.target import Target, llmd_command, pin_target
+from llmd.ops.reach import reach_target
+from llmd.ops.target import Target, llmd_command
 from llmd.proc import Runner
 from llmd.settings import PROTECTED_NAMESPACES
 
@@ -249,7 +250,7 @@ def cleanup(settings, runner: Runner, ui, *, keep_pvc: bool = False, remove_name
             confirm: Callable[[str], bool] | None = None) -> CleanupReport:
     """`confirm` is asked once with the question naming context, server and namespace; None skips it (--force)."""
     guard(settings)
-    scope, target = pin_target(settings, runner)
+    scope, target = reach_target(settings, runner, ui.step)
     kubectl, helm = Kubectl(runner, scope), Helm(runner, scope)
     report = CleanupReport(target, dry_run=runner.dry_run)
     if runner.dry_run:
@@ -262,11 +263,11 @@ def cleanup(settings, runner: Runner, ui, *, keep_pvc: bool = False, remove_name
         report.nothing_to_do = True
         return report
     items = describe_plan(settings, inv, keep_pvc=keep_pvc, remove_namespace=remove_namespace)
-    ui.info(f"will remove from {target.describe()}:")
+    ui.result(f"will remove from {target.describe()}:")  # the confirmation question needs the list, -q or not
     for what, name in items:
-        ui.info(f"  - {what} {name}")
+        ui.result(f"  - {what} {name}")
     if keep_pvc and inv.owned.get("pvc"):
-        ui.info(f"  (keeping pvc {', '.join(inv.owned['pvc'])}: --keep-pvc)")
+        ui.result(f"  (keeping pvc {', '.join(inv.owned['pvc'])}: --keep-pvc)")
     if confirm is not None and not confirm(f"Remove these from namespace {settings.namespace} on context "
                                            f"{target.context} ({target.server or 'server unknown'})?"):
         raise Refused("cleanup cancelled; nothing was removed")

@@ -133,6 +133,8 @@ class Deployer:
                           "never touches it, so the stack could not be removed",
                           hint=f"pass -n <a namespace of its own> (default {Settings().namespace})")
         bundle = render_bundle(self.s)
+        for warning in bundle.warnings:
+            self.ui.warn(warning)
         rendered = bundle.write(self.out_dir)
         checks = PreflightReport()
         check_tools(self.runner, checks)  # every missing tool at once, before the first subprocess
@@ -150,7 +152,7 @@ class Deployer:
             self.ui.info(f"  {line}")
 
         report.preflight = preflight(self.s, self.runner, self.kubectl, target, checks,
-                                     needs_pvc=B.PVC in bundle.files)
+                                     needs_pvc=B.PVC in bundle.files, say=self.ui.step)
         for c in report.preflight.checks:
             if c.status == "warn":
                 self.ui.warn(f"{c.name}: {c.message}")

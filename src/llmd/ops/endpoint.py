@@ -205,11 +205,12 @@ def _names(settings) -> dict[str, str]:
 
 
 def _cluster(settings, runner, ui, *, local_port, pf_ready_timeout, pf_options, route_manifest) -> Iterator[Endpoint]:
-    from llmd.kube.kubectl import Kubectl, Scope
+    from llmd.kube.kubectl import Kubectl
     from llmd.ops.route_probe import RouteProbe
 
     runner.require_tools(["kubectl"])
-    kubectl = Kubectl(runner, Scope.from_settings(settings))
+    scope = _reach(settings, runner, ui)
+    kubectl = Kubectl(runner, scope)
     names = _names(settings)
     # While the gateway answers 404/503, the smoke test asks the cluster why (missing/rejected HTTPRoute, EPP).
     route_probe = RouteProbe(kubectl, settings, route_manifest=route_manifest,
@@ -233,6 +234,23 @@ def _cluster(settings, runner, ui, *, local_port, pf_ready_timeout, pf_options, 
                      **pf_options) as pf:
         yield Endpoint("gateway", f"svc/{service} in {settings.namespace} via port-forward", tunnel=pf,
                        names=names, diagnose=diagnose, route_probe=route_probe)
+
+
+NO_CLUSTER_HINT = "or test without a cluster: --sim (an embedded simulator) or --url URL (any OpenAI-compatible server)"
+
+
+def _reach(settings, runner, ui):
+    """The context resolved and the API server probed as every other verb does (one budget, under 15 s);
+    the hint adds what `llmd test` can do without a cluster."""
+    from llmd.errors import ClusterError
+    from llmd.ops.reach import reach_target
+
+    try:
+        scope, _ = reach_target(settings, runner, ui.step if ui is not None else None)
+    except ClusterError as err:
+        err.hint = f"{err.hint}; {NO_CLUSTER_HINT}" if err.hint else NO_CLUSTER_HINT
+        raise
+    return scope
 
 
 def require_service(kubectl, settings, service: str) -> None:

@@ -124,18 +124,43 @@ def run_perf(endpoint: Any, opts: PerfOptions, ui) -> PerfReport:
                 f"{s['label']}: the load generator itself may be the bottleneck (busiest process used "
                 f"{c['cpu_per_core_max']:.0%} of a core, event-loop lag p99 {c['loop_lag_p99_ms']:.1f} ms); "
                 "use --workers N or a bigger client machine")
-    report.files["json"] = str(report.write_json(opts.output or _default_output(run_id)))
-    if opts.csv:
-        report.files["csv"] = str(report.write_csv(opts.csv))
-    if opts.benchmark_report:
-        from llmd.loadgen.benchmark_report import write_benchmark_reports
-
-        report.files["benchmark_report"] = [str(p) for p in write_benchmark_reports(report, opts.benchmark_report)]
+    _write_files(report, opts, run_id)
     show(report, ui)
     if signum is not None:
-        raise Interrupted(f"perf test interrupted; partial report written to {report.files['json']}",
-                          signum=signum)
+        where = (f"partial report written to {report.files['json']}" if "json" in report.files
+                 else "the partial report could not be written")
+        raise Interrupted(f"perf test interrupted; {where}", signum=signum)
     return report
+
+
+def _write_files(report: PerfReport, opts: PerfOptions, run_id: str) -> None:
+    """Every output file; a write error (disk full, a folder removed mid-run) is recorded, never raised, so the
+    finished run's table still prints; `check_written` then fails the run naming what was not written."""
+    from llmd.loadgen.benchmark_report import write_benchmark_reports
+
+    jobs: list[tuple[str, str, Any]] = [("json", opts.output or "", lambda: str(report.write_json(
+        opts.output or _default_output(run_id))))]
+    if opts.csv:
+        jobs.append(("csv", opts.csv, lambda: str(report.write_csv(opts.csv or ""))))
+    if opts.benchmark_report:
+        jobs.append(("benchmark_report", opts.benchmark_report, lambda: [
+            str(p) for p in write_benchmark_reports(report, opts.benchmark_report or "")]))
+    for key, path, write in jobs:
+        try:
+            report.files[key] = write()
+        except OSError as exc:
+            report.write_errors.append(f"{key} report {exc.filename or path or 'under the state directory'}: "
+                                       f"{exc.strerror or exc}")
+
+
+def check_written(report: PerfReport) -> None:
+    """ConfigError (exit 2) when a report file could not be written; the results were already shown."""
+    if report.write_errors:
+        from llmd.errors import ConfigError
+
+        raise ConfigError("perf results shown above, but not saved: " + "; ".join(report.write_errors),
+                          hint="pick a writable --output/--csv/--benchmark-report path (or LLMD_STATE_DIR) "
+                               "and re-run")
 
 
 def _run_stages(endpoint, opts, ui, stages, *, workload, timeouts, run_id, slo, report) -> int | None:
@@ -273,9 +298,7 @@ def _fmt(x) -> str:
 
 
 def show(report: PerfReport, ui) -> None:
-    """The final table on stderr (stdout stays free for --json)."""
-    if ui.quiet:
-        return
+    """The final table on stderr (stdout stays free for --json); -q keeps it: it is what --perf is for."""
     from rich.table import Table
 
     title = "perf" + ("" if report.complete else " (INCOMPLETE)") + (
@@ -318,7 +341,8 @@ def show(report: PerfReport, ui) -> None:
         ui.warn(w)
     for b in report.breaches:
         ui.error(b)
-    ui.info(f"report ({SCHEMA}): {report.files.get('json')}" + (
-        f", records CSV: {report.files['csv']}" if report.files.get("csv") else ""))
+    if report.files.get("json"):
+        ui.result(f"report ({SCHEMA}): {report.files.get('json')}" + (
+            f", records CSV: {report.files['csv']}" if report.files.get("csv") else ""))
     if report.files.get("benchmark_report"):  # one file per stage, named after it: not the path the user gave
         ui.info("benchmark reports (v0.2): " + ", ".join(report.files["benchmark_report"]))

@@ -110,6 +110,11 @@ class PreflightReport:
 TOOL_VERSIONS = {"kubectl": kubectl_client_version, "helm": helm_version, "helmfile": helmfile_version}
 
 
+def reach_line(target) -> str:
+    return (f"waiting for the API server {target.server or '(address unknown)'} of context {target.context} "
+            f"(gives up after {REACH_TIMEOUT_S:g} s)")
+
+
 def check_version(name: str, text: str) -> CheckResult:
     minimum = ".".join(map(str, MIN_VERSIONS[name]))
     ver = parse_version(text)
@@ -147,8 +152,11 @@ def check_tools(runner: Runner, report: PreflightReport) -> None:
     report.add(CheckResult("tools", "ok", ", ".join(f"{r.name} {r.message}" for r in results)))
 
 
-def check_reachable(kubectl: Kubectl, target) -> CheckResult:
-    """`kubectl version` talks to /version: proves the API server answers, and reports both versions."""
+def check_reachable(kubectl: Kubectl, target, say=None) -> CheckResult:
+    """`kubectl version` talks to /version: proves the API server answers, and reports both versions.
+    `say` gets one line naming what is awaited: a silent server costs the whole budget."""
+    if say is not None and not kubectl.runner.dry_run:
+        say(reach_line(target))
     res = kubectl.run("version", "--output", "json", namespaced=False, check=False, timeout=REACH_TIMEOUT_S,
                       fail_code=ExitCode.CLUSTER)  # a blackholed server times out: that is exit 4, not a bug
     if res.dry_run:
@@ -477,10 +485,10 @@ def check_releases(helm: Helm, settings) -> CheckResult:
 # ---- deploy's preflight: the checks above in order, the first failing group raised as its error ------------
 
 def preflight(settings, runner: Runner, kubectl: Kubectl, target, report: PreflightReport, *, needs_pvc: bool,
-              terminating_wait_s: float = 120.0) -> PreflightReport:
+              terminating_wait_s: float = 120.0, say=None) -> PreflightReport:
     """The cluster checks; `check_tools` ran first, before the context was pinned. `needs_pvc` comes from the
     rendered bundle (it has a model-cache PVC or not)."""
-    reach = report.add(check_reachable(kubectl, target))
+    reach = report.add(check_reachable(kubectl, target, say))
     if reach.failed:
         raise PrereqError(reach.message, hint=reach.hint)
     crds = report.add(check_crds(kubectl))

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from llmd.kube.helm import Helm
 from llmd.kube.kubectl import Kubectl, classify_failure, raise_cluster_error
 from llmd.ops import wait
-from llmd.ops.target import Target, pin_target
+from llmd.ops.reach import reach_target
+from llmd.ops.target import Target
 from llmd.proc import Runner
 
 
@@ -74,8 +75,8 @@ def _conditions(obj: dict | None) -> dict[str, str]:
     return out
 
 
-def collect_status(settings, runner: Runner) -> StatusReport:
-    scope, target = pin_target(settings, runner)
+def collect_status(settings, runner: Runner, say=None) -> StatusReport:
+    scope, target = reach_target(settings, runner, say)
     kubectl = Kubectl(runner, scope)
     report = StatusReport(target)
     ns = kubectl.get_json("namespace", settings.namespace, namespaced=False)

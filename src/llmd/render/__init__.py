@@ -14,13 +14,15 @@ def render_bundle(settings) -> Bundle:
     from llmd import __version__, presets
     from llmd.render import bundle as B
     from llmd.render import engine, manifests, mirror, values
+    from llmd.scheduler import selection
 
     charts = presets.load("defaults")["charts"]
     overrides = settings.value_overrides
+    chosen = selection.for_settings(settings)  # the EPP config; a bad one is exit 2 before any file
     chart_values = {
         "infra": values.apply_overrides(values.infra_values(settings), "infra", overrides),
-        "gaie": values.apply_overrides(values.gaie_values(settings), "gaie", overrides),
-        "ms": values.apply_overrides(values.ms_values(settings), "ms", overrides),
+        "gaie": values.apply_overrides(values.gaie_values(settings, chosen), "gaie", overrides),
+        "ms": values.apply_overrides(values.ms_values(settings, chosen), "ms", overrides),
     }
     values.check_gaie(chart_values["gaie"], charts["gaie"]["version"])
     rules = mirror.mirror_rules(settings)
@@ -42,4 +44,4 @@ def render_bundle(settings) -> Bundle:
         files[B.DOWNLOAD_JOB] = engine.render_file(
             "manifest.yaml.j2", [mirror.rewrite_images(manifests.model_download_job(settings), rules)],
             what="Job that downloads the model into the cache PVC once (skips when complete)", **context)
-    return Bundle(files)
+    return Bundle(files, chosen.warnings)

@@ -22,6 +22,7 @@ ALL_PATHS = (HELMFILE, *VALUES.values(), HTTPROUTE, PVC, DOWNLOAD_JOB)
 @dataclass(frozen=True)
 class Bundle:
     files: Mapping[str, str]
+    warnings: tuple[str, ...] = ()  # what render accepted but the user should know (scheduler config findings)
 
     def write(self, directory: Path) -> Path:
         """Write every file under `directory` (dirs 0755, files 0644); drop llmd files this render no longer has."""

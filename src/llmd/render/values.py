@@ -11,7 +11,8 @@ from typing import Any
 
 from llmd import presets
 from llmd.errors import ConfigError
-from llmd.render import epp, gaie_keys, yamlsafe
+from llmd.render import epp, gaie_keys, kv_events, yamlsafe
+from llmd.scheduler import selection
 from llmd.settings import Settings
 
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"  # GPU Feature Discovery
@@ -77,16 +78,20 @@ def infra_values(settings: Settings) -> dict[str, Any]:
 
 # ---- inferencepool (GAIE) ------------------------------------------------------------------------
 
-def gaie_values(settings: Settings) -> dict[str, Any]:
+def gaie_values(settings: Settings, chosen: selection.Selection | None = None) -> dict[str, Any]:
     defaults = presets.load("defaults")
     env = presets.load("environments")[settings.environment]
-    config_text = yamlsafe.dump(epp.epp_config(settings.scheduler))
+    chosen = chosen or selection.for_settings(settings)
+    config_text = yamlsafe.dump(chosen.config)
+    config_file = epp.config_file_name(config_text)
     ext: dict[str, Any] = {
         "replicas": 1,
         "image": defaults["epp"]["image"],
         "extProcPort": defaults["epp"]["extProcPort"],
-        "pluginsConfigFile": epp.CONFIG_FILE,
-        "pluginsCustomConfig": {epp.CONFIG_FILE: config_text},
+        # The EPP reads its config once at start: a content-hashed file name changes the pod template's
+        # --config-file argument, so every config change rolls the EPP.
+        "pluginsConfigFile": config_file,
+        "pluginsCustomConfig": {config_file: config_text},
         "tracing": {"enabled": False},
         "monitoring": {
             "interval": defaults["epp"]["monitoring_interval"],
@@ -99,6 +104,9 @@ def gaie_values(settings: Settings) -> dict[str, Any]:
     }
     if profile(settings).get("small_cluster"):
         ext["resources"] = presets.load("accelerators")["small_cluster"]["epp_resources"]
+    kv = kv_events.wiring(chosen.config)
+    if kv:
+        ext.update(kv_events.epp_values(settings, kv))
     provider = env["gaie_provider"]
     if provider["name"] == "istio":
         rule = provider["istio"]["destinationRule"]
@@ -126,7 +134,14 @@ def check_gaie(values: dict[str, Any], chart_version: str) -> None:
     custom = ext.get("pluginsCustomConfig") or {}
     name = ext.get("pluginsConfigFile")
     if name not in custom:
-        return  # one of the chart's built-in configs
+        from llmd.scheduler.validate import CHART_BUILTIN_CONFIGS
+
+        if name in CHART_BUILTIN_CONFIGS:
+            return
+        raise ConfigError(f"inferenceExtension.pluginsConfigFile {name!r} is not in pluginsCustomConfig "
+                          f"({', '.join(custom) or 'empty'}) nor a chart built-in: the EPP would not find its config",
+                          hint="give a whole config with --scheduler-config FILE, or --set both pluginsCustomConfig "
+                               "and pluginsConfigFile")
     text = custom[name]
     try:
         doc = yamlsafe.load(text) if isinstance(text, str) else None
@@ -135,10 +150,10 @@ def check_gaie(values: dict[str, Any], chart_version: str) -> None:
     if doc is None:
         raise ConfigError(f"EPP plugin config {name} must be YAML text (a string), got {type(text).__name__}",
                           hint="give pluginsCustomConfig.<file> as one YAML string")
-    errors = epp.validate_epp_config(doc)
-    if errors:
-        raise ConfigError(f"EPP plugin config {name} is invalid:\n" + "\n".join(f"  • {e}" for e in errors),
-                          hint="the EPP would crash-loop with it; choose a --scheduler preset")
+    from llmd.scheduler import validate
+
+    selection.raise_findings(f"EPP plugin config {name}", validate.check_text(text, file=f"values.gaie {name}"),
+                             "the EPP would crash-loop with it; choose a --scheduler profile")
 
 
 # ---- llm-d-modelservice --------------------------------------------------------------------------
@@ -185,20 +200,26 @@ def _probes(settings: Settings, prof: dict[str, Any], ms: dict[str, Any]) -> dic
             "readinessProbe": probes["readiness"]}
 
 
-def _container(settings: Settings, prof: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+def _container(settings: Settings, prof: dict[str, Any], defaults: dict[str, Any],
+               kv: kv_events.KvEvents | None) -> dict[str, Any]:
     ms = defaults["model_server"]
     if prof["engine"] == "sim":
         sim = prof["sim"]
-        blocks_per_request = -(-settings.max_model_len // sim["block_size"])
+        block_size = kv.block_size if kv else sim["block_size"]  # the precise scorer's blocks must match
+        blocks_per_request = -(-settings.max_model_len // block_size)
         args = [f"--max-model-len={settings.max_model_len}", f"--max-num-seqs={sim['max_num_seqs']}",
-                f"--block-size={sim['block_size']}",
+                f"--block-size={block_size}",
                 f"--kv-cache-size={2 * sim['max_num_seqs'] * blocks_per_request}", *sim["args"]]
+        if kv:
+            args += kv_events.sim_args(settings, kv)
         command = "imageDefault"
     else:
         args = ["--disable-uvicorn-access-log", f"--max-model-len={settings.max_model_len}"]
         if prof.get("gpu_memory_flag"):
             args.append(f"--gpu-memory-utilization={settings.gpu_memory_utilization}")
         args += prof.get("extra_args", [])
+        if kv:
+            args += kv_events.vllm_args(settings, kv, ms["port"])
         command = "vllmServe"
     container: dict[str, Any] = {"name": "vllm", "image": prof["image"]}
     if prof.get("gke_libcuda") and settings.environment == "gke":
@@ -209,8 +230,10 @@ def _container(settings: Settings, prof: dict[str, Any], defaults: dict[str, Any
     if uses_model_cache(settings):
         env["HF_HUB_OFFLINE"] = "1"  # the download Job filled the cache; never reach the Hub from every replica
     env_list: list[dict[str, Any]] = [{"name": k, "value": str(v)} for k, v in env.items()]
-    env_list += [{"name": k, "valueFrom": {"fieldRef": {"fieldPath": v}}}
-                 for k, v in prof.get("env_from_field", {}).items()]
+    from_field = dict(prof.get("env_from_field", {}))
+    if kv:
+        from_field.setdefault("POD_IP", "status.podIP")  # $(POD_IP) in the KV-events topic
+    env_list += [{"name": k, "valueFrom": {"fieldRef": {"fieldPath": v}}} for k, v in from_field.items()]
     if env_list:
         container["env"] = env_list
     if prof.get("security_context"):
@@ -274,8 +297,9 @@ def _tpu_node_selector(settings: Settings, prof: dict[str, Any]) -> dict[str, st
     return {k: str(v).replace("{topology}", topology) for k, v in prof["node_selector"].items()}
 
 
-def ms_values(settings: Settings) -> dict[str, Any]:
+def ms_values(settings: Settings, chosen: selection.Selection | None = None) -> dict[str, Any]:
     defaults = presets.load("defaults")
+    chosen = chosen or selection.for_settings(settings)
     prof = profile(settings)
     ms = defaults["model_server"]
     decode: dict[str, Any] = {
@@ -291,7 +315,7 @@ def ms_values(settings: Settings) -> dict[str, Any]:
     # GKE Managed Prometheus PodMonitoring, rendered by the inferencepool chart with provider gke).
     podmonitor = settings.monitoring and settings.environment != "gke"
     decode["monitoring"] = {"podmonitor": {"enabled": podmonitor, **ms["podmonitor"]}}
-    decode["containers"] = [_container(settings, prof, defaults)]
+    decode["containers"] = [_container(settings, prof, defaults, kv_events.wiring(chosen.config))]
     decode["volumes"] = _volumes(prof)
     return {
         "multinode": False,

@@ -1,0 +1,99 @@
+"""What a precise-prefix-cache-scorer needs outside the EPP config, derived from the config itself (so a
+--scheduler-config file gets it too): the EPP's ZMQ port for vLLM KV events, the UDS tokenizer sidecar,
+the HF token where the tokenizer downloads from the Hub, and the model servers' --block-size and
+--kv-events-config. Reference: the llm-d v0.6 precise-prefix-cache-aware guide (docs/epp-plugins.md).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from llmd import presets
+
+DEFAULT_ZMQ_PORT = 5557
+DEFAULT_BLOCK_SIZE = 16  # llm-d-kv-cache default when tokenProcessorConfig.blockSize is not set
+UDS_DIR = "/tmp/tokenizer"  # the socket directory shared by the EPP and the tokenizer sidecar
+
+
+@dataclass(frozen=True)
+class KvEvents:
+    port: int
+    block_size: int
+    uds_tokenizer: bool
+
+
+def _plugins(doc: dict[str, Any], ptype: str) -> list[dict[str, Any]]:
+    return [p for p in doc.get("plugins") or [] if isinstance(p, dict) and p.get("type") == ptype]
+
+
+def _dig(node: Any, *keys: str) -> Any:
+    for key in keys:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
+
+
+def wiring(doc: dict[str, Any]) -> KvEvents | None:
+    """The KV-events wiring the config needs, or None when it has no precise-prefix-cache-scorer."""
+    precise = _plugins(doc, "precise-prefix-cache-scorer")
+    if not precise:
+        return None
+    params = precise[0].get("parameters") or {}
+    endpoint = str(_dig(params, "kvEventsConfig", "zmqEndpoint") or "")
+    m = re.search(r":(\d+)$", endpoint)
+    block = _dig(params, "tokenProcessorConfig", "blockSize") or _dig(params, "indexerConfig", "tokenProcessorConfig",
+                                                                     "blockSize")
+    uds = bool(_dig(params, "indexerConfig", "tokenizersPoolConfig", "uds")) or any(
+        _dig(p.get("parameters"), "udsTokenizerConfig") for p in _plugins(doc, "tokenizer"))
+    return KvEvents(int(m.group(1)) if m else DEFAULT_ZMQ_PORT,
+                    int(block) if isinstance(block, int) else DEFAULT_BLOCK_SIZE, uds)
+
+
+def _hf_env(settings: Any) -> list[dict[str, Any]]:
+    if not settings.needs_hf_token:
+        return []
+    return [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": settings.hf_secret_name, "key": "HF_TOKEN"}}}]
+
+
+def epp_values(settings: Any, kv: KvEvents) -> dict[str, Any]:
+    """inferenceExtension keys to add: ZMQ container/service port, tokenizer sidecar, HF token."""
+    ext: dict[str, Any] = {
+        "extraContainerPorts": [{"name": "zmq", "containerPort": kv.port, "protocol": "TCP"}],
+        "extraServicePorts": [{"name": "zmq", "port": kv.port, "targetPort": kv.port, "protocol": "TCP"}],
+    }
+    env = _hf_env(settings)  # the tokenizer fetches the model's tokenizer from the Hub (gated models need it)
+    if env:
+        ext["env"] = env
+    if kv.uds_tokenizer:
+        sidecar = presets.load("defaults")["epp"]["tokenizer_sidecar"]
+        ext["sidecar"] = {
+            "enabled": True, "name": "tokenizer-uds", "image": sidecar["image"],
+            "imagePullPolicy": sidecar["pullPolicy"],
+            "configMap": {"name": f"{settings.epp_name}-tokenizer-uds", "data": {"placeholder": ""}},
+            # the sidecar downloads the tokenizer: HF_HOME and TOKENIZERS_DIR must be the same directory
+            "env": [{"name": "TOKENIZERS_DIR", "value": "/tokenizers"}, {"name": "HF_HOME", "value": "/tokenizers"},
+                    *env],
+            "volumeMounts": [{"mountPath": "/tokenizers", "name": "tokenizers"},
+                             {"mountPath": UDS_DIR, "name": "tokenizer-uds"}],
+        }
+        ext["volumes"] = [{"name": "tokenizers", "emptyDir": {}}, {"name": "tokenizer-uds", "emptyDir": {}}]
+        ext["volumeMounts"] = [{"mountPath": UDS_DIR, "name": "tokenizer-uds"}]
+    return ext
+
+
+def epp_endpoint(settings: Any, kv: KvEvents) -> str:
+    return f"tcp://{settings.epp_name}.{settings.namespace}.svc.cluster.local:{kv.port}"
+
+
+def vllm_args(settings: Any, kv: KvEvents, port: int) -> list[str]:
+    """vLLM publishes its KV-cache events to the EPP; the block size must be the EPP's."""
+    config = {"enable_kv_cache_events": True, "publisher": "zmq", "endpoint": epp_endpoint(settings, kv),
+              "topic": f"kv@$(POD_IP):{port}@{settings.served_model_name}"}
+    return [f"--block-size={kv.block_size}", "--kv-events-config", json.dumps(config, separators=(",", ":"))]
+
+
+def sim_args(settings: Any, kv: KvEvents) -> list[str]:
+    """llm-d-inference-sim publishes KV events itself when --enable-kvcache is on (topic kv@<POD_IP>@<model>)."""
+    return [f"--zmq-endpoint={epp_endpoint(settings, kv)}"]
