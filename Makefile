@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 TOOLS  := .tools/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: all venv tools lint test demo bench clean
+.PHONY: all venv tools lint test demo compare bench clean
 
 all: test
 
@@ -30,10 +30,28 @@ lint: venv
 test: venv tools lint
 	LLMD_TEST_TOOLS=$(abspath $(TOOLS)) $(BIN)/pytest
 
-# The main job on the embedded default, no cluster needed: a local simulator, smoke test, load test.
+# The main job on the embedded default, no cluster needed: the local platform (8 simulated replicas behind the
+# scheduling gateway), status, smoke + a short shared-prefix load test, the report and its chart, cleanup. The trap
+# cleans up whatever happens, so nothing is left running.
+DEMO_DIR ?= $(CURDIR)/.llmd/demo
+LOCAL    := --platform local
+SHARED   := --workload shared-prefix --groups 48 --system-prompt-len 1024 --question-len 64 --output-tokens 32 \
+            --concurrency 16 --warmup 1s
+
 demo: venv
-	$(BIN)/llmd test --sim
-	$(BIN)/llmd test --sim --perf --concurrency 16 --requests 200 --output-tokens 64
+	@mkdir -p "$(DEMO_DIR)"; trap '$(BIN)/llmd cleanup $(LOCAL) --force' EXIT; set -e; \
+	$(BIN)/llmd deploy $(LOCAL); \
+	$(BIN)/llmd status $(LOCAL); \
+	$(BIN)/llmd test $(LOCAL) --perf $(SHARED) --prompts-per-group 4 --requests 192 --output "$(DEMO_DIR)/perf.json"; \
+	$(BIN)/llmd report plot "$(DEMO_DIR)/perf.json"; \
+	echo "report: $(DEMO_DIR)/perf.json  chart: $(DEMO_DIR)/perf.png"
+
+# The A/B comparison on the local platform: random vs load-only vs the default (load + prefix affinity).
+compare: venv
+	@mkdir -p "$(DEMO_DIR)"; trap '$(BIN)/llmd cleanup $(LOCAL) --force' EXIT; set -e; \
+	$(BIN)/llmd deploy $(LOCAL); \
+	$(BIN)/llmd bench compare $(LOCAL) --scheduler random,queue,default $(SHARED) --prompts-per-group 6 \
+	  --requests 288 --output "$(DEMO_DIR)/compare.json"
 
 bench: venv
 	$(BIN)/python bench/cli_startup.py

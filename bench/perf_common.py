@@ -42,12 +42,7 @@ class Sim:
         if self.pinned:
             argv = ("taskset", "-c", "1", *argv)
             os.sched_setaffinity(0, {0})
-        self.proc = Runner().spawn(Cmd(argv, title="llmd sim (bench)"))
-        self.url = self.proc.stdout.readline().decode().strip()
-        if not self.url.startswith("http://"):
-            err = self.proc.stderr.read().decode()
-            stop_process(self.proc)
-            raise SystemExit(f"sim did not start: {self.url!r} {err}")
+        self.proc, self.url = start_listening(argv, "llmd sim (bench)")
 
     def cpu_seconds(self) -> float:
         try:
@@ -60,9 +55,21 @@ class Sim:
         stop_process(self.proc)  # SIGINT first: the sim writes --record at exit
 
 
+def start_listening(argv: tuple[str, ...], title: str):
+    """Start a server that prints its URL as the first stdout line; (process, url)."""
+    p = Runner().spawn(Cmd(argv, title=title))
+    url = p.stdout.readline().decode().strip()
+    if not url.startswith("http://"):
+        err = p.stderr.read().decode()
+        stop_process(p)
+        raise SystemExit(f"{title} did not start: {url!r} {err}")
+    return p, url
+
+
 class EP:
     def __init__(self, url: str) -> None:
         self.url, self.via_port_forward, self.generation = url, False, 0
+        self.headers: dict[str, str] = {}
 
 
 def new_loop():

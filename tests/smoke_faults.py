@@ -231,8 +231,18 @@ def write_fake_kubectl(state_dir, port: int, objects: dict[str, object]):
     return exe
 
 
-def pids_alive(state_dir) -> list[int]:
-    """The fake port-forward processes (and their grandchildren) that are still running."""
+def pids_alive(state_dir, settle_s: float = 2.0) -> list[int]:
+    """The fake port-forward processes (and their grandchildren) still running `settle_s` after the call: a
+    signalled process group exits asynchronously, and under load that takes more than an instant."""
+    import time
+
+    deadline = time.monotonic() + settle_s
+    while (alive := _pids_alive(state_dir)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return alive
+
+
+def _pids_alive(state_dir) -> list[int]:
     import os
     from pathlib import Path
 

@@ -111,24 +111,19 @@ def test_gke_monitoring_uses_managed_prometheus_not_a_podmonitor():
 
 # ---- 4. --monitoring without the monitoring CRDs: preflight exit 3 ---------------------------------------
 
-def _monitoring_cluster(fake: Fake, crds: list[str]) -> None:
-    fake.preflight(ns_exists=True)
-    fake.reg(fake.k("get", "customresourcedefinitions", *pf.MONITORING_CRDS["istio"], "--ignore-not-found",
-                    "--output", "json", namespaced=False),
-             lst(*[{"kind": "CustomResourceDefinition", "metadata": {"name": n}} for n in crds]) if crds else "")
-
-
 def test_monitoring_without_prometheus_operator_crds_exits_3_before_any_change(cli, fp, fake):
-    _monitoring_cluster(fake, ["podmonitors.monitoring.coreos.com"])
+    fake.preflight(ns_exists=True)
+    # the Prometheus Operator CRDs llmd.ops.prereqs knows (its catalog), none installed
+    fp.register(fake.k("get", "customresourcedefinitions", fp.any(), namespaced=False), stdout="")
     r = cli("deploy", "--context", CTX, "--accelerator", "sim", "--monitoring")
     assert r.exit_code == 3, r.stderr
-    assert "servicemonitors.monitoring.coreos.com" in r.stderr and "kube-prometheus-stack" in r.stderr
-    assert "--no-monitoring" in r.stderr
+    assert "Prometheus Operator" in r.stderr and "--no-monitoring" in r.stderr
+    assert "llmd prereqs install" in r.stderr
     assert not [c for c in fp.calls if "apply" in c or c[-1] == "sync"]  # nothing changed
 
 
 def test_gke_monitoring_needs_podmonitoring_crd(fp):
-    name = "podmonitorings.monitoring.googleapis.com"
+    name = pf.GKE_MONITORING_CRD
     fp.register(["kubectl", "--context", CTX, "--request-timeout=10s", "get", "customresourcedefinitions", name,
                  "--ignore-not-found", "--output", "json"], stdout="")
     s = settings(environment="gke", monitoring=True, kube_context=CTX)

@@ -304,7 +304,7 @@ def test_ctrl_c_mid_test_exits_130_and_leaves_no_child(srv, tmp_path):
         while len(srv.hits("/v1/models")) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert len(srv.hits("/v1/models")) >= 2, "llmd never reached the warm-up loop"
-        assert pids_alive(state), "the port-forward child should be running now"
+        assert pids_alive(state, settle_s=0), "the port-forward child should be running now"
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=15)
     finally:

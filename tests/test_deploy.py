@@ -62,7 +62,7 @@ def test_json_prints_one_document_with_steps(cli, fake):
     assert r.exit_code == 0, r.stderr
     doc = json.loads(r.stdout)
     assert doc["status"] == "deployed" and doc["changed"] is True
-    assert doc["target"] == {"namespace": NS, "context": CTX, "server": SERVER}
+    assert doc["target"] == {"namespace": NS, "context": CTX, "server": SERVER, "platform": "kubernetes"}
     assert [s["step"] for s in doc["steps"]] == ["preflight", "namespace", "hf token secret", "helmfile sync",
                                                   "httproute", "wait"]
     assert {c["component"]: c["ready"] for c in doc["readiness"]["components"]} == {

@@ -136,6 +136,16 @@ def crd(name: str, version: str = "v1", established: bool = True) -> dict:
             "status": {"conditions": [{"type": "Established", "status": "True" if established else "False"}]}}
 
 
+def istiod(version: str = "1.29.1", *, env: dict | None = None, available: int = 1) -> dict:
+    """The istiod Deployment as the istio/istiod chart renders it (container `discovery`, image pilot:<tag>)."""
+    env = {"ENABLE_GATEWAY_API_INFERENCE_EXTENSION": "true"} if env is None else env
+    return {"kind": "Deployment", "metadata": {"name": "istiod", "namespace": "istio-system"},
+            "spec": {"replicas": 1, "template": {"spec": {"containers": [{
+                "name": "discovery", "image": f"docker.io/istio/pilot:{version}",
+                "env": [{"name": k, "value": v} for k, v in env.items()]}]}}},
+            "status": {"availableReplicas": available, "readyReplicas": available}}
+
+
 def settings_for(*args: str):
     """The Settings a CLI run with these flags resolves to (for derived names)."""
     from llmd.settings import Settings, load_settings
@@ -166,6 +176,10 @@ class Fake:
     def k(self, *args: str, namespaced: bool = True) -> list[str]:
         scope = ["--context", self.ctx] + (["--namespace", self.ns] if namespaced else [])
         return ["kubectl", *scope, "--request-timeout=10s", *args]
+
+    def kn(self, namespace: str, *args: str) -> list[str]:
+        """kubectl in another namespace (the prerequisites' namespaces: istio-system, lws-system...)."""
+        return ["kubectl", "--context", self.ctx, "--namespace", namespace, "--request-timeout=10s", *args]
 
     def h(self, *args: str) -> list[str]:
         return ["helm", *args, "--kube-context", self.ctx, "--namespace", self.ns]
@@ -206,6 +220,14 @@ class Fake:
             self.reg(argv, json.dumps({"kind": "GatewayClass", "metadata": {"name": name}}))
         else:
             self.not_found(argv, "gatewayclasses.gateway.networking.k8s.io", name)
+
+    def control_plane(self, dep: dict | None = None, *, present: bool = True) -> None:
+        """doctor's istiod read (the default -e istio)."""
+        argv = self.kn("istio-system", "get", "deployments.apps", "istiod", "--output", "json")
+        if present:
+            self.reg(argv, json.dumps(dep or istiod()))
+        else:
+            self.not_found(argv, "deployments.apps", "istiod")
 
     def storage(self, default: bool = True, provisioner: str = "nfs.csi.k8s.io") -> None:
         ann = {"storageclass.kubernetes.io/is-default-class": "true"} if default else {}

@@ -16,14 +16,15 @@ from test_deploy_support import (  # noqa: F401  (*_fixture: fixtures used by na
     Fake,
     clock_fixture,
     crd,
+    lst,
     no_killpg_fixture,
     tool_calls,
 )
 
 SIM = ("--accelerator", "sim")
 CLIENT = ["kubectl", "version", "--client", "--output", "json"]
-CLUSTER_CHECKS = ("crds", "gateway class", "storage", "monitoring crds", "gpus", "model size", "namespace",
-                  "permissions", "releases")
+CLUSTER_CHECKS = ("kubernetes", "crds", "gateway class", "control plane", "monitoring", "lws", "storage", "gpus",
+                  "model size", "namespace", "permissions", "releases")
 
 
 @pytest.fixture
@@ -42,6 +43,7 @@ def healthy_cluster(fake, *, ns_exists: bool = True, releases: dict | None = Non
     fake.reachable()
     fake.crds()
     fake.gateway_class()
+    fake.control_plane()
     fake.namespace(ns_exists)
     fake.permissions(reviews + (0 if ns_exists else 1))
     fake.releases(fake.all_deployed() if releases is None else releases)
@@ -73,7 +75,7 @@ def test_json_is_one_document_with_every_check_in_order(cli, fp, fake):
     assert r.exit_code == 0, r.stderr
     data = json.loads(r.stdout)
     assert data["status"] == "ok" and data["exit_code"] == 0
-    assert data["target"] == {"namespace": NS, "context": CTX, "server": SERVER}
+    assert data["target"] == {"namespace": NS, "context": CTX, "server": SERVER, "platform": "kubernetes"}
     assert [c["name"] for c in data["checks"]] == ["kubectl", "helm", "helmfile", "hf token", "context", "cluster",
                                                    *CLUSTER_CHECKS]
     checks = {c["name"]: c for c in data["checks"]}
@@ -96,6 +98,7 @@ def test_missing_tools_fail_with_install_hints_and_the_cluster_is_still_checked(
     fake.reachable()
     fake.crds()
     fake.gateway_class()
+    fake.control_plane()
     fake.namespace(True)
     fake.permissions(10)
     r = cli("doctor", "--context", CTX, *SIM, "--json")
@@ -118,6 +121,7 @@ def test_too_old_tools_fail_naming_version_and_minimum_and_the_cluster_is_still_
     fake.reg(fake.k("version", "--output", "json", namespaced=False), old)  # the server answered
     fake.crds()
     fake.gateway_class()
+    fake.control_plane()
     fake.namespace(True)
     fake.permissions(10)
     fake.releases({})
@@ -167,6 +171,7 @@ def test_missing_crds_fail_with_install_commands_and_every_other_check_runs(cli,
     fake.reachable()
     fake.crds(crd("gateways.gateway.networking.k8s.io"), crd("httproutes.gateway.networking.k8s.io"),
               crd("inferencepools.inference.networking.k8s.io", version="v1alpha2"))
+    fake.control_plane(present=False)
     fake.namespace(False)
     fake.permissions(11)
     fake.releases({})
@@ -175,9 +180,15 @@ def test_missing_crds_fail_with_install_commands_and_every_other_check_runs(cli,
     checks = doc(r)
     assert checks["crds"]["status"] == "fail"
     assert "inferencepools.inference.networking.k8s.io does not serve v1" in checks["crds"]["message"]
-    assert checks["crds"]["fixes"] == ['kubectl apply -k "https://github.com/kubernetes-sigs/gateway-api-inference-'
+    assert checks["crds"]["fixes"] == [f"llmd prereqs install --context {CTX}",
+                                       'kubectl apply -k "https://github.com/kubernetes-sigs/gateway-api-inference-'
                                        'extension/config/crd/?ref=v1.4.0"']
     assert checks["gateway class"]["status"] == "skip"  # needs the CRDs; not asked
+    # the control plane is checked on its own: istiod runs (or not) whatever the CRDs
+    assert checks["control plane"]["status"] == "fail"
+    assert checks["control plane"]["message"] == ("Istio control plane (istiod) not installed "
+                                                  "(no Deployment istio-system/istiod)")
+    assert checks["control plane"]["fixes"] == [f"llmd prereqs install --context {CTX}"]
     assert checks["namespace"]["status"] == checks["permissions"]["status"] == checks["releases"]["status"] == "ok"
 
 
@@ -187,6 +198,7 @@ def test_missing_gateway_control_plane_fails_with_the_provider_install(cli, fp, 
     fake.reachable()
     fake.crds()
     fake.gateway_class(present=False, name="agentgateway")
+    fake.reg(fake.kn("agentgateway-system", "get", "deployments.apps", "--output", "json"), lst())
     fake.namespace(True)
     fake.permissions(10)
     fake.releases({})
@@ -194,7 +206,12 @@ def test_missing_gateway_control_plane_fails_with_the_provider_install(cli, fp, 
     assert r.exit_code == 3
     gc = doc(r)["gateway class"]
     assert gc["status"] == "fail" and "GatewayClass 'agentgateway' not found" in gc["message"]
-    assert "agentgateway.helmfile.yaml" in gc["fixes"][0]
+    assert gc["fixes"][0] == f"llmd prereqs install -e agentgateway --context {CTX}"
+    assert "agentgateway.helmfile.yaml" in gc["fixes"][1]
+    cp = doc(r)["control plane"]
+    assert cp == {"name": "control plane", "status": "fail",
+                  "message": "agentgateway control plane not installed (no Deployment in agentgateway-system)",
+                  "fixes": [f"llmd prereqs install -e agentgateway --context {CTX}"]}
 
 
 def test_gpu_model_checks_token_storage_and_warns_on_gpu_shortfall(cli, fp, fake, monkeypatch):
@@ -204,6 +221,7 @@ def test_gpu_model_checks_token_storage_and_warns_on_gpu_shortfall(cli, fp, fake
     fake.reachable()
     fake.crds()
     fake.gateway_class()
+    fake.control_plane()
     fake.storage(default=True)
     fake.nodes(gpus=2)
     fake.namespace(True)
@@ -226,6 +244,7 @@ def test_no_default_storage_class_and_no_token_fail(cli, fp, fake):
     fake.reachable()
     fake.crds()
     fake.gateway_class()
+    fake.control_plane()
     fake.storage(default=False)
     fake.nodes(gpus=8)
     fake.namespace(True)
@@ -255,6 +274,7 @@ def test_forbidden_rbac_exits_4_listing_each_missing_permission(cli, fp, fake):
     fake.reachable()
     fake.crds()
     fake.gateway_class()
+    fake.control_plane()
     fake.namespace(False)
     fake.permissions(11, denied=(0, 1))
     fake.releases({})
@@ -271,6 +291,7 @@ def test_forbidden_read_fails_that_check_only(cli, fp, fake):
     fake.reachable()
     fake.crds()
     fake.gateway_class()
+    fake.control_plane()
     fake.reg(fake.k("get", "namespace", NS, "--output", "json", namespaced=False),
              stderr=f'Error from server (Forbidden): namespaces "{NS}" is forbidden: User "dev" cannot get', rc=1)
     fake.releases({})
@@ -299,6 +320,7 @@ def test_terminating_namespace_warns_without_waiting(cli, fp, fake, clock):
     fake.reachable()
     fake.crds()
     fake.gateway_class()
+    fake.control_plane()
     fake.namespace(terminating=1)
     fake.permissions(10)
     fake.releases({})
@@ -366,6 +388,7 @@ def test_a_block_volume_default_class_warns_that_the_shared_model_cache_needs_rw
     fake.reachable()
     fake.crds()
     fake.gateway_class()
+    fake.control_plane()
     fake.storage(default=True, provisioner="ebs.csi.aws.com")
     fake.nodes(gpus=8)
     fake.namespace(True)

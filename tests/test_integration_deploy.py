@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from fakes import FakeTool, install_fake
-from llmd.ops.preflight import GATEWAY_CLASSES
+from llmd.presets import facts
 from llmd.render import bundle as B
 from llmd.settings import load_settings
 
@@ -48,7 +48,7 @@ def seed_cluster(settings) -> dict:
     objects = [
         *crds,
         {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
-         "metadata": {"name": GATEWAY_CLASSES[settings.environment][0]}},
+         "metadata": {"name": facts.environment(settings.environment).gateway_class}},
         {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {
             "name": "standard", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}}},
         {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "gpu-node-1"},
@@ -110,7 +110,8 @@ def test_deploy_end_to_end_then_again_without_changes(cli, stack):
     assert first.exit_code == 0, first.stderr
     report = json.loads(first.stdout)
     assert report["status"] == "deployed" and report["changed"] is True
-    assert report["target"] == {"namespace": NS, "context": CONTEXT, "server": "https://127.0.0.1:6443"}
+    assert report["target"] == {"namespace": NS, "context": CONTEXT, "server": "https://127.0.0.1:6443",
+                                "platform": "kubernetes"}
 
     # helm, through the real helmfile: the three releases, in order, pinned to our context and namespace.
     upgrades = [c for c in helm.calls() if "upgrade" in c]

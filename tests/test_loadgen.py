@@ -20,9 +20,10 @@ pytestmark = pytest.mark.timeout(30)
 stream_server = test_loadgen_server.stream_server  # fixture
 
 
-class EP:
+class EP:  # a llmd.loadgen.endpoint.Endpoint whose URL and generation a test moves
     def __init__(self, url: str, via_port_forward: bool = False) -> None:
         self.url, self.via_port_forward, self.generation = url, via_port_forward, 0
+        self.headers: dict[str, str] = {}
 
 
 def body(api: str = "chat", n: int = 4) -> bytes:

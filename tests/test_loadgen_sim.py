@@ -12,6 +12,7 @@ import pytest
 from llmd.loadgen import workloads
 from llmd.loadgen.client import Client, Target, Timeouts
 from llmd.loadgen.engine import Progress, Stage, run_stage
+from llmd.ops.endpoint import Endpoint
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -75,7 +76,7 @@ def test_shared_prefix_hits_the_sim_prefix_cache(sim):
                                  question_len=8, output_tokens=2, seed=1)
 
     async def go():
-        return await run_stage(type("EP", (), {"url": sim.url, "via_port_forward": False, "generation": 0})(),
+        return await run_stage(Endpoint("sim", "test sim", base_url=sim.url),
                                "/v1/chat/completions", Timeouts(), wl, Stage("c1", "closed", concurrency=1,
                                                                             requests=8),
                                run_id="sp", seed=1, t0_ns=perf_counter_ns(), progress=Progress(),
@@ -99,7 +100,7 @@ def test_shared_prefix_stages_and_runs_start_cold(sim, tmp_path):
         opts = PerfOptions(model="random", workload="shared-prefix", groups=2, prompts_per_group=3,
                            system_prompt_len=64, question_len=8, output_tokens=2, sweep="1,2", requests=6,
                            output=str(tmp_path / name))
-        return run_perf(type("EP", (), {"url": sim.url, "via_port_forward": False, "generation": 0})(), opts, Ui())
+        return run_perf(Endpoint("sim", "test sim", base_url=sim.url), opts, Ui())
 
     for report in (run("a.json"), run("b.json")):
         for stage in report.stages:

@@ -28,13 +28,17 @@ pytestmark = pytest.mark.timeout(30)
 stream_server = test_loadgen_server.stream_server  # fixture
 
 
-class EP:
+class EP:  # a llmd.loadgen.endpoint.LiveEndpoint that counts its revivals and never loses its tunnel
     def __init__(self, url: str, via_port_forward: bool = False) -> None:
         self.url, self.via_port_forward, self.generation = url, via_port_forward, 0
+        self.headers: dict[str, str] = {}
         self.ensured = 0
 
     def ensure_alive(self) -> None:
         self.ensured += 1
+
+    def lost_during(self, sent_ns, end_ns) -> bool:
+        return False
 
 
 def opts(**kw) -> PerfOptions:
@@ -222,6 +226,7 @@ def test_requests_cut_just_before_a_tunnel_loss_was_seen_count_as_tunnel_lost():
 
     class Tunnelled:
         probed = 0
+        via_port_forward = True
 
         def ensure_alive(self):
             self.probed += 1
@@ -249,7 +254,8 @@ def test_direct_endpoints_are_left_alone():
     from llmd.ops.perf import _attribute_tunnel_losses
 
     recs = [{"failure": "truncated", "sent_ns": 1, "end_ns": 2}]
-    asyncio.run(_attribute_tunnel_losses(SimpleNamespace(url="http://127.0.0.1:1"), [SimpleNamespace(records=recs)]))
+    direct = SimpleNamespace(url="http://127.0.0.1:1", via_port_forward=False)
+    asyncio.run(_attribute_tunnel_losses(direct, [SimpleNamespace(records=recs)]))
     assert recs[0]["failure"] == "truncated"
 
 

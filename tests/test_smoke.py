@@ -317,3 +317,26 @@ def test_simulator_stream_faults_fail_the_stream_checks(sim_factory, fault, fail
         s.http.close()
     assert not c.ok and failure in c.detail, c
     assert c.attempts == 1  # a stream that started is never retried
+
+
+def test_a_passing_smoke_test_describes_the_served_model_for_perf_immutably():
+    import dataclasses
+
+    from llmd.ops.endpoint import ServedModel
+    from llmd.sim.config import SimConfig
+    from llmd.sim.server import run_in_thread
+
+    handle = run_in_thread(SimConfig(port=0, model="sim-model", max_model_len=2048))
+    try:
+        report = smoke(handle.url.rstrip("/"), model=None, max_tokens=4)
+    finally:
+        handle.stop()
+    assert report.served == ServedModel("sim-model", 2048)  # from /v1/models, which perf then needs not ask
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        report.served.id = "other"  # type: ignore[misc]
+
+
+def test_a_failed_smoke_test_describes_no_served_model(srv):
+    srv.script("/v1/models", Reply(404, body=b"not found", content_type="text/plain"), repeat=True)
+    report = smoke(srv, deadline=0.5)
+    assert not report.ok and report.served is None

@@ -327,30 +327,90 @@ class Runner:
 
     def spawn(self, cmd: Cmd) -> subprocess.Popen:
         """Start a long-lived child (port-forward) in its own group; stop it with `stop_process`."""
+        p = self._start(cmd, "&", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        _register(p)
+        return p
+
+    def spawn_detached(self, cmd: Cmd, log: Path) -> subprocess.Popen:
+        """Start a supervised background process that outlives this command (the local platform's replicas and
+        gateway): own session, stdout and stderr appended to `log`, not reaped at exit. Stop it with `stop_pid`."""
+        log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with open(log, "ab") as out:
+            return self._start(cmd, f">{log} 2>&1 &", stdout=out, stderr=subprocess.STDOUT)
+
+    def _start(self, cmd: Cmd, shown_suffix: str, *, stdout, stderr) -> subprocess.Popen:
+        """Echo, log and start a child that is not waited for, in its own session; refused in dry-run."""
         if self.dry_run:
             self.planned.append(cmd)
             raise LlmdError("internal: a long-lived command was spawned in dry-run")
         shown = cmd.display()
         if self.echo:
             self.echo(shown)
-        self.transcript.write(f"$ {shown} &")
+        self.transcript.write(f"$ {shown} {shown_suffix}")
         env = {**os.environ, **cmd.env} if cmd.env else None
         try:
-            p = subprocess.Popen(
-                self._resolve(cmd),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=env,
-                cwd=cmd.cwd,
-                start_new_session=True,
-            )
+            return subprocess.Popen(self._resolve(cmd), stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+                                    env=env, cwd=cmd.cwd, start_new_session=True)
         except FileNotFoundError as exc:
             raise PrereqError(
                 f"cannot run {cmd.argv[0]}: not found", hint=INSTALL_HINTS.get(cmd.argv[0])
             ) from exc
-        _register(p)
-        return p
+
+
+# ---- background processes recorded by pid (they outlive the command that started them) ---------------------------
+
+
+def start_id(pid: int) -> str | None:
+    """The kernel's start time of `pid` (field 22 of /proc/<pid>/stat), so a recycled pid is not taken for ours;
+    None when the process is gone, a zombie, or /proc is unavailable."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    if fields[0] in ("Z", "X"):
+        return None
+    return fields[19]
+
+
+def pid_alive(pid: int, expected_start: str | None = None) -> bool:
+    _reap(pid)
+    if pid <= 1:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False  # not ours
+    if os.path.isdir("/proc"):
+        current = start_id(pid)
+        return current is not None and (expected_start is None or current == expected_start)
+    return True
+
+
+def _reap(pid: int) -> None:
+    """Collect our own exited child (a detached process started by this very process, e.g. under tests)."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def stop_pid(pid: int, expected_start: str | None = None, *, grace: float = GRACE_TERM_S) -> bool:
+    """SIGTERM the process group led by `pid`, SIGKILL after `grace`; True when nothing of it is left running.
+    A pid that is gone or now belongs to another process (start time differs) is left alone."""
+    if not pid_alive(pid, expected_start):
+        return True
+    if pid == os.getpgrp():
+        return False
+    for sig, wait_s in ((signal.SIGTERM, grace), (signal.SIGKILL, 2.0)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            if not pid_alive(pid, expected_start):
+                return True
+            time.sleep(0.02)
+    return not pid_alive(pid, expected_start)
 
 
 def _pump(stream, sink: list[str], on_line: Callable[[str], None] | None) -> None:

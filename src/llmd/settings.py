@@ -17,16 +17,14 @@ from typing import Any
 
 from llmd.errors import ConfigError
 
-# Choices. Render owns what each one means; these lists are the contract.
+# Choices: the names of the entries in presets/*.yaml, which hold what each one means (llmd.presets.facts).
+# Spelled out here so that flag help and validation need no YAML parse; tests/test_presets.py checks they agree.
 ENVIRONMENTS = ("istio", "agentgateway", "kgateway", "gke")
 ACCELERATORS = ("nvidia-l40s", "nvidia-h100", "nvidia-a100", "amd", "tpu-v6e", "cpu", "sim")
 # Scheduler profiles (presets/schedulers.yaml; deprecated aliases load/optimized are accepted too).
 SCHEDULERS = ("default", "queue", "kv-cache", "prefix", "random", "optimized-baseline", "precise-prefix")
 MODEL_CACHES = ("pvc", "emptydir")
-
-PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease", "istio-system",
-                        "agentgateway-system", "kgateway-system", "gke-system", "gmp-system", "gmp-public",
-                        "cert-manager", "monitoring", "lws-system")
+PLATFORMS = ("kubernetes", "local")  # where the stack runs: llmd.platform.select() is the one place that decides
 
 
 @dataclass(frozen=True)
@@ -61,6 +59,7 @@ class Settings:
     chart_source_ms: str | None = None
     image_mirror: str | None = None
     download_image: str | None = None
+    platform: str = "kubernetes"
     # `--set values.<infra|gaie|ms>.<path>=<yaml>`: raw chart-value overrides, merged last by render.
     value_overrides: tuple[tuple[str, str, Any], ...] = ()
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -90,12 +89,10 @@ class Settings:
 
     @property
     def gateway_service(self) -> str | None:
-        """The data-plane Service the gateway chart creates; GKE has none (use the Gateway address)."""
-        if self.environment == "istio":
-            return f"{self.gateway_name}-istio"
-        if self.environment in ("agentgateway", "kgateway"):
-            return self.gateway_name
-        return None
+        """The data-plane Service the gateway provider creates; None (GKE): use the Gateway's address."""
+        from llmd.presets import facts
+
+        return facts.environment(self.environment).service_name(self.gateway_name)
 
     @property
     def pool_name(self) -> str:
@@ -142,7 +139,9 @@ class Settings:
 
     @property
     def uses_gpu(self) -> bool:
-        return self.accelerator not in ("cpu", "sim")
+        from llmd.presets import facts
+
+        return facts.accelerator(self.accelerator).gpu_resource is not None
 
     @property
     def needs_hf_token(self) -> bool:
@@ -258,6 +257,8 @@ def validate(s: Settings) -> None:
     if s.accelerator not in ACCELERATORS:
         errors.append(f"accelerator: {s.accelerator!r} is not one of {', '.join(ACCELERATORS)}")
     errors += _check_scheduler(s)
+    if s.platform not in PLATFORMS:
+        errors.append(f"platform: {s.platform!r} is not one of {', '.join(PLATFORMS)}")
     if s.model_cache not in MODEL_CACHES:
         errors.append(f"model_cache: {s.model_cache!r} is not one of {', '.join(MODEL_CACHES)}")
     for name, lo, hi in (("replicas", 0, 512), ("tensor_parallel", 1, 64), ("max_model_len", 16, 10_000_000),
@@ -382,7 +383,42 @@ def _normalise_key(key: str) -> str:
     return key.strip().replace("-", "_").lower()
 
 
+def _unique_keys_loader(base, path: str):
+    """`base` (a PyYAML loader) that refuses a mapping key given twice: YAML keeps the last one silently."""
+    import yaml
+
+    class Loader(base):  # type: ignore[misc, valid-type]
+        pass
+
+    def mapping(loader, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ConfigError(f"config file {path}: key {key!r} is given twice (lines {seen[key]} and {line})",
+                                  hint="keep one of them: YAML would silently use the last")
+            seen[key] = line
+        return base.construct_mapping(loader, node, deep=deep)
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return Loader
+
+
+def _unknown_setting(key: str, where: str, *, values_ok: bool) -> ConfigError:
+    from llmd.suggest import close_match
+
+    known = sorted(FIELDS) + (["values"] if values_ok else [])
+    guess = close_match(_normalise_key(key), known)
+    return ConfigError(f"{where}: unknown setting {key!r}" + (f"; did you mean {guess!r}?" if guess else ""),
+                       hint="known settings: " + ", ".join(known)
+                            + ("" if values_ok else ", or values.<infra|gaie|ms>.<path> for chart values"))
+
+
 def read_config_file(path: str) -> dict[str, Any]:
+    """Settings (every scalar kept as the string written) plus `values: {infra|gaie|ms: {...}}`, chart value
+    overrides like --set values.* (typed as YAML, as helm reads a values file), returned under "values" as
+    [(release, path, value)]."""
     import yaml
 
     p = Path(path).expanduser()
@@ -393,20 +429,50 @@ def read_config_file(path: str) -> dict[str, Any]:
                           hint="check the --config path (or LLMD_CONFIG)") from None
     try:
         # BaseLoader: every scalar stays a string, so `1.10` or `no` are never reinterpreted.
-        data = yaml.load(text, Loader=yaml.BaseLoader)
+        data = yaml.load(text, Loader=_unique_keys_loader(yaml.BaseLoader, path))
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must be a mapping of setting: value")
-    out = {}
+    out: dict[str, Any] = {}
     for key, value in data.items():
         name = _normalise_key(str(key))
+        if name == "values":
+            typed = yaml.load(text, Loader=_unique_keys_loader(yaml.SafeLoader, path))
+            out["values"] = _value_overrides(typed.get(key), path)
+            continue
         if name not in FIELDS:
-            raise ConfigError(f"config file {path}: unknown setting {key!r}",
-                              hint="known settings: " + ", ".join(sorted(FIELDS)))
+            raise _unknown_setting(str(key), f"config file {path}", values_ok=True)
         out[name] = value
+    return out
+
+
+def _value_overrides(tree: Any, path: str) -> list[tuple[str, str, Any]]:
+    """`values: {ms: {decode: {replicas: 2}}}` -> [("ms", "decode.replicas", 2)]: each leaf, as --set would set it
+    (a list is one value; keys holding '.' are not addressable and refused)."""
+    if not isinstance(tree, dict) or not tree:
+        raise ConfigError(f"config file {path}: values must be a mapping of infra/gaie/ms to chart values",
+                          hint="e.g. values: {ms: {decode: {replicas: 2}}}")
+    out: list[tuple[str, str, Any]] = []
+
+    def walk(release: str, prefix: str, node: Any) -> None:
+        if isinstance(node, dict) and node:
+            for k, v in node.items():
+                if "." in str(k) or "[" in str(k):
+                    raise ConfigError(f"config file {path}: values.{release}.{prefix}{k}: a key with '.' or '[' "
+                                      "cannot be addressed", hint="set the parent mapping with --set instead")
+                walk(release, f"{prefix}{k}.", v)
+        else:
+            out.append((release, prefix.rstrip("."), node))
+
+    for release, sub in tree.items():
+        if release not in VALUE_RELEASES:
+            raise ConfigError(f"config file {path}: values.{release}: not a release; use infra, gaie or ms")
+        if not isinstance(sub, dict):
+            raise ConfigError(f"config file {path}: values.{release} must be a mapping of chart values")
+        walk(str(release), "", sub)
     return out
 
 
@@ -421,9 +487,13 @@ def parse_set(expr: str) -> tuple[str, Any]:
     if not path:
         raise ConfigError(f"--set {expr!r}: empty path")
     if path.startswith("values."):
-        parts = path.split(".")
-        if len(parts) < 3 or parts[1] not in VALUE_RELEASES or not all(parts[2:]):
-            raise ConfigError(f"--set {expr!r}: chart-value paths look like values.<infra|gaie|ms>.<key.path>")
+        from llmd.value_path import split_path
+
+        parts = path.split(".", 2)
+        if len(parts) < 3 or parts[1] not in VALUE_RELEASES or not parts[2] or split_path(parts[2]) is None:
+            raise ConfigError(f"--set {expr!r}: chart-value paths look like values.<infra|gaie|ms>.<key.path>",
+                              hint="keys separated by '.', list items by index: "
+                                   "values.ms.decode.containers[0].image=...")
         try:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError as exc:
@@ -431,8 +501,7 @@ def parse_set(expr: str) -> tuple[str, Any]:
         return path, _keep_literal(raw.strip(), value)
     name = _normalise_key(path)
     if name not in FIELDS:
-        raise ConfigError(f"--set {expr!r}: unknown setting {path!r}",
-                          hint="known settings: " + ", ".join(sorted(FIELDS)) + ", or values.<release>.<path>")
+        raise _unknown_setting(path, f"--set {expr!r}", values_ok=False)
     return name, raw
 
 
@@ -493,11 +562,16 @@ def load_settings(
         values[name] = coerce(name, raw, origin)
         sources[name] = origin
 
+    overrides: list[tuple[str, str, Any]] = []
     config_path = config or environ.get(CONFIG_ENV)
     if config_path:
         origin = f"config file {config_path}"
         for name, raw in read_config_file(config_path).items():
-            put(name, raw, origin)
+            if name == "values":
+                overrides += raw  # below every --set values.*: those come later, and last wins
+                sources["value_overrides"] = origin
+            else:
+                put(name, raw, origin)
     for var, name in LEGACY_ENV.items():
         if environ.get(var):
             put(name, environ[var], f"env {var}")
@@ -511,12 +585,13 @@ def load_settings(
         if name not in FIELDS:
             raise ConfigError(f"internal: unknown flag field {name}")
         put(name, raw, "flag " + (flag_names or {}).get(name, "--" + name.replace("_", "-")))
-    overrides: list[tuple[str, str, Any]] = []
     for expr in sets:
         key, raw = parse_set(expr)
         if key.startswith("values."):
             _, release, path = key.split(".", 2)
             overrides.append((release, path, raw))
+            sources["value_overrides"] = "--set" if "value_overrides" not in sources else sources[
+                "value_overrides"] + " and --set"
         else:
             put(key, raw, f"--set {key}")
 
@@ -531,7 +606,7 @@ def load_settings(
         elif TOKEN_ENV in environ:
             token = clean_token(environ[TOKEN_ENV], f"env {TOKEN_ENV}")
             sources["hf_token"] = f"env {TOKEN_ENV}"
-        elif need_token:
+        elif need_token and settings.platform != "local":  # local replicas are simulators: nothing to download
             raise ConfigError(
                 f"no Hugging Face token for {settings.model}: set HF_TOKEN or pass --hf-token-file "
                 "(tokens are never accepted as flag values)",

@@ -19,6 +19,7 @@ test notices a new, unmodelled call instead of passing by accident.
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import os
@@ -59,14 +60,19 @@ def one(opts: dict[str, list[str]], *names: str, default: str = "") -> str:
 
 
 class State:
+    """The releases, read and written under an exclusive lock: helmfile runs independent releases in parallel."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._lock = open(f"{path}.lock", "a")  # held until save() or process exit
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
         self.releases: dict[str, dict] = json.loads(path.read_text()) if path.is_file() else {}
 
     def save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(self.releases, indent=1))
         os.replace(tmp, self.path)
+        fcntl.flock(self._lock, fcntl.LOCK_UN)  # a hanging upgrade must not hold the others up
 
     @staticmethod
     def key(ns: str, name: str) -> str:

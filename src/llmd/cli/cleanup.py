@@ -30,6 +30,7 @@ def cleanup(ctx: typer.Context, *, keep_pvc: KeepPvcOpt = False, remove_namespac
     ui, settings = load(ctx, flags, sets, config, json_mode=json, json_errors=json)
     from llmd.errors import CleanupIncomplete, Refused
     from llmd.ops import cleanup as ops
+    from llmd.platform import select
 
     runner = make_runner(ctx, ui, dry_run=dry_run)  # starts nothing by itself
     with json_failure(ui, json, runner):
@@ -38,14 +39,15 @@ def cleanup(ctx: typer.Context, *, keep_pvc: KeepPvcOpt = False, remove_namespac
             raise Refused("cleanup needs confirmation but stdin is not a terminal; nothing was done",
                           hint="re-run with --force (guards still apply), or --dry-run to see what would go")
         confirm = None if force else (lambda q: typer.confirm(q, default=False, err=True))
-        report = ops.cleanup(settings, runner, ui, keep_pvc=keep_pvc, remove_namespace=remove_namespace,
-                             confirm=confirm)
+        report = select(settings).cleanup(settings, runner, ui, keep_pvc=keep_pvc,
+                                          remove_namespace=remove_namespace, confirm=confirm)
     if json:
         ui.json(report.to_dict())
         if not report.complete:
             raise typer.Exit(9)
         return
-    where = f"{settings.namespace} on {report.target.context or '(current context)'}"
+    where = (report.target.describe() if report.target.platform != "kubernetes"
+             else f"{settings.namespace} on {report.target.context or '(current context)'}")
     if report.nothing_to_do:
         ui.ok(f"nothing to clean up in {where}")
         return

@@ -70,6 +70,12 @@ COMMANDS: tuple[Verb | Group, ...] = (
     Verb("render"),
     Verb("config"),
     Verb("sim"),
+    Group("prereqs", "Install, inspect and remove the cluster prerequisites: Gateway API + InferencePool CRDs, the "
+                     "gateway control plane, LWS, Prometheus Operator CRDs.", ("install", "status", "uninstall")),
+    Group("scheduler", "EPP scheduler profiles: validate configs", ("validate",)),
+    Group("bench", "Benchmarks across configurations: `bench compare` runs one workload per scheduler profile.",
+          ("compare",)),
+    Group("report", "Work with perf reports and comparisons: `report plot` draws a chart.", ("plot",)),
 )
 
 

@@ -35,7 +35,8 @@ def config(ctx: typer.Context, *, json: JsonOpt = False, flags, sets, config) ->
     t.add_column("value")
     t.add_column("source", style="dim")
     for key, entry in table.items():
-        t.add_row(key, str(entry["value"]), entry["source"])
+        value = entry["value"]
+        t.add_row(key, "\n".join(value) if isinstance(value, list) else str(value), entry["source"])
     ui.render(t)
     n = Table(title="derived names")
     n.add_column("object")

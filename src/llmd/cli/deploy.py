@@ -35,10 +35,10 @@ def deploy(ctx: typer.Context, *, recover: RecoverOpt = False, out: OutOpt = Non
     out_dir = Path(out) if out else rendered_dir(settings)
     with json_failure(ui, json, runner):
         _check_out(out_dir, given=bool(out))
-    from llmd.ops.deploy import deploy as run_deploy
+    from llmd.platform import select
 
     with json_failure(ui, json, runner):
-        report = run_deploy(settings, runner, ui, out_dir=out_dir, recover=recover)
+        report = select(settings).deploy(settings, runner, ui, out_dir=out_dir, recover=recover)
     if json:
         ui.json(report.to_dict())
         return
@@ -50,7 +50,8 @@ def deploy(ctx: typer.Context, *, recover: RecoverOpt = False, out: OutOpt = Non
         return
     ui.render(steps_table("deploy", [(s.name, s.status, s.detail) for s in report.steps]))
     verb = "Deployed" if report.changed else "Up to date:"
-    ui.ok(f"{verb} {', '.join(settings.releases)} in {report.target.describe()} ({report.elapsed_s:.0f}s)")
+    what = report.what or ", ".join(settings.releases)
+    ui.ok(f"{verb} {what} in {report.target.describe()} ({report.elapsed_s:.0f}s)")
     ui.info("Next:")
     for cmd in report.next_commands(settings):
         ui.info(f"  {cmd}")

@@ -57,6 +57,8 @@ _SETTING_FLAGS: list[tuple[str, tuple[str, ...], Any, str]] = [
      "Rewrite image prefixes in every rendered value: from=to[,from=to] (ghcr.io/llm-d=registry.corp/llm-d)"),
     ("download_image", ("--download-image",), str,
      "Image of the model-download Job (needs python3 and pip access to huggingface_hub)"),
+    ("platform", ("--platform",), str, "Where the stack runs: " + "|".join(S.PLATFORMS)
+     + " (local: simulated replicas and a scheduling gateway on 127.0.0.1)"),
 ]
 
 GROUP = "Deployment settings"

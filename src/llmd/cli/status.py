@@ -18,10 +18,10 @@ def status(ctx: typer.Context, *, json: JsonOpt = False, flags, sets, config) ->
     """
     ui, settings = load(ctx, flags, sets, config, json_mode=json, json_errors=json)
     runner = make_runner(ctx, ui, echo=ui.verbose > 0)
-    from llmd.ops.status import collect_status
+    from llmd.platform import select
 
     with json_failure(ui, json, runner):
-        report = collect_status(settings, runner, say=ui.step)
+        report = select(settings).status(settings, runner, say=ui.step)
     if json:
         ui.json(report.to_dict())
     else:
@@ -62,6 +62,9 @@ def _show(ui, settings, report) -> None:
         ui.ok(f"healthy: the stack can serve (`{test}` sends a request)")
         return
     ui.error(f"{report.verdict}: " + "; ".join(report.problems))
+    if report.hint:
+        ui.hint(report.hint)
+        return
     scope = f"-n {settings.namespace}" + (f" --context {report.target.context}" if report.target.context else "")
     if any(st.startswith("pending-") for st in report.releases.values()):
         from llmd.ops.preflight import recover_hint

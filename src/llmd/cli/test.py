@@ -68,35 +68,24 @@ def test(
         # The deployment serves settings.served_model_name; --url/--sim without --model take the first listed model.
         model = explicit_model if (url or sim) else settings.served_model_name
 
-        from llmd.errors import TestFailed
         from llmd.ops.endpoint import PF_READY_TIMEOUT_S, open_endpoint
-        from llmd.ops.smoke import run_smoke
+        from llmd.ops.smoke_perf import SmokeRequest, smoke_then_perf
+
+        def on_smoke(report) -> None:
+            outcome.smoke = report.to_dict()
+            if not json:
+                _show(ui, report)
+
+        def on_perf(report) -> None:
+            outcome.perf = report.to_dict(records=False)
 
         runner = None if (url or sim) else make_runner(ctx, ui)
         outcome.runner = runner
         with open_endpoint(settings=settings, runner=runner, ui=ui, url=url, sim=sim, sim_model=explicit_model,
                            local_port=local_port, pf_ready_timeout=connect_timeout or PF_READY_TIMEOUT_S,
                            route_manifest=_deployed_route_manifest(settings)) as endpoint:
-            ui.step(f"testing {endpoint.description}")
-            report = run_smoke(endpoint, model, prompt, max_tokens, ready_timeout, ui)
-            outcome.smoke = report.to_dict()
-            if not json:
-                _show(ui, report)
-            if not report.ok:
-                first = report.failed_checks[0]
-                raise TestFailed(f"smoke test failed: {first.name}: {first.detail}", hint=first.hint,
-                                 details=first.evidence)
-            ui.ok(f"smoke test passed: {report.model} at {endpoint.description} in {report.duration_s:.1f}s")
-            if perf:
-                from llmd.ops.perf import check_thresholds, check_written, run_perf
-
-                endpoint.model = report.model
-                endpoint.max_model_len = report.max_model_len
-                endpoint.ensure_alive()
-                perf_report = run_perf(endpoint, perf_opts.with_model(report.model), ui)
-                outcome.perf = perf_report.to_dict(records=False)
-                check_written(perf_report)
-                check_thresholds(perf_report)
+            smoke_then_perf(endpoint, SmokeRequest(model, prompt, max_tokens, ready_timeout), ui,
+                            perf=perf_opts if perf else None, on_smoke=on_smoke, on_perf=on_perf)
 
 
 class _Outcome:

@@ -120,7 +120,9 @@ class Helmfile:
         flags: list[str] = ["--file", str(file)]
         if self.scope.context:
             flags += ["--kube-context", self.scope.context]
-        flags += ["--namespace", self.scope.namespace, "--helm-binary", self.runner.tool("helm")]
+        if self.scope.namespace:  # it overrides every release's own namespace: none for multi-namespace files
+            flags += ["--namespace", self.scope.namespace]
+        flags += ["--helm-binary", self.runner.tool("helm")]
         env = {"KUBECONFIG": self.scope.kubeconfig} if self.scope.kubeconfig else {}
         return Cmd((self.runner.tool("helmfile"), *flags, *subcommand), mutates=mutates, env=env, timeout=timeout,
                    cwd=str(file.parent), title="helmfile " + " ".join(subcommand))

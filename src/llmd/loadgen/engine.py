@@ -19,9 +19,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from itertools import pairwise
 from time import perf_counter_ns
-from typing import Any
 
 from llmd.loadgen.client import Client, Result, Target, Timeouts
+from llmd.loadgen.endpoint import Endpoint
 from llmd.loadgen.workloads import Workload
 from llmd.sse import cached_tokens
 
@@ -75,7 +75,7 @@ class StageRun:
 class _Ctx:
     """State of one running stage."""
 
-    def __init__(self, endpoint: Any, api_path: str, timeouts: Timeouts, workload: Workload, stage: Stage, *,
+    def __init__(self, endpoint: Endpoint, api_path: str, timeouts: Timeouts, workload: Workload, stage: Stage, *,
                  run_id: str, worker: int, t0_ns: int, start_ns: int, progress: Progress) -> None:
         self.endpoint = endpoint
         self.api_path = api_path
@@ -96,14 +96,14 @@ class _Ctx:
         self.records: list[dict] = []
         self.itl_ms = array("d")  # pooled gaps: 8 bytes each, not a 32-byte float object
         self.progress = progress
-        self.generation = getattr(endpoint, "generation", 0)
-        self.via_pf = bool(getattr(endpoint, "via_port_forward", False))
+        self.generation = endpoint.generation
+        self.via_pf = endpoint.via_port_forward
         self.clients: list[Client] = []
         self.client = self._new_client()
 
     def _new_client(self) -> Client:
         client = Client(Target(self.endpoint.url, self.api_path), self.timeouts,
-                        extra_headers=getattr(self.endpoint, "headers", None))  # e.g. Authorization from $LLMD_API_KEY
+                        extra_headers=self.endpoint.headers)  # e.g. Authorization from $LLMD_API_KEY
         self.clients.append(client)
         return client
 
@@ -123,7 +123,7 @@ class _Ctx:
         return i, warm
 
     async def one(self, i: int, warm: bool, scheduled_ns: int) -> None:
-        gen = getattr(self.endpoint, "generation", 0)
+        gen = self.endpoint.generation
         if gen != self.generation:  # the tunnel restarted on a new local port: new connections go there
             self.generation = gen
             self.client = self._new_client()
@@ -140,7 +140,7 @@ class _Ctx:
             raise
         finally:
             prog.inflight -= 1
-        lost = getattr(self.endpoint, "generation", 0) != gen
+        lost = self.endpoint.generation != gen
         rec = self._record(i, rid, body, res, scheduled_ns=scheduled_ns, warm=warm, lost=lost)
         self.records.append(rec)
         prog.done += 1
@@ -261,7 +261,7 @@ async def _lag_monitor(lags: list[float]) -> None:
             gc.freeze()
 
 
-async def run_stage(endpoint: Any, api_path: str, timeouts: Timeouts, workload: Workload, stage: Stage, *,
+async def run_stage(endpoint: Endpoint, api_path: str, timeouts: Timeouts, workload: Workload, stage: Stage, *,
                     run_id: str, seed: int, t0_ns: int, progress: Progress, stop: asyncio.Event,
                     worker: int = 0, start_ns: int | None = None) -> StageRun:
     """Run one stage to its bound (or until `stop`) and return its records."""

@@ -14,9 +14,9 @@ import multiprocessing as mp
 import signal
 from dataclasses import replace
 from time import perf_counter_ns
-from typing import Any
 
 from llmd.loadgen.client import Timeouts
+from llmd.loadgen.endpoint import Endpoint
 from llmd.loadgen.engine import DRAIN_S, Progress, Stage, StageRun, run_stage
 from llmd.loadgen.loop import run as loop_run
 
@@ -84,14 +84,13 @@ def _child(conn, counters, w: int, args: tuple) -> None:
         conn.close()
 
 
-async def run_stage_workers(endpoint: Any, api_path: str, timeouts: Timeouts, workload, stage: Stage, *, run_id: str,
-                            seed: int, t0_ns: int, workers: int, stop: asyncio.Event,
+async def run_stage_workers(endpoint: Endpoint, api_path: str, timeouts: Timeouts, workload, stage: Stage, *,
+                            run_id: str, seed: int, t0_ns: int, workers: int, stop: asyncio.Event,
                             on_tick=None) -> list[StageRun]:
     ctx = mp.get_context("spawn")
     shares = split_stage(stage, workers)
     counters = ctx.Array("q", _SLOTS * len(shares), lock=False)
-    ep = _Endpoint(endpoint.url, bool(getattr(endpoint, "via_port_forward", False)),
-                   int(getattr(endpoint, "generation", 0)), getattr(endpoint, "headers", None))
+    ep = _Endpoint(endpoint.url, endpoint.via_port_forward, endpoint.generation, dict(endpoint.headers))
     start_ns = perf_counter_ns() + int(_START_DELAY_S * 1e9)
     procs, pipes = [], []
     for w, share in enumerate(shares):

@@ -19,8 +19,8 @@ from llmd.kube.kubectl import Kubectl, classify_failure
 from llmd.ops import wait
 from llmd.ops.reach import reach_target
 from llmd.ops.target import Target, llmd_command
+from llmd.presets import facts
 from llmd.proc import Runner
-from llmd.settings import PROTECTED_NAMESPACES
 
 PVC_WAIT_S = 60.0
 NAMESPACE_WAIT_S = 120.0
@@ -35,7 +35,7 @@ OWNED_KINDS = (
 
 
 def is_protected(namespace: str) -> bool:
-    return namespace in PROTECTED_NAMESPACES or namespace.startswith("kube-")
+    return namespace in facts.protected_namespaces() or namespace.startswith("kube-")
 
 
 def guard(settings) -> None:

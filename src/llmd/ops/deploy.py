@@ -54,6 +54,7 @@ class DeployReport:
     releases: dict[str, Release] = field(default_factory=dict)
     planned: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
+    what: str = ""  # what was deployed, when not the three Helm releases (the local platform)
 
     def step(self, name: str, status: str, detail: str = "") -> None:
         if self.dry_run and status == "done":

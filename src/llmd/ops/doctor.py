@@ -37,6 +37,7 @@ class Ctx:
     target: Target | None = None
     namespace: pf.NamespaceState | None = None  # set by the namespace check (the RBAC check needs it)
     blocked: str | None = None  # why the remaining cluster-side checks cannot run
+    server_version: str = ""  # set by the cluster check
 
     def passed(self, name: str) -> bool:
         r = self.results.get(name)
@@ -86,17 +87,50 @@ def check_context(ctx: Ctx) -> CheckResult:
 
 
 def check_cluster(ctx: Ctx) -> CheckResult:
-    return pf.check_reachable(ctx.kubectl, ctx.target)
+    result, ctx.server_version = pf.reach(ctx.kubectl, ctx.target)
+    return result
+
+
+def check_kubernetes(ctx: Ctx) -> CheckResult:
+    from llmd.ops.prereqs.checks import check_kubernetes as check
+
+    return check(ctx.server_version)
+
+
+def _prereq_fix(ctx: Ctx, result: CheckResult) -> CheckResult:
+    """A missing CRD or control plane: `llmd prereqs install` first, the by-hand commands after it."""
+    if not result.failed:
+        return result
+    from llmd.ops.prereqs.fixes import install_command
+
+    fix = install_command(ctx.settings, ctx.kubectl.scope.context if ctx.kubectl else None, monitoring=False)
+    return CheckResult(result.name, result.status, result.message, (fix, *result.fixes), result.exit_code)
 
 
 def check_crds(ctx: Ctx) -> CheckResult:
-    return pf.check_crds(ctx.kubectl)
+    return _prereq_fix(ctx, pf.check_crds(ctx.kubectl))
 
 
 def check_gateway_class(ctx: Ctx) -> CheckResult:
     if not ctx.passed("crds"):
         return _skip("gateway class", "needs the Gateway API and InferencePool CRDs first")
-    return pf.check_gateway_class(ctx.kubectl, ctx.settings)
+    return _prereq_fix(ctx, pf.check_gateway_class(ctx.kubectl, ctx.settings))
+
+
+def check_control_plane(ctx: Ctx) -> CheckResult:
+    from llmd.ops.prereqs.checks import check_control_plane as check
+
+    return check(ctx.kubectl, ctx.settings)
+
+
+def check_monitoring(ctx: Ctx) -> CheckResult:
+    return pf.check_monitoring_crds(ctx.kubectl, ctx.settings)  # GKE: PodMonitoring; else the Prometheus Operator
+
+
+def check_lws(ctx: Ctx) -> CheckResult:
+    from llmd.ops.prereqs.checks import check_lws as check
+
+    return check(ctx.kubectl, ctx.settings)
 
 
 def check_storage(ctx: Ctx) -> CheckResult:
@@ -107,10 +141,6 @@ def check_storage(ctx: Ctx) -> CheckResult:
 
 def check_gpus(ctx: Ctx) -> CheckResult:
     return pf.check_gpus(ctx.kubectl, ctx.settings)
-
-
-def check_monitoring_crds(ctx: Ctx) -> CheckResult:
-    return pf.check_monitoring_crds(ctx.kubectl, ctx.settings)
 
 
 def check_model_size(ctx: Ctx) -> CheckResult:
@@ -157,10 +187,13 @@ CHECKS: tuple[Check, ...] = (
     Check("hf token", check_hf_token),
     Check("context", check_context, cluster=True, gate=True),
     Check("cluster", check_cluster, cluster=True, gate=True),
+    Check("kubernetes", check_kubernetes, cluster=True),
     Check("crds", check_crds, cluster=True),
     Check("gateway class", check_gateway_class, cluster=True),
+    Check("control plane", check_control_plane, cluster=True),
+    Check("monitoring", check_monitoring, cluster=True),
+    Check("lws", check_lws, cluster=True),
     Check("storage", check_storage, cluster=True),
-    Check("monitoring crds", check_monitoring_crds, cluster=True),
     Check("gpus", check_gpus, cluster=True),
     Check("model size", check_model_size),
     Check("namespace", check_namespace, cluster=True),

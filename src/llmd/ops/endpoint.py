@@ -13,10 +13,15 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from llmd.errors import ConfigError, LlmdError, TestFailed
+from llmd.presets import facts
 from llmd.redact import redact
+
+if TYPE_CHECKING:
+    from llmd.kube.portforward import PortForward
+    from llmd.ops.route_probe import RouteProbe
 
 GATEWAY_PATTERN = "inference-gateway"
 GKE_PORT = 80
@@ -24,18 +29,27 @@ API_KEY_ENV = "LLMD_API_KEY"  # bearer token for endpoints that want one (--url)
 PF_READY_TIMEOUT_S = 20.0  # default --connect-timeout: `Forwarding from` + a probe answered (F35)
 
 
-@dataclass
+@dataclass(frozen=True)
+class ServedModel:
+    """What the smoke test found served, and what perf then loads: the model id and (vLLM lists it) its context
+    length, against which perf checks its prompt + output lengths (F10)."""
+
+    id: str
+    max_model_len: int | None = None
+
+
+@dataclass(frozen=True)
 class Endpoint:
+    """The real llmd.loadgen.endpoint.Endpoint, plus what the smoke test reads for its hints and evidence."""
+
     kind: str  # "url" | "sim" | "gateway" | "gke"
     description: str
     base_url: str | None = None  # fixed URL (url, sim, gke); a port-forward supplies its own
-    tunnel: Any = None  # llmd.kube.portforward.PortForward when via port-forward
+    tunnel: PortForward | None = None  # when via port-forward
     names: dict[str, str] = field(default_factory=dict)  # cluster object names for hints
     headers: dict[str, str] = field(default_factory=dict, repr=False)
     diagnose: Callable[[], str] | None = field(default=None, repr=False)  # pod status etc. for failure evidence
-    model: str | None = None  # the served model once the smoke test found it (the perf engine reads it)
-    max_model_len: int | None = None  # the served model's, from /v1/models (perf checks F10 against it)
-    route_probe: Any = field(default=None, repr=False)  # llmd.ops.route_probe.RouteProbe for cluster endpoints
+    route_probe: RouteProbe | None = field(default=None, repr=False)  # cluster endpoints: why 404/503
 
     @property
     def url(self) -> str:
@@ -142,6 +156,18 @@ def open_endpoint(*, settings, runner=None, ui=None, url: str | None = None, sim
         with _sim(sim_model or settings.served_model_name, settings.max_model_len, runner) as ep:
             yield ep
         return
+    from llmd.platform import select
+
+    with select(settings).open_endpoint(settings, runner, ui, local_port=local_port,
+                                        pf_ready_timeout=pf_ready_timeout, pf_options=pf_options or {},
+                                        route_manifest=route_manifest) as ep:
+        yield ep
+
+
+@contextlib.contextmanager
+def cluster_endpoint(settings, runner, ui, *, local_port=None, pf_ready_timeout: float = PF_READY_TIMEOUT_S,
+                     pf_options: dict | None = None, route_manifest=None) -> Iterator[Endpoint]:
+    """The deployment's gateway on Kubernetes (the KubernetesPlatform's endpoint)."""
     yield from _cluster(settings, runner, ui, local_port=local_port, pf_ready_timeout=pf_ready_timeout,
                         pf_options=pf_options or {}, route_manifest=route_manifest)
 
@@ -219,7 +245,7 @@ def _cluster(settings, runner, ui, *, local_port, pf_ready_timeout, pf_options, 
     def diagnose() -> str:
         return pod_summary(kubectl)
 
-    if settings.environment == "gke":
+    if settings.gateway_service is None:  # GKE: the Gateway's own address, no Service to forward to
         base = gke_address(kubectl, settings)
         yield Endpoint("gke", f"Gateway {settings.gateway_name} at {base}", base_url=base, names=names,
                        diagnose=diagnose, route_probe=route_probe)
@@ -264,8 +290,8 @@ def require_service(kubectl, settings, service: str) -> None:
     raise TestFailed(
         f"gateway Service {service} not found in namespace {settings.namespace} "
         f"(environment {settings.environment}); Services matching *-{GATEWAY_PATTERN}*: {seen}",
-        hint=("istio names it <gateway>-istio, agentgateway/kgateway use the gateway name: check -e/--environment "
-              "and --release-postfix match the deployment, or run `llmd status`"),
+        hint=(f"{facts.service_naming()}: check -e/--environment and --release-postfix match the deployment, "
+              "or run `llmd status`"),
         details=f"all Services in {settings.namespace}: {', '.join(found) or '(none)'}")
 
 

@@ -21,11 +21,13 @@ from llmd import __version__
 from llmd.errors import Interrupted, TestFailed, ThresholdBreached
 from llmd.loadgen import workloads
 from llmd.loadgen.client import Timeouts
+from llmd.loadgen.endpoint import LiveEndpoint
 from llmd.loadgen.engine import Progress, StageRun, run_stage
 from llmd.loadgen.loop import loop_kind
 from llmd.loadgen.loop import run as loop_run
 from llmd.loadgen.options import PerfOptions
 from llmd.loadgen.report import SCHEMA, PerfReport, summarize_stage
+from llmd.ops.endpoint import ServedModel
 
 __all__ = ["PerfOptions", "PerfReport", "check_thresholds", "run_perf"]
 
@@ -55,9 +57,9 @@ def build_workload(opts: PerfOptions, model: str, salt: str = "") -> workloads.W
                                seed=opts.seed, ignore_eos=opts.ignore_eos)
 
 
-def resolve_model(endpoint: Any, opts: PerfOptions) -> str:
-    """--model / Settings.model, else the endpoint's, else the first id from GET /v1/models."""
-    model = opts.model or getattr(endpoint, "model", None)
+def resolve_model(endpoint: LiveEndpoint, opts: PerfOptions, served: ServedModel | None = None) -> str:
+    """--model / Settings.model, else the one the smoke test found served, else the first id from GET /v1/models."""
+    model = opts.model or (served.id if served else None)
     if model:
         return model
     import httpx
@@ -65,7 +67,7 @@ def resolve_model(endpoint: Any, opts: PerfOptions) -> str:
     url = endpoint.url.rstrip("/")
     url = (url if url.endswith("/v1") else url + "/v1") + "/models"
     try:
-        resp = httpx.get(url, headers=getattr(endpoint, "headers", None) or {}, timeout=httpx.Timeout(10.0))
+        resp = httpx.get(url, headers=dict(endpoint.headers), timeout=httpx.Timeout(10.0))
         resp.raise_for_status()
         return resp.json()["data"][0]["id"]
     except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError) as exc:
@@ -77,14 +79,14 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _environment(endpoint: Any, opts: PerfOptions) -> dict:
+def _environment(endpoint: LiveEndpoint, opts: PerfOptions) -> dict:
     return {
         "llmd_version": __version__, "python": platform.python_version(), "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "http_client": HTTP_CLIENT, "event_loop": loop_kind(), "workers": opts.workers, "endpoint": endpoint.url,
-        "via_port_forward": bool(getattr(endpoint, "via_port_forward", False)),
-        "tunnel_generation_start": getattr(endpoint, "generation", 0),
+        "via_port_forward": endpoint.via_port_forward,
+        "tunnel_generation_start": endpoint.generation,
     }
 
 
@@ -96,12 +98,13 @@ def _default_output(run_id: str) -> str:
     return str(out / f"perf-{run_id}.json")
 
 
-def run_perf(endpoint: Any, opts: PerfOptions, ui) -> PerfReport:
+def run_perf(endpoint: LiveEndpoint, opts: PerfOptions, ui, served: ServedModel | None = None) -> PerfReport:
+    """Load `endpoint`; `served` is what its smoke test found (perf then needs no /v1/models of its own)."""
     opts.validate()
-    opts.check_model_len(getattr(endpoint, "max_model_len", None))
+    opts.check_model_len(served.max_model_len if served else None)
     stages = opts.stages()
     slo = opts.slo_limits()
-    model = resolve_model(endpoint, opts)
+    model = resolve_model(endpoint, opts, served)
     opts = opts.with_model(model)
     workload = build_workload(opts, model)
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
@@ -115,7 +118,7 @@ def run_perf(endpoint: Any, opts: PerfOptions, ui) -> PerfReport:
     signum = _run_stages(endpoint, opts, ui, stages, workload=workload, timeouts=timeouts, run_id=run_id, slo=slo,
                          report=report)
     report.finished_at = _now()
-    report.environment["tunnel_generation_end"] = getattr(endpoint, "generation", 0)
+    report.environment["tunnel_generation_end"] = endpoint.generation
     report.complete = signum is None and all(s["complete"] for s in report.stages) and len(report.stages) == len(stages)
     for s in report.stages:
         c = s["client"]
@@ -163,7 +166,7 @@ def check_written(report: PerfReport) -> None:
                                "and re-run")
 
 
-def _run_stages(endpoint, opts, ui, stages, *, workload, timeouts, run_id, slo, report) -> int | None:
+def _run_stages(endpoint: LiveEndpoint, opts, ui, stages, *, workload, timeouts, run_id, slo, report) -> int | None:
     """Run every stage on one event loop; returns the signal number when interrupted."""
     got: list[int] = []
 
@@ -187,9 +190,7 @@ def _run_stages(endpoint, opts, ui, stages, *, workload, timeouts, run_id, slo, 
             for stage in stages:
                 if stop.is_set():
                     break
-                ensure = getattr(endpoint, "ensure_alive", None)
-                if ensure is not None:
-                    await loop.run_in_executor(None, ensure)
+                await loop.run_in_executor(None, endpoint.ensure_alive)
                 ui.step(f"perf stage {stage.name}: {stage.label()}, "
                         + (f"{stage.requests} requests" if stage.requests else "")
                         + (" / " if stage.requests and stage.duration_s else "")
@@ -220,25 +221,24 @@ def _run_stages(endpoint, opts, ui, stages, *, workload, timeouts, run_id, slo, 
 LOST_CANDIDATES = ("truncated", "timeout", "stalled", "connect_error")
 
 
-async def _attribute_tunnel_losses(endpoint, runs) -> None:
+async def _attribute_tunnel_losses(endpoint: LiveEndpoint, runs) -> None:
     """Requests cut by a dying port-forward in the instant before its watchdog saw the loss (or in a
     worker process, which never sees `generation` move) failed as truncated/timeout/...: after the stage,
     ask the tunnel whether it died under each of them and count those as tunnel_lost."""
-    lost_during = getattr(endpoint, "lost_during", None)
-    if lost_during is None:
+    if not endpoint.via_port_forward:
         return
     candidates = [r for run in runs for r in run.records if r["failure"] in LOST_CANDIDATES]
     if not candidates:
         return
-    ensure = getattr(endpoint, "ensure_alive", None)
-    if ensure is not None:  # lets the watchdog notice a death that happened under the last requests
-        await asyncio.get_running_loop().run_in_executor(None, ensure)
+    # lets the watchdog notice a death that happened under the last requests
+    await asyncio.get_running_loop().run_in_executor(None, endpoint.ensure_alive)
     for rec in candidates:
-        if lost_during(rec["sent_ns"], rec["end_ns"]):
+        if endpoint.lost_during(rec["sent_ns"], rec["end_ns"]):
             rec["failure"] = "tunnel_lost"
 
 
-async def _one_stage(endpoint, opts, ui, stage, *, workload, timeouts, run_id, t0, stop) -> list[StageRun]:
+async def _one_stage(endpoint: LiveEndpoint, opts, ui, stage, *, workload, timeouts, run_id, t0,
+                     stop) -> list[StageRun]:
     live = _Live(ui, stage) if opts.live and ui.interactive else None
     try:
         if opts.workers > 1:

@@ -19,6 +19,7 @@ from llmd.kube.helm import Helm, helm_version, helmfile_version, parse_version
 from llmd.kube.kubectl import Kubectl, classify_failure, kubectl_client_version, raise_cluster_error
 from llmd.ops import wait
 from llmd.ops.target import llmd_command
+from llmd.presets import facts
 from llmd.proc import INSTALL_HINTS, TOOL_ENV, Runner
 
 TOOLS = ("kubectl", "helm", "helmfile")
@@ -36,34 +37,12 @@ REQUIRED_CRDS = {
     "httproutes.gateway.networking.k8s.io": ("v1", INSTALL_GATEWAY_API),
     "inferencepools.inference.networking.k8s.io": ("v1", INSTALL_GAIE),
 }
-# environment -> (GatewayClass the infra chart uses, how to install its control plane)
-GATEWAY_CLASSES = {
-    "istio": ("istio", "install Istio 1.29.1 (istio/base + istio/istiod from https://istio-release.storage."
-                       "googleapis.com/charts) into istio-system with pilot.env.ENABLE_GATEWAY_API_INFERENCE_"
-                       "EXTENSION=true, e.g. llm-d v0.6.0 guides/prereq/gateway-provider: "
-                       "`helmfile apply -f istio.helmfile.yaml`"),
-    "agentgateway": ("agentgateway", "install agentgateway v1.0.0 (oci://cr.agentgateway.dev/charts/agentgateway-"
-                                     "crds and .../agentgateway with inferenceExtension.enabled=true) into "
-                                     "agentgateway-system: `helmfile apply -f agentgateway.helmfile.yaml`"),
-    "kgateway": ("agentgateway", "install kgateway's agentgateway v2.2.1 (oci://ghcr.io/kgateway-dev/charts/"
-                                 "agentgateway-crds and .../agentgateway): `helmfile apply -f kgateway.helmfile.yaml`"),
-    "gke": ("gke-l7-regional-external-managed",
-            "enable the GKE Gateway controller (`gcloud container clusters update <cluster> --gateway-api=standard`)"),
-}
-GPU_RESOURCES = {"amd": "amd.com/gpu", "tpu-v6e": "google.com/tpu"}  # everything else with a GPU: nvidia
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
-# --monitoring renders Prometheus Operator objects (ServiceMonitor for the EPP, PodMonitor for vLLM); on GKE the
-# inferencepool chart renders a GKE Managed Prometheus PodMonitoring instead (and llmd turns the PodMonitor off).
-INSTALL_PROMETHEUS_OPERATOR = ("helm install kube-prometheus-stack oci://ghcr.io/prometheus-community/charts/"
-                               "kube-prometheus-stack -n monitoring --create-namespace (or only its CRDs: "
-                               "prometheus-operator-crds), or deploy with --no-monitoring")
+# On GKE the inferencepool chart renders a GKE Managed Prometheus PodMonitoring for --monitoring (and llmd turns
+# the vLLM PodMonitor off); elsewhere the Prometheus Operator CRDs are checked by llmd.ops.prereqs.checks.
+GKE_MONITORING_CRD = "podmonitorings.monitoring.googleapis.com"
 INSTALL_GMP = ("enable GKE Managed Prometheus (`gcloud container clusters update <cluster> "
                "--enable-managed-prometheus`), or deploy with --no-monitoring")
-MONITORING_CRDS = {
-    "istio": {"servicemonitors.monitoring.coreos.com": INSTALL_PROMETHEUS_OPERATOR,
-              "podmonitors.monitoring.coreos.com": INSTALL_PROMETHEUS_OPERATOR},
-    "gke": {"podmonitorings.monitoring.googleapis.com": INSTALL_GMP},
-}
 DEFAULT_SC_ANNOTATIONS = ("storageclass.kubernetes.io/is-default-class",
                           "storageclass.beta.kubernetes.io/is-default-class")
 
@@ -155,12 +134,17 @@ def check_tools(runner: Runner, report: PreflightReport) -> None:
 def check_reachable(kubectl: Kubectl, target, say=None) -> CheckResult:
     """`kubectl version` talks to /version: proves the API server answers, and reports both versions.
     `say` gets one line naming what is awaited: a silent server costs the whole budget."""
+    return reach(kubectl, target, say)[0]
+
+
+def reach(kubectl: Kubectl, target, say=None) -> tuple[CheckResult, str]:
+    """check_reachable's verdict and the server's gitVersion ("" when unknown), for the version check."""
     if say is not None and not kubectl.runner.dry_run:
         say(reach_line(target))
     res = kubectl.run("version", "--output", "json", namespaced=False, check=False, timeout=REACH_TIMEOUT_S,
                       fail_code=ExitCode.CLUSTER)  # a blackholed server times out: that is exit 4, not a bug
     if res.dry_run:
-        return CheckResult("cluster", "skip", "dry-run")
+        return CheckResult("cluster", "skip", "dry-run"), ""
     if not res.ok:
         kind = classify_failure(res)
         if kind in ("unauthorized", "forbidden"):
@@ -177,8 +161,8 @@ def check_reachable(kubectl: Kubectl, target, say=None) -> CheckResult:
     if parse_version(client) is not None:
         version = check_version("kubectl", client)
         if version.failed:
-            return CheckResult("cluster", "fail", version.message, version.fixes)
-    return CheckResult("cluster", "ok", f"{target.describe()}: server {server}, kubectl {client}")
+            return CheckResult("cluster", "fail", version.message, version.fixes), server
+    return CheckResult("cluster", "ok", f"{target.describe()}: server {server}, kubectl {client}"), server
 
 
 def _established(crd: dict) -> bool:
@@ -190,26 +174,30 @@ def _served(crd: dict, version: str) -> bool:
     return any(v.get("name") == version and v.get("served") for v in (crd.get("spec") or {}).get("versions") or [])
 
 
+def crd_problems(found: dict[str, dict], required: dict[str, str]) -> list[tuple[str, str]]:
+    """(name, what is wrong) for each required CRD (name -> API version it must serve) that is not usable."""
+    out = []
+    for name, version in required.items():
+        crd = found.get(name)
+        if crd is None:
+            out.append((name, f"{name} missing"))
+        elif not _served(crd, version):
+            out.append((name, f"{name} does not serve {version}"))
+        elif not _established(crd):
+            out.append((name, f"{name} is not Established"))
+    return out
+
+
 def check_crds(kubectl: Kubectl) -> CheckResult:
     """The fixes are the install commands for what is missing, each once."""
     data = _get_crds(kubectl)
     if data is None:
         return CheckResult("crds", "skip", "dry-run")
     found = {item["metadata"]["name"]: item for item in data.get("items", [])}
-    fixes: list[str] = []
-    problems: list[str] = []
-    for name, (version, install) in REQUIRED_CRDS.items():
-        crd = found.get(name)
-        if crd is None:
-            problems.append(f"{name} missing")
-        elif not _served(crd, version):
-            problems.append(f"{name} does not serve {version} (an older release is installed)")
-        elif not _established(crd):
-            problems.append(f"{name} is not Established")
-        else:
-            continue
-        if install not in fixes:
-            fixes.append(install)
+    bad = crd_problems(found, {name: version for name, (version, _) in REQUIRED_CRDS.items()})
+    problems = [why.replace("does not serve v1", "does not serve v1 (an older release is installed)")
+                for _, why in bad]
+    fixes = list(dict.fromkeys(REQUIRED_CRDS[name][1] for name, _ in bad))
     if problems:
         return CheckResult("crds", "fail", "; ".join(problems), tuple(fixes))
     return CheckResult("crds", "ok", "Gateway API and InferencePool v1 present")
@@ -230,27 +218,29 @@ def _get_crds(kubectl: Kubectl) -> dict | None:
 
 
 def check_monitoring_crds(kubectl: Kubectl, settings) -> CheckResult:
-    """--monitoring renders monitoring objects whose kinds must exist, or the sync fails half-way (llm-d/llm-d#800)."""
+    """--monitoring renders monitoring objects whose kinds must exist, or the sync fails half-way (llm-d/llm-d#800):
+    the Prometheus Operator's (checked where doctor checks them), or on GKE Managed Prometheus' PodMonitoring."""
     if not settings.monitoring:
-        return CheckResult("monitoring crds", "skip", "--monitoring is off")
-    wanted = MONITORING_CRDS["gke" if settings.environment == "gke" else "istio"]
-    res = kubectl.run("get", "customresourcedefinitions", *wanted, "--ignore-not-found", "--output", "json",
-                      namespaced=False, check=False, fail_code=ExitCode.CLUSTER)
+        return CheckResult("monitoring", "skip", "monitoring off (--monitoring creates ServiceMonitor/PodMonitor)")
+    if settings.environment != "gke":
+        from llmd.ops.prereqs.checks import check_monitoring
+
+        return check_monitoring(kubectl, settings)
+    res = kubectl.run("get", "customresourcedefinitions", GKE_MONITORING_CRD, "--ignore-not-found", "--output",
+                      "json", namespaced=False, check=False, fail_code=ExitCode.CLUSTER)
     if res.dry_run:
-        return CheckResult("monitoring crds", "skip", "dry-run")
+        return CheckResult("monitoring", "skip", "dry-run")
     if not res.ok:
         raise_cluster_error(res, classify_failure(res), kubectl.scope)
-    found = {o.get("metadata", {}).get("name") for o in json_objects(res.stdout)}
-    missing = [n for n in wanted if n not in found]
-    if missing:
-        fixes = tuple(dict.fromkeys(wanted[n] for n in missing))
-        return CheckResult("monitoring crds", "fail", "--monitoring needs CRDs that are missing: " + ", ".join(missing),
-                           fixes)
-    return CheckResult("monitoring crds", "ok", ", ".join(wanted) + " present")
+    if not any(o.get("metadata", {}).get("name") == GKE_MONITORING_CRD for o in json_objects(res.stdout)):
+        return CheckResult("monitoring", "fail", f"--monitoring on GKE needs the {GKE_MONITORING_CRD} CRD "
+                                                 "(GKE Managed Prometheus), which is missing", (INSTALL_GMP,))
+    return CheckResult("monitoring", "ok", f"{GKE_MONITORING_CRD} present (GKE Managed Prometheus)")
 
 
 def check_gateway_class(kubectl: Kubectl, settings) -> CheckResult:
-    cls, install = GATEWAY_CLASSES[settings.environment]
+    env = facts.environment(settings.environment)
+    cls, install = env.gateway_class, env.install
     data = kubectl.get_json("gatewayclasses.gateway.networking.k8s.io", cls, namespaced=False)
     if kubectl.runner.dry_run:
         return CheckResult("gateway class", "skip", "dry-run")
@@ -308,7 +298,7 @@ def check_gpus(kubectl: Kubectl, settings) -> CheckResult:
     --gpu-product only nodes carrying that nvidia.com/gpu.product label count (the pods can land nowhere else)."""
     if not settings.uses_gpu:
         return CheckResult("gpus", "skip", f"accelerator {settings.accelerator} needs no GPU")
-    resource = GPU_RESOURCES.get(settings.accelerator, "nvidia.com/gpu")
+    resource = facts.accelerator(settings.accelerator).gpu_resource
     data = kubectl.get_json("nodes", namespaced=False)
     if data is None:
         return CheckResult("gpus", "skip", "dry-run")

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from llmd.ops.endpoint import Endpoint, ServedModel
 from llmd.redact import redact
 
 DEFAULT_PROMPT = "Say hello in one short sentence."
@@ -88,6 +89,11 @@ class SmokeReport:
     def via_port_forward(self) -> bool:
         return bool(self.endpoint.get("via_port_forward"))
 
+    @property
+    def served(self) -> ServedModel | None:
+        """The model the test found served (perf loads it); None unless every check passed."""
+        return ServedModel(self.model, self.max_model_len) if self.ok and self.model else None
+
     def to_dict(self) -> dict:
         return {
             "ok": self.ok, "url": self.url, "endpoint": self.endpoint, "model": self.model,
@@ -138,14 +144,14 @@ class SmokeClient:
     """httpx with explicit timeouts and an overall deadline per call; reads the URL from the endpoint
     each time (a restarted port-forward has a new local port)."""
 
-    def __init__(self, endpoint, *, request_timeout: float = 60.0, read_timeout: float = 30.0) -> None:
+    def __init__(self, endpoint: Endpoint, *, request_timeout: float = 60.0, read_timeout: float = 30.0) -> None:
         import httpx
 
         self.endpoint = endpoint
         self.request_timeout = request_timeout
         self.read_timeout = read_timeout
         self.client = httpx.Client(trust_env=False, follow_redirects=False)
-        self.headers = {"accept": "application/json", **getattr(endpoint, "headers", {})}
+        self.headers = {"accept": "application/json", **endpoint.headers}
 
     def close(self) -> None:
         self.client.close()
@@ -288,7 +294,7 @@ def send_with_retry(call: Callable[[], _Reply], policy: RetryPolicy) -> tuple[_R
 
 
 class Smoke:
-    def __init__(self, endpoint, *, model: str | None, prompt: str, max_tokens: int, ready_timeout: float,
+    def __init__(self, endpoint: Endpoint, *, model: str | None, prompt: str, max_tokens: int, ready_timeout: float,
                  request_timeout: float = 60.0, read_timeout: float = 30.0, policy: RetryPolicy | None = None,
                  ui=None, tolerate_404: bool | None = None) -> None:
         self.endpoint = endpoint
@@ -299,9 +305,9 @@ class Smoke:
         self.ready_timeout = ready_timeout
         self.policy = policy or RetryPolicy()
         self.ui = ui
-        self.names: dict[str, str] = getattr(endpoint, "names", {}) or {}
+        self.names: dict[str, str] = endpoint.names
         # A just-created gateway answers 404 until its HTTPRoute is programmed; a direct URL that 404s is wrong.
-        self.tolerate_404 = getattr(endpoint, "kind", "url") == "gateway" if tolerate_404 is None else tolerate_404
+        self.tolerate_404 = endpoint.kind == "gateway" if tolerate_404 is None else tolerate_404
         self.http = SmokeClient(endpoint, request_timeout=request_timeout, read_timeout=read_timeout)
         self._route_note = ""  # the last cluster problem told while waiting (told again only when it changes)
 
@@ -546,7 +552,7 @@ class Smoke:
 
     def run(self) -> SmokeReport:
         started = time.monotonic()
-        report = SmokeReport(url=self.endpoint.url, endpoint=_endpoint_dict(self.endpoint), model=self.model,
+        report = SmokeReport(url=self.endpoint.url, endpoint=self.endpoint.to_dict(), model=self.model,
                              prompt_chars=len(self.prompt), max_tokens=self.max_tokens)
         try:
             models = self.check_models()
@@ -572,14 +578,8 @@ class Smoke:
         return report
 
 
-def _endpoint_dict(endpoint) -> dict:
-    if hasattr(endpoint, "to_dict"):
-        return endpoint.to_dict()
-    return {"url": endpoint.url, "via_port_forward": bool(getattr(endpoint, "via_port_forward", False))}
-
-
-def run_smoke(endpoint, model: str | None, prompt: str = DEFAULT_PROMPT,  # noqa: PLR0917 (the shared contract)
+def run_smoke(endpoint: Endpoint, model: str | None, prompt: str = DEFAULT_PROMPT,  # noqa: PLR0917 (shared contract)
               max_tokens: int = DEFAULT_MAX_TOKENS, deadline: float = 120.0, ui=None, **kw) -> SmokeReport:
-    """Run the smoke test against `endpoint` (.url, .via_port_forward). `deadline`: seconds allowed for warm-up."""
+    """Run the smoke test against `endpoint`. `deadline`: seconds allowed for warm-up."""
     return Smoke(endpoint, model=model, prompt=prompt, max_tokens=max_tokens, ready_timeout=deadline, ui=ui,
                  **kw).run()

@@ -31,6 +31,7 @@ class StatusReport:
     inference_pool: dict | None = None
     verdict: str = "not deployed"
     problems: list[str] = field(default_factory=list)
+    hint: str | None = None  # set by platforms whose fix is not a kubectl command (the local platform)
 
     @property
     def healthy(self) -> bool:

@@ -24,13 +24,17 @@ class Target:
     namespace: str
     context: str | None  # None only in dry-run without --context ("the current context")
     server: str | None
+    platform: str = "kubernetes"  # "local": server is the state directory of the local stack
 
     def describe(self) -> str:
+        if self.platform == "local":
+            return f"the local platform ({self.server})"
         ctx = self.context or "(current context)"
         return f"namespace {self.namespace} on context {ctx}" + (f" ({self.server})" if self.server else "")
 
     def to_dict(self) -> dict:
-        return {"namespace": self.namespace, "context": self.context, "server": self.server}
+        return {"namespace": self.namespace, "context": self.context, "server": self.server,
+                "platform": self.platform}
 
 
 def llmd_command(settings, context: str | None, verb: str, *extra: str) -> str:
@@ -39,6 +43,8 @@ def llmd_command(settings, context: str | None, verb: str, *extra: str) -> str:
     target another stack). `test` also needs the model: it asks the gateway for that served model."""
     default = Settings()
     parts = ["llmd", verb, *extra, "-n", settings.namespace]
+    if settings.platform != default.platform:
+        parts += ["--platform", settings.platform]
     if context:
         parts += ["--context", context]
     if settings.kubeconfig:

@@ -16,6 +16,11 @@ def _load(name: str) -> dict[str, Any]:
     return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
+def load_shared(name: str) -> dict[str, Any]:
+    """presets/<name>.yaml parsed once per process: read-only (mutating it changes every later reader)."""
+    return _load(name)
+
+
 def load(name: str) -> dict[str, Any]:
     """A fresh deep copy of presets/<name>.yaml, so callers may mutate what they get."""
     import copy

@@ -28,6 +28,7 @@ def render_bundle(settings) -> Bundle:
     rules = mirror.mirror_rules(settings)
     for tree in chart_values.values():  # after --set: a user-given image is mirrored too
         mirror.rewrite_images(tree, rules)
+    values.check_schema(chart_values, overrides, charts)
 
     context = {"settings": settings, "version": __version__, "charts": charts,
                "sources": mirror.summary(settings)}

@@ -11,9 +11,10 @@ from typing import Any
 
 from llmd import presets
 from llmd.errors import ConfigError
-from llmd.render import epp, gaie_keys, kv_events, yamlsafe
+from llmd.render import epp, gaie_keys, kv_events, value_schema, yamlsafe
 from llmd.scheduler import selection
 from llmd.settings import Settings
+from llmd.value_path import canonical, join_path, split_path
 
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"  # GPU Feature Discovery
 SERVING_LABEL = "llm-d.ai/inference-serving"
@@ -330,32 +331,60 @@ def ms_values(settings: Settings, chosen: selection.Selection | None = None) -> 
 # ---- overrides -----------------------------------------------------------------------------------
 
 def apply_overrides(values: dict[str, Any], release: str, overrides) -> dict[str, Any]:
-    """Deep-set `--set values.<release>.a.b=v` into `values` (last wins). Lists are addressed by index."""
+    """Deep-set `--set values.<release>.a.b=v` into `values` (last wins). List items by index, as helm does:
+    `containers[0].image` (a missing list is created; the next index appends), or `containers.0.image` on a list
+    that exists."""
     for rel, path, value in overrides:
         if rel != release:
             continue
+        parts = split_path(path) or [path]
         node: Any = values
-        parts = path.split(".")
         for depth, key in enumerate(parts):
             last = depth == len(parts) - 1
+            where = join_path(parts[:depth]) or "the top level"
+            nxt: Any = [] if not last and isinstance(parts[depth + 1], int) else {}
             if isinstance(node, list):
-                if not key.isdigit() or int(key) >= len(node):
-                    raise ConfigError(f"--set values.{rel}.{path}: {'.'.join(parts[:depth])} is a list of "
-                                      f"{len(node)} items; {key!r} is not a valid index",
-                                      hint="address list items by index, e.g. decode.containers.0.image")
+                index = key if isinstance(key, int) else int(key) if key.isdigit() else None
+                if index is None or index > len(node):
+                    raise ConfigError(f"--set values.{rel}.{path}: {where} is a list of {len(node)} items; "
+                                      f"{key!r} is not a valid index",
+                                      hint=f"address list items by index from 0 to {len(node)}, "
+                                           "e.g. decode.containers[0].image")
+                if index == len(node):
+                    node.append(None)
                 if last:
-                    node[int(key)] = value
+                    node[index] = value
                 else:
-                    node = node[int(key)]
+                    if node[index] is None:
+                        node[index] = nxt
+                    node = node[index]
                 continue
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set values.{rel}.{path}: {'.'.join(parts[:depth])} holds the value "
-                                  f"{node!r}, not a mapping",
+            if not isinstance(node, dict) or isinstance(key, int):
+                what = f"the value {node!r}" if not isinstance(node, dict) else "a mapping"
+                raise ConfigError(f"--set values.{rel}.{path}: {where} holds {what}, not "
+                                  + ("a list" if isinstance(key, int) else "a mapping"),
                                   hint="set the parent key itself or choose another path")
             if last:
                 node[key] = value
             else:
                 if node.get(key) is None:
-                    node[key] = {}
+                    node[key] = nxt
                 node = node[key]
     return values
+
+
+def check_schema(chart_values: dict[str, Any], overrides, charts: dict[str, Any]) -> None:
+    """The values of each release with a chart schema against llmd's copy of its rules (render.value_schema):
+    exit 2 now, naming the --set that caused it, instead of a helm failure after the cluster work began."""
+    problems: list[str] = []
+    for rel, (chart, schema) in value_schema.SCHEMAS.items():
+        for line in value_schema.errors(schema, chart_values[rel], f"values.{rel}"):
+            path = line.split(":", 1)[0]
+            culprit = next((f"values.{r}.{p}={v!r}" for r, p, v in reversed(overrides)
+                            if path.startswith(canonical(f"values.{r}.{p}"))), None)
+            version = charts.get(rel, {}).get("version", "")
+            problems.append(f"{line} (chart {chart} {version} schema)" + (f", set by {culprit}" if culprit else ""))
+    if problems:
+        raise ConfigError("chart values fail the chart schema:\n" + "\n".join(f"  • {p}" for p in problems),
+                          hint="fix the value or path (--set or the config file's values:); helm would refuse these at "
+                               "install time")

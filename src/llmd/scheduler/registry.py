@@ -90,7 +90,11 @@ def renamed_param(type_name: str, param: str) -> Rename | None:
 def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str | None:
     """The closest choice, for 'did you mean ...?' (None when nothing is close)."""
     match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return match[0] if match else None
+    if match:
+        return match[0]
+    # a shortened name (`queue` for queue-scorer) is far from the full one by edit distance
+    starts = [c for c in choices if len(word) >= 3 and c.startswith(word)]
+    return starts[0] if len(starts) == 1 else None
 
 
 def type_matches(value: Any, expected: str) -> bool:

@@ -223,7 +223,7 @@ class _Checker:
         handlers = [n for n, t in types.items() if registry.kind(t) == "profile-handler"]
         if len(handlers) > 1:
             self.add(ERROR, ("plugins",), f"{len(handlers)} profile handlers declared ({', '.join(handlers)})",
-                     "declare one")
+                     "declare one", key=True)
         if "schedulingProfiles" not in doc:
             # The loader generates a `default` profile from every declared filter, scorer and picker.
             refs = [{"pluginRef": n} for n, t in types.items() if registry.kind(t) in registry.REFERENCED_KINDS]
@@ -257,10 +257,11 @@ class _Checker:
             handler_types = [types[h] for h in handlers]
             if not handlers:
                 self.add(ERROR, ("schedulingProfiles",), f"{len(profiles)} profiles but no profile handler "
-                         "(the EPP adds one only for a single profile)", "declare disagg-profile-handler")
+                         "(the EPP adds one only for a single profile)", "declare disagg-profile-handler", key=True)
             elif handler_types == ["single-profile-handler"]:
                 self.add(ERROR, ("schedulingProfiles",), "single-profile-handler runs exactly one profile, "
-                         f"this config has {len(profiles)}", "keep one profile, or use disagg-profile-handler")
+                         f"this config has {len(profiles)}", "keep one profile, or use disagg-profile-handler",
+                         key=True)
 
     def profile_refs(self, refs: list[Any], path: Path, what: str, types: dict[str, str], *,
                      generated: bool = False) -> None:
@@ -282,6 +283,8 @@ class _Checker:
                 self.add(ERROR, (*rpath, "pluginRef"), f"pluginRef {target!r} names no plugin in `plugins`", fix)
                 continue
             kind = registry.kind(types[target])
+            if kind is None:
+                continue  # an unregistered type: reported where it is declared
             if kind not in registry.REFERENCED_KINDS:
                 self.add(ERROR, (*rpath, "pluginRef"), f"{target} is a {kind}; a profile lists only filters, "
                          "scorers and pickers", "declare it under plugins only")
@@ -299,16 +302,18 @@ class _Checker:
                              "weights apply to scorers only; drop it", key=True)
         if len(pickers) > 1:
             self.add(ERROR, path, f"{what} references {len(pickers)} pickers ({', '.join(pickers)})",
-                     "keep exactly one picker per profile")
+                     "keep exactly one picker per profile", key=True)
+        if any(f.severity == ERROR for f in self.findings):
+            return  # what follows is about what an accepted config does; errors come first
         picker = types[pickers[0]] if pickers else registry.DEFAULT_PICKER
         if not scorers and picker in ("max-score-picker", "weighted-random-picker"):
             self.add(WARNING, path, f"{what} has no scorer: every endpoint scores 0 and {picker} picks at random",
-                     "add a scorer (e.g. queue-scorer), or say so with random-picker")
+                     "add a scorer (e.g. queue-scorer), or say so with random-picker", key=True)
         if "no-hit-lru-scorer" in scorers:
             prefix = [s for s in scorers if s in ("prefix-cache-scorer", "precise-prefix-cache-scorer")]
             if not prefix or scorers.index(prefix[0]) > scorers.index("no-hit-lru-scorer"):
                 self.add(WARNING, path, f"{what}: no-hit-lru-scorer reads the prefix scorer's result, which must be "
-                         "listed before it", "list prefix-cache-scorer before no-hit-lru-scorer")
+                         "listed before it", "list prefix-cache-scorer before no-hit-lru-scorer", key=True)
 
 
 def check(doc: Any, marks: Marks | None = None, *, file: str | None = None) -> list[Finding]:

@@ -1,0 +1,1 @@
+"""`llmd scheduler ...`: one module per sub-command (see llmd.cli.commands)."""

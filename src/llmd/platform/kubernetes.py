@@ -1,0 +1,44 @@
+"""The Kubernetes platform: the existing ops (helmfile deploy, kubectl status/cleanup, port-forward) behind the seam."""
+
+from __future__ import annotations
+
+import dataclasses
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+
+class KubernetesPlatform:
+    name = "kubernetes"
+
+    def deploy(self, settings, runner, ui, *, out_dir: Path, recover: bool = False):
+        from llmd.ops.deploy import deploy
+
+        return deploy(settings, runner, ui, out_dir=out_dir, recover=recover)
+
+    def status(self, settings, runner, *, say=None):
+        from llmd.ops.status import collect_status
+
+        return collect_status(settings, runner, say=say)
+
+    def cleanup(self, settings, runner, ui, *, keep_pvc: bool, remove_namespace: bool, confirm):
+        from llmd.ops.cleanup import cleanup
+
+        return cleanup(settings, runner, ui, keep_pvc=keep_pvc, remove_namespace=remove_namespace, confirm=confirm)
+
+    def open_endpoint(self, settings, runner, ui, **options: Any) -> AbstractContextManager:
+        from llmd.ops.endpoint import cluster_endpoint
+
+        return cluster_endpoint(settings, runner, ui, **options)
+
+    def pick_counts(self, settings) -> dict[str, int] | None:
+        return None  # the EPP exports no per-endpoint pick counter
+
+    def apply_scheduler(self, settings, runner, ui, profile: str) -> dict[str, Any]:
+        """Re-deploy with the scheduler preset changed: the EPP config is re-rendered and helmfile sync rolls the EPP;
+        deploy returns once the EPP is ready again, i.e. the profile is in effect."""
+        from llmd.paths import rendered_dir
+
+        target = dataclasses.replace(settings, scheduler=profile)
+        report = self.deploy(target, runner, ui, out_dir=rendered_dir(target))
+        return {"profile": profile, "changed": report.changed, "platform": self.name}

@@ -1,0 +1,86 @@
+"""The prerequisites' helmfile: the gateway control plane (and LWS when asked) as plain helmfile releases.
+
+Pure: the same file `llmd prereqs install` syncs is what `--dry-run` writes for review and what plain
+`helmfile -f helmfile.yaml sync` applies. Chart sources can be replaced per release (a mirror, a local chart
+directory) and repository URLs per repository name, so air-gapped clusters use the same file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmd.errors import ConfigError
+from llmd.ops.prereqs.catalog import ChartComponent
+
+HELMFILE = "helmfile.yaml"
+
+
+@dataclass(frozen=True)
+class ChartSources:
+    """Overrides of where charts come from: `charts` release name -> chart reference (`oci://mirror/x`,
+    `repo/chart` or a local path), `repos` repository name -> URL."""
+
+    charts: Mapping[str, str] = field(default_factory=dict)
+    repos: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, charts: Sequence[str], repos: Sequence[str], known_releases: Sequence[str],
+              known_repos: Sequence[str]) -> ChartSources:
+        """`NAME=VALUE` items; an unknown name is bad input (exit 2) naming the names that exist."""
+        return cls(_pairs("--chart", charts, known_releases), _pairs("--repo", repos, known_repos))
+
+
+def _pairs(flag: str, items: Sequence[str], known: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name or not value:
+            raise ConfigError(f"{flag} {item!r}: expected NAME=VALUE", hint=f"e.g. {flag} "
+                              + ("istiod=oci://mirror.example/istio/istiod" if flag == "--chart"
+                                 else "istio=https://mirror.example/istio-charts"))
+        if name not in known:
+            raise ConfigError(f"{flag} {item!r}: no {'release' if flag == '--chart' else 'repository'} named "
+                              f"{name!r} in this install", hint=f"names: {', '.join(known) or '(none)'}")
+        out[name] = value
+    return out
+
+
+def helmfile_doc(components: Sequence[ChartComponent], sources: ChartSources | None = None) -> dict[str, Any]:
+    sources = sources or ChartSources()
+    repos: dict[str, str] = {}
+    releases: list[dict[str, Any]] = []
+    for comp in components:
+        for name, url in comp.repositories.items():
+            repos[name] = sources.repos.get(name, url)
+        for rel in comp.releases:
+            doc: dict[str, Any] = {
+                "name": rel.name,
+                "namespace": comp.namespace,
+                "chart": sources.charts.get(rel.name, rel.chart),
+                "version": comp.version,
+                "labels": {"component": comp.key, "managed-by": "llmd"},
+            }
+            if rel.needs:
+                doc["needs"] = [f"{comp.namespace}/{n}" for n in rel.needs]
+            if rel.values:
+                doc["values"] = [dict(rel.values)]
+            releases.append(doc)
+    out: dict[str, Any] = {}
+    used = {r["chart"].split("/", 1)[0] for r in releases}
+    if repos:
+        out["repositories"] = [{"name": n, "url": u} for n, u in repos.items() if n in used]
+        if not out["repositories"]:
+            del out["repositories"]
+    out["releases"] = releases
+    return out
+
+
+def render_helmfile(components: Sequence[ChartComponent], sources: ChartSources | None = None) -> str:
+    from llmd import __version__
+    from llmd.render import engine
+
+    return engine.render_file("prereqs-helmfile.yaml.j2", [helmfile_doc(components, sources)], version=__version__,
+                              components=", ".join(f"{c.key} {c.version} ({c.namespace})" for c in components))

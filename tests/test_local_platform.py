@@ -1,0 +1,117 @@
+"""`--platform local` end to end: real `llmd sim` processes, the real gateway process, real sockets on 127.0.0.1.
+
+deploy -> status -> test -> kill -9 a replica under load (failures by class, the gateway stops picking it) ->
+second deploy detection -> cleanup after kill -9 of the gateway -> nothing left running; stale state recognised.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from llmd import proc
+
+pytestmark = pytest.mark.timeout(90)
+LOCAL = ("--platform", "local", "--replicas", "2")
+
+
+def state_file(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "local" / "llm-d-inference-scheduling" / "inference-scheduling" / "state.json"
+
+
+def processes(tmp_path: Path) -> list[dict]:
+    return json.loads(state_file(tmp_path).read_text())["processes"]
+
+
+@pytest.fixture
+def reaper(tmp_path):
+    """Whatever a failing test leaves behind is stopped (the test itself asserts cleanup does it)."""
+    yield
+    if state_file(tmp_path).exists():
+        for p in processes(tmp_path):
+            proc.stop_pid(p["pid"], p["start"], grace=1.0)
+
+
+def test_local_lifecycle_end_to_end(cli, tmp_path, reaper):
+    r = cli("deploy", *LOCAL, "--json")
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["target"]["platform"] == "local" and doc["changed"] is True
+    assert [c["component"] for c in doc["readiness"]["components"]] == ["replica", "replica", "gateway"]
+    procs = processes(tmp_path)
+    assert all(proc.pid_alive(p["pid"], p["start"]) for p in procs)
+
+    r = cli("status", *LOCAL, "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["verdict"] == "healthy"
+
+    r = cli("deploy", *LOCAL)  # a second identical deploy: detected, nothing restarted
+    assert r.exit_code == 0 and "already running" in r.stderr
+    assert [p["pid"] for p in processes(tmp_path)] == [p["pid"] for p in procs]
+    r = cli("deploy", "--platform", "local", "--replicas", "3")  # another shape while one runs: refused
+    assert r.exit_code == 5 and "already running" in r.stderr
+
+    r = cli("test", *LOCAL, "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["smoke"]["ok"] is True
+
+    # A replica killed -9 while serving: in-flight requests fail (by class in the report), the rest keep flowing.
+    victim = procs[0]
+    killer = threading.Timer(1.0, os.kill, (victim["pid"], signal.SIGKILL))
+    killer.start()
+    out = tmp_path / "perf.json"
+    r = cli("test", *LOCAL, "--perf", "--concurrency", "8", "--duration", "3s", "--output-tokens", "64",
+            "--output", str(out))
+    killer.join()
+    report = json.loads(out.read_text())
+    stage = report["stages"][0]
+    assert stage["requests"]["failed"] >= 1 and sum(stage["failures"].values()) == stage["requests"]["failed"]
+    # only what was in flight on it (at most --concurrency) and what was picked before the next scrape fails
+    assert stage["requests"]["failed"] <= 8 + 4, stage["failures"]
+    assert stage["requests"]["ok"] >= 2 * stage["requests"]["failed"], stage
+    print("failures by class:", stage["failures"], "ok:", stage["requests"]["ok"])
+    assert r.exit_code == 8  # above --max-error-rate 1 %
+    r = cli("status", *LOCAL, "--json")
+    st = json.loads(r.stdout)
+    assert r.exit_code == 6 and st["verdict"] == "degraded" and "replica-0" in st["problems"][0]
+
+    os.kill(processes(tmp_path)[-1]["pid"], signal.SIGKILL)  # the gateway too
+    r = cli("cleanup", *LOCAL, "--force", "--json")
+    assert r.exit_code == 0, r.stdout + r.stderr
+    rows = {s["name"].split()[0] if s["what"] == "process" else s["what"]: s["status"]
+            for s in json.loads(r.stdout)["steps"]}
+    assert rows == {"gateway": "absent", "replica-0": "absent", "replica-1": "removed", "state": "removed"}
+    assert not any(proc.pid_alive(p["pid"], p["start"]) for p in procs)
+    assert not state_file(tmp_path).exists()
+    assert cli("cleanup", *LOCAL, "--force").exit_code == 0  # nothing to do
+
+
+def test_stale_state_is_recognised_and_replaced(cli, tmp_path, reaper):
+    assert cli("deploy", *LOCAL).exit_code == 0
+    for p in processes(tmp_path):
+        os.kill(p["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while any(proc.pid_alive(p["pid"], p["start"]) for p in processes(tmp_path)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    r = cli("status", *LOCAL, "--json")
+    st = json.loads(r.stdout)
+    assert r.exit_code == 6 and st["verdict"] == "not deployed" and "stale state" in st["problems"][0]
+    old = [p["pid"] for p in processes(tmp_path)]
+    r = cli("deploy", *LOCAL)
+    assert r.exit_code == 0 and "stale state of a dead run" in r.stderr
+    assert not set(old) & {p["pid"] for p in processes(tmp_path)}
+    assert cli("cleanup", *LOCAL, "--force").exit_code == 0
+
+
+def test_nothing_deployed_is_reported(cli):
+    r = cli("status", "--platform", "local", "--json")
+    assert r.exit_code == 6 and json.loads(r.stdout)["verdict"] == "not deployed"
+    r = cli("test", "--platform", "local")
+    assert r.exit_code == 7 and "nothing is deployed on the local platform" in r.stderr
+    r = cli("deploy", "--platform", "nowhere")
+    assert r.exit_code == 2 and "platform" in r.stderr
