@@ -26,6 +26,7 @@ $(TOOLS)/.stamp: tools/install_tools.py tools/tools.lock.json | $(STAMP)
 
 lint: venv
 	$(BIN)/ruff check src tests bench tools
+	$(BIN)/mypy
 
 test: venv tools lint
 	LLMD_TEST_TOOLS=$(abspath $(TOOLS)) $(BIN)/pytest

@@ -33,6 +33,7 @@ class LlmdError(Exception):
         self.message = message
         self.hint = hint
         self.details = details
+        self.log_path: str | None = None  # the run's command transcript, printed by the boundary as `log: <path>`
 
 
 class ConfigError(LlmdError):

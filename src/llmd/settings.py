@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -302,7 +302,7 @@ def _check_scheduler(s: Settings) -> list[str]:
     errors = []
     if s.scheduler not in SCHEDULERS and s.scheduler not in profiles.aliases():
         errors.append(profiles.unknown_name_error(s.scheduler))
-    checks = [(profiles.parse_weight, w) for w in s.scorer_weights]
+    checks: list[tuple[Callable[[str], object], str]] = [(profiles.parse_weight, w) for w in s.scorer_weights]
     checks += [(profiles.parse_param, p) for p in s.scorer_params]
     for parse, expr in checks:
         try:
@@ -383,11 +383,11 @@ def _normalise_key(key: str) -> str:
     return key.strip().replace("-", "_").lower()
 
 
-def _unique_keys_loader(base, path: str):
+def _unique_keys_loader(base: type, path: str) -> type:
     """`base` (a PyYAML loader) that refuses a mapping key given twice: YAML keeps the last one silently."""
     import yaml
 
-    class Loader(base):  # type: ignore[misc, valid-type]
+    class Loader(base):  # a loader class chosen at run time
         pass
 
     def mapping(loader, node, deep=False):

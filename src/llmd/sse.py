@@ -14,7 +14,7 @@ from typing import Any
 try:  # about 3x faster per frame; the load engine parses every frame of every stream (rule 12)
     from orjson import loads as _loads
 except ImportError:  # pragma: no cover - orjson is a declared dependency, this keeps the module importable
-    from json import loads as _loads
+    from json import loads as _loads  # type: ignore[assignment]
 
 FAILURE_CLASSES = (
     "http_4xx",

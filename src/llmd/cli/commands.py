@@ -38,7 +38,7 @@ class Verb:
 
     def load(self) -> Callable[..., Any]:
         module = importlib.import_module(self.module or f"llmd.cli.{_ident(self.name)}")
-        return getattr(module, self.func or _ident(self.name))  # type: ignore[no-any-return]
+        return getattr(module, self.func or _ident(self.name))
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ class LazyGroup(TyperGroup):
         self.entries = {e.name: e for e in (COMMANDS if entries is None else entries)}
         self.prefix = prefix
         # click's "Did you mean ...?" reads the names from .commands: table names map to None until built
-        self.commands = {**dict.fromkeys(self.entries), **self.commands}
+        self.commands = {**dict.fromkeys(self.entries), **self.commands}  # type: ignore[dict-item]
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.commands)

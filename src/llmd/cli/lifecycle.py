@@ -15,7 +15,7 @@ def json_failure(ui, enabled: bool, runner=None):
         yield
     except LlmdError as err:
         log = getattr(getattr(runner, "transcript", None), "path", None)
-        if log is not None and getattr(err, "log_path", None) is None:
+        if log is not None and err.log_path is None:
             err.log_path = str(log)
         if enabled:
             ui.json({"status": "failed", "exit_code": int(err.exit_code), "error": err.message,

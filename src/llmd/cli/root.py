@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
 
     debug = os.environ.get("LLMD_DEBUG", "") not in ("", "0") or "--debug" in (argv or sys.argv)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    code = ExitCode.OK
+    code: int = ExitCode.OK
     try:
         # Non-standalone Typer returns the code of typer.Exit, and turns Ctrl-C into 130 itself.
         rv = app(args=argv, prog_name="llmd", standalone_mode=False)
@@ -102,8 +102,9 @@ def main(argv: list[str] | None = None) -> None:
         code = ExitCode.INTERRUPTED
         _stderr("✗ aborted")
     except Exception as exc:  # click usage errors and bugs
-        if callable(getattr(exc, "show", None)) and hasattr(exc, "exit_code"):  # click usage error
-            exc.show()
+        show = getattr(exc, "show", None)
+        if callable(show) and hasattr(exc, "exit_code"):  # click usage error
+            show()
             code = ExitCode.USAGE
         else:
             code = ExitCode.INTERNAL
@@ -130,7 +131,7 @@ def _report(err: LlmdError, debug: bool) -> None:
         _stderr(err.details)
     if err.hint:
         _stderr(f"hint: {err.hint}")
-    log = getattr(err, "log_path", None)
+    log = err.log_path
     if log:
         _stderr(f"log: {log}")
     if debug:

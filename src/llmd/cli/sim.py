@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import signal
-from typing import Annotated, Optional
+from typing import Annotated, Optional, TypeVar
 
 import typer
 
-Opt = Optional  # typer needs Optional[...] (not X | None) on Python 3.10
+_T = TypeVar("_T")
+Opt = Optional[_T]  # noqa: UP045  # typer needs Optional[...] (not X | None) on Python 3.10
 LAT = "Latency"
 KV = "KV cache"
 FAULTS = "Faults"

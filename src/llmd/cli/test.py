@@ -58,7 +58,7 @@ def test(
     with outcome.guard():
         ui, settings = load(ctx, flags, sets, config, json_mode=json)
         outcome.ui = ui
-        _validate(prompt, max_tokens, ready_timeout, connect_timeout, url or sim)
+        _validate(prompt, max_tokens, ready_timeout, connect_timeout, bool(url or sim))
         perf_opts = build_perf_options(perf_values)
         if perf and not perf_opts.output:  # the report's default home: unusable is bad input now, not after the run
             from llmd.paths import require_state_dir
@@ -113,7 +113,7 @@ class _Outcome:
             yield self
         except LlmdError as err:
             log = getattr(getattr(self.runner, "transcript", None), "path", None)
-            if log is not None and getattr(err, "log_path", None) is None:
+            if log is not None and err.log_path is None:
                 err.log_path = str(log)  # the boundary prints `log: <path>`
             self._emit({"message": err.message, "hint": err.hint, "details": err.details,
                         "exit_code": int(err.exit_code)})

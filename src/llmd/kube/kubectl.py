@@ -39,21 +39,18 @@ class Scope:
         return self.kubeconfig if self.kubeconfig and os.pathsep not in self.kubeconfig else None
 
     def kubectl_flags(self, *, namespaced: bool = True) -> tuple[str, ...]:
-        flags: list[str] = []
-        if self.kubeconfig_flag_value:
-            flags += ["--kubeconfig", self.kubeconfig]
-        if self.context:
-            flags += ["--context", self.context]
-        if namespaced:
-            flags += ["--namespace", self.namespace]
-        return tuple(flags)
+        return self._flags("--context", namespaced)
 
     def helm_flags(self, *, namespaced: bool = True) -> tuple[str, ...]:
+        return self._flags("--kube-context", namespaced)  # helm's spelling; --kubeconfig/--namespace are shared
+
+    def _flags(self, context_flag: str, namespaced: bool) -> tuple[str, ...]:
         flags: list[str] = []
-        if self.kubeconfig_flag_value:
-            flags += ["--kubeconfig", self.kubeconfig]
+        kubeconfig = self.kubeconfig_flag_value
+        if kubeconfig:
+            flags += ["--kubeconfig", kubeconfig]
         if self.context:
-            flags += ["--kube-context", self.context]
+            flags += [context_flag, self.context]
         if namespaced:
             flags += ["--namespace", self.namespace]
         return tuple(flags)

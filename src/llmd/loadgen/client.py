@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from time import perf_counter_ns
 from urllib.parse import urlsplit
@@ -73,7 +74,7 @@ class _Conn(asyncio.Protocol):
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.transport: asyncio.Transport | None = None
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set by connection_made
         self.closed = False
         self.used = 0
         self._reset()
@@ -93,7 +94,7 @@ class _Conn(asyncio.Protocol):
         self.timers: list[asyncio.TimerHandle] = []
 
     # -- asyncio callbacks ---------------------------------------------------------------------------------------
-    def connection_made(self, transport) -> None:
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.transport = transport
 
     def connection_lost(self, exc) -> None:
@@ -201,6 +202,7 @@ class _Conn(asyncio.Protocol):
     # -- parsing -------------------------------------------------------------------------------------------------
     def _headers(self, head: bytes) -> bool:
         res = self.res
+        assert res is not None  # data_received returns early outside an exchange
         lines = head.split(b"\r\n")
         status_line = lines[0]
         try:
@@ -272,14 +274,16 @@ class _Conn(asyncio.Protocol):
             if len(self.err_body) < 200:
                 self.err_body += data[:200 - len(self.err_body)]
             return
-        for payload in self.decoder.feed(data):
+        decoder = self.decoder
+        assert decoder is not None  # made with the validator
+        for payload in decoder.feed(data):
             if val.on_payload(payload):
                 if not res.first_ns:
                     res.first_ns = now
                 res.last_ns = now
                 res.event_ns.append(now)
-        if self.decoder.invalid_count:
-            val.check_decoder(self.decoder)
+        if decoder.invalid_count:
+            val.check_decoder(decoder)
 
     # -- endings -------------------------------------------------------------------------------------------------
     def _complete(self, now: int) -> None:
@@ -289,6 +293,7 @@ class _Conn(asyncio.Protocol):
         res.end_ns = now
         val = self.validator
         if val is not None:
+            assert self.decoder is not None  # made with the validator
             for payload in self.decoder.flush():
                 if val.on_payload(payload) and not res.first_ns:
                     res.first_ns = res.last_ns = now
@@ -358,7 +363,7 @@ class _Conn(asyncio.Protocol):
 class Client:
     """A keep-alive pool of `_Conn`s to one target. `await client.request(...)` never raises for HTTP failures."""
 
-    def __init__(self, target: Target, timeouts: Timeouts, *, extra_headers: dict[str, str] | None = None) -> None:
+    def __init__(self, target: Target, timeouts: Timeouts, *, extra_headers: Mapping[str, str] | None = None) -> None:
         self.target = target
         self.timeouts = timeouts
         self.idle: list[_Conn] = []

@@ -291,8 +291,8 @@ async def run_stage(endpoint: Endpoint, api_path: str, timeouts: Timeouts, workl
             if not main.done():
                 main.cancel()
                 await asyncio.gather(main, return_exceptions=True)
-        elif main.exception() is not None:
-            raise main.exception()
+        elif (exc := main.exception()) is not None:
+            raise exc
     finally:
         for t in (stopper, lagger, main):
             t.cancel()

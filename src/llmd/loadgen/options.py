@@ -107,11 +107,12 @@ class PerfOptions:
         need(0 <= self.dist_spread < 1, f"--dist-spread {self.dist_spread} is out of range", "use a fraction in [0, 1)")
         need(0 <= self.max_error_rate <= 1, f"--max-error-rate {self.max_error_rate} is out of range",
              "use a fraction in [0, 1], e.g. 0.01 for 1%")
-        for flag, v in (("--request-timeout", self.request_timeout), ("--stall-timeout", self.stall_timeout)):
-            need(v > 0 and math.isfinite(v), f"{flag} {v:g} s is out of range", f"use a positive duration for {flag}")
+        for flag, seconds in (("--request-timeout", self.request_timeout), ("--stall-timeout", self.stall_timeout)):
+            need(seconds > 0 and math.isfinite(seconds), f"{flag} {seconds:g} s is out of range",
+                 f"use a positive duration for {flag}")
         if self.workload == "file":
             need(bool(self.dataset), "--workload file needs --dataset FILE", "give a JSONL or ShareGPT JSON file")
-            need(Path(self.dataset).is_file(), f"--dataset {self.dataset} does not exist", "check the path")
+            need(Path(self.dataset or "").is_file(), f"--dataset {self.dataset} does not exist", "check the path")
         elif self.dataset:
             raise ConfigError(f"--dataset is only used with --workload file (got --workload {self.workload})",
                               "add --workload file or drop --dataset")
@@ -172,17 +173,23 @@ class PerfOptions:
         duration = self.duration
         if duration is None and self.requests is None:
             duration = DEFAULT_DURATION_S
-        common = {"requests": self.requests, "duration_s": duration, "warmup_s": self.warmup,
-                  "arrival": self.arrival, "max_inflight": self.max_inflight}
+
+        def closed(c: int) -> Stage:
+            return Stage(f"c{c}", "closed", concurrency=c, requests=self.requests, duration_s=duration,
+                         warmup_s=self.warmup, arrival=self.arrival, max_inflight=self.max_inflight)
+
+        def open_loop(rate: float) -> Stage:
+            return Stage(f"r{rate:g}", "open", rate=rate, requests=self.requests, duration_s=duration,
+                         warmup_s=self.warmup, arrival=self.arrival, max_inflight=self.max_inflight)
+
         if self.sweep:
             kind, values = self._sweep_values()
             if kind == "c":
-                return [Stage(f"c{int(v)}", "closed", concurrency=int(v), **common) for v in values]
-            return [Stage(f"r{v:g}", "open", rate=v, **common) for v in values]
+                return [closed(int(v)) for v in values]
+            return [open_loop(v) for v in values]
         if self.rate is not None:
-            return [Stage(f"r{self.rate:g}", "open", rate=self.rate, **common)]
-        c = self.concurrency or 1
-        return [Stage(f"c{c}", "closed", concurrency=c, **common)]
+            return [open_loop(self.rate)]
+        return [closed(self.concurrency or 1)]
 
     def with_model(self, model: str | None) -> PerfOptions:
         return replace(self, model=model) if model and not self.model else self

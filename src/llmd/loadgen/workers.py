@@ -95,7 +95,7 @@ async def run_stage_workers(endpoint: Endpoint, api_path: str, timeouts: Timeout
     procs, pipes = [], []
     for w, share in enumerate(shares):
         parent, child = ctx.Pipe(duplex=False)
-        phase = int(w * 1e9 / stage.rate) if stage.mode == "open" and stage.arrival == "constant" else 0
+        phase = int(w * 1e9 / stage.rate) if stage.mode == "open" and stage.arrival == "constant" and stage.rate else 0
         args = (ep, api_path, timeouts, workload, share, run_id, seed, t0_ns, start_ns + phase)
         p = ctx.Process(target=_child, args=(child, counters, w, args), daemon=True, name=f"llmd-perf-worker-{w}")
         p.start()

@@ -118,7 +118,6 @@ def run_compare(settings, runner, ui, profiles: list[str], perf_opts, *, output:
         before = platform.pick_counts(settings)
         per_profile = dataclasses.replace(opts, output=f"{stem}.{profile}.perf.json", csv=None, benchmark_report=None)
         with open_endpoint(settings=settings, runner=runner, ui=ui) as endpoint:
-            endpoint.model = settings.served_model_name
             perf = run_perf(endpoint, per_profile.with_model(settings.served_model_name), ui)
         after = platform.pick_counts(settings)
         stages = [stage_summary(s) for s in perf.stages]

@@ -23,13 +23,14 @@ from llmd.ops import preflight as pf
 from llmd.ops.preflight import CheckResult
 from llmd.ops.target import Target, pin_target
 from llmd.proc import Runner
+from llmd.settings import Settings
 
 
 @dataclass
 class Ctx:
     """What one doctor run shares between checks."""
 
-    settings: object
+    settings: Settings
     runner: Runner
     results: dict[str, CheckResult] = field(default_factory=dict)
     kubectl: Kubectl | None = None  # set by the context check
@@ -38,6 +39,12 @@ class Ctx:
     namespace: pf.NamespaceState | None = None  # set by the namespace check (the RBAC check needs it)
     blocked: str | None = None  # why the remaining cluster-side checks cannot run
     server_version: str = ""  # set by the cluster check
+
+    @property
+    def cluster(self) -> Kubectl:
+        """kubectl for a cluster-side check: those run only after the context check set it."""
+        assert self.kubectl is not None, "cluster-side checks run after the context check"
+        return self.kubectl
 
     def passed(self, name: str) -> bool:
         r = self.results.get(name)
@@ -87,7 +94,7 @@ def check_context(ctx: Ctx) -> CheckResult:
 
 
 def check_cluster(ctx: Ctx) -> CheckResult:
-    result, ctx.server_version = pf.reach(ctx.kubectl, ctx.target)
+    result, ctx.server_version = pf.reach(ctx.cluster, ctx.target)
     return result
 
 
@@ -108,39 +115,39 @@ def _prereq_fix(ctx: Ctx, result: CheckResult) -> CheckResult:
 
 
 def check_crds(ctx: Ctx) -> CheckResult:
-    return _prereq_fix(ctx, pf.check_crds(ctx.kubectl))
+    return _prereq_fix(ctx, pf.check_crds(ctx.cluster))
 
 
 def check_gateway_class(ctx: Ctx) -> CheckResult:
     if not ctx.passed("crds"):
         return _skip("gateway class", "needs the Gateway API and InferencePool CRDs first")
-    return _prereq_fix(ctx, pf.check_gateway_class(ctx.kubectl, ctx.settings))
+    return _prereq_fix(ctx, pf.check_gateway_class(ctx.cluster, ctx.settings))
 
 
 def check_control_plane(ctx: Ctx) -> CheckResult:
     from llmd.ops.prereqs.checks import check_control_plane as check
 
-    return check(ctx.kubectl, ctx.settings)
+    return check(ctx.cluster, ctx.settings)
 
 
 def check_monitoring(ctx: Ctx) -> CheckResult:
-    return pf.check_monitoring_crds(ctx.kubectl, ctx.settings)  # GKE: PodMonitoring; else the Prometheus Operator
+    return pf.check_monitoring_crds(ctx.cluster, ctx.settings)  # GKE: PodMonitoring; else the Prometheus Operator
 
 
 def check_lws(ctx: Ctx) -> CheckResult:
     from llmd.ops.prereqs.checks import check_lws as check
 
-    return check(ctx.kubectl, ctx.settings)
+    return check(ctx.cluster, ctx.settings)
 
 
 def check_storage(ctx: Ctx) -> CheckResult:
     from llmd.render.values import uses_model_cache  # the rule that decides whether the bundle has a PVC
 
-    return pf.check_storage(ctx.kubectl, ctx.settings, needs_pvc=uses_model_cache(ctx.settings))
+    return pf.check_storage(ctx.cluster, ctx.settings, needs_pvc=uses_model_cache(ctx.settings))
 
 
 def check_gpus(ctx: Ctx) -> CheckResult:
-    return pf.check_gpus(ctx.kubectl, ctx.settings)
+    return pf.check_gpus(ctx.cluster, ctx.settings)
 
 
 def check_model_size(ctx: Ctx) -> CheckResult:
@@ -150,7 +157,7 @@ def check_model_size(ctx: Ctx) -> CheckResult:
 
 
 def check_namespace(ctx: Ctx) -> CheckResult:
-    result, ctx.namespace = pf.check_namespace(ctx.kubectl, ctx.settings, terminating_wait_s=0)
+    result, ctx.namespace = pf.check_namespace(ctx.cluster, ctx.settings, terminating_wait_s=0)
     if ctx.namespace.terminating is not None:  # deploy waits for it; doctor only says so
         return CheckResult(result.name, "warn", result.message + "; deploy waits up to 120s for it to go",
                            result.fixes)
@@ -162,13 +169,14 @@ def check_permissions(ctx: Ctx) -> CheckResult:
 
     if ctx.namespace is None:
         return _skip("permissions", "namespace state unknown (see the namespace check)")
-    return pf.check_permissions(ctx.kubectl, ctx.settings, needs_pvc=uses_model_cache(ctx.settings),
+    return pf.check_permissions(ctx.cluster, ctx.settings, needs_pvc=uses_model_cache(ctx.settings),
                                 namespace_exists=ctx.namespace.exists)
 
 
 def check_releases(ctx: Ctx) -> CheckResult:
     if ctx.runner.missing_tools(["helm"]):
         return _skip("releases", "helm not found")
+    assert ctx.helm is not None, "set by the context check with kubectl"
     return pf.check_releases(ctx.helm, ctx.settings)
 
 

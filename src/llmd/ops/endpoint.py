@@ -53,10 +53,9 @@ class Endpoint:
 
     @property
     def url(self) -> str:
-        if self.tunnel is not None:
-            return self.tunnel.url
-        assert self.base_url is not None
-        return self.base_url
+        url = self.tunnel.url if self.tunnel is not None else self.base_url
+        assert url is not None, "a port-forward has a URL once open; other endpoints are built with one"
+        return url
 
     @property
     def via_port_forward(self) -> bool:

@@ -12,11 +12,15 @@ import contextlib
 import json
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from llmd.errors import ClusterError, DeployError, NotReadyError
 from llmd.kube.kubectl import Kubectl, classify_failure, raise_cluster_error
 from llmd.ops import diagnose
 from llmd.ops.target import llmd_command
+
+if TYPE_CHECKING:
+    from rich.live import Live
 
 POLL_S = 5.0
 UNSCHEDULABLE_GRACE_S = 120.0  # a pod the scheduler cannot place for this long fails the deploy
@@ -236,7 +240,7 @@ class Display:
 
     def __init__(self, ui) -> None:
         self.ui = ui
-        self.live = None
+        self.live: Live | None = None
         self.last = ""
         self.state: Readiness | None = None
         self.stamp = 0.0  # CLOCK time of the last update

@@ -71,10 +71,10 @@ def dump_all(docs: list[Any]) -> str:
 
 # libyaml's parser when PyYAML has it (several times faster); resolution and construction stay in Python,
 # so the Go-like rules below apply either way.
-_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class GoLikeLoader(_BaseLoader):
+class GoLikeLoader(_BaseLoader):  # type: ignore[valid-type,misc]  # a base chosen at import time
     """SafeLoader plus the implicit types Go's YAML 1.1 resolver has and PyYAML lacks (y/n, 1e3, 0o17)."""
 
 

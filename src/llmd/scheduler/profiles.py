@@ -143,7 +143,7 @@ def parse_param(expr: str) -> tuple[str, tuple[str, ...], Any]:
 
 
 def _plugin_names(doc: EppConfig) -> list[str]:
-    return [p.get("name", p.get("type")) for p in doc.get("plugins") or [] if isinstance(p, dict)]
+    return [str(p.get("name", p.get("type"))) for p in doc.get("plugins") or [] if isinstance(p, dict)]
 
 
 def apply_weights(doc: EppConfig, weights: Sequence[tuple[str, int | float]]) -> EppConfig:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,7 +88,7 @@ def renamed_param(type_name: str, param: str) -> Rename | None:
     return Rename(param, spec.get("use"), " ".join(str(spec["why"]).split())) if spec else None
 
 
-def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str | None:
+def did_you_mean(word: str, choices: Sequence[str]) -> str | None:
     """The closest choice, for 'did you mean ...?' (None when nothing is close)."""
     match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     if match:

@@ -226,8 +226,8 @@ class _Checker:
                      "declare one", key=True)
         if "schedulingProfiles" not in doc:
             # The loader generates a `default` profile from every declared filter, scorer and picker.
-            refs = [{"pluginRef": n} for n, t in types.items() if registry.kind(t) in registry.REFERENCED_KINDS]
-            self.profile_refs(refs, ("plugins",), "the generated default profile", types, generated=True)
+            generated = [{"pluginRef": n} for n, t in types.items() if registry.kind(t) in registry.REFERENCED_KINDS]
+            self.profile_refs(generated, ("plugins",), "the generated default profile", types, generated=True)
             return
         profiles = doc.get("schedulingProfiles")
         if not isinstance(profiles, list) or not profiles:

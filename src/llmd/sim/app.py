@@ -13,12 +13,13 @@ import json
 import random
 import re
 import time
+from typing import Any
 
 from llmd.errors import ConfigError
 from llmd.sim import frames as F
 from llmd.sim.config import SimConfig
 from llmd.sim.engine import QueueFull, Slots
-from llmd.sim.faults import IMMEDIATE, FaultPicker
+from llmd.sim.faults import IMMEDIATE, FaultPicker, FaultSpec
 from llmd.sim.kvcache import CapacityError, KVCache, block_keys
 from llmd.sim.latency import Latency
 from llmd.sim.metrics import Stats, render
@@ -62,6 +63,13 @@ class Job:
                  "last_ns", "model", "model_json", "n_cached", "n_out", "n_prompt", "path", "recv_ns", "rid",
                  "rid_hdr", "sent", "start_word", "status", "stream", "token_ns", "ttft")
 
+    fault: FaultSpec | None
+    ids: list[int] | None
+    keys: list[Any] | None
+    first_ns: int | None
+    last_ns: int | None
+    token_ns: list[int] | None
+
     def __init__(self, conn, path, chat, keep_alive, recv_ns, rid, rid_hdr) -> None:  # noqa: PLR0917 (hot path)
         self.conn = conn
         self.path = path
@@ -96,7 +104,7 @@ class SimApp:
         self.faults = FaultPicker(cfg.faults, self.rng)
         self.recorder = recorder
         self.port = 0
-        self.loop: asyncio.AbstractEventLoop | None = None
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by SimServer before serving
         self.tasks: set[asyncio.Task] = set()
         self.model_json = {n: json.dumps(n).encode() for n in cfg.names}
         self.frames = {(chat, crlf): F.Frames(chat, crlf) for chat in (True, False) for crlf in (False, True)}
@@ -189,9 +197,10 @@ class SimApp:
         model = req.get("model") or cfg.names[0]
         if not isinstance(model, str):
             return 400, "model must be a string", "BadRequestError"
-        job.model_json = self.model_json.get(model)
-        if job.model_json is None:
+        model_json = self.model_json.get(model)
+        if model_json is None:
             return 404, f"The model `{model}` does not exist.", "NotFoundError"
+        job.model_json = model_json
         job.model = model
         text, ids = "", None
         if job.chat:
@@ -250,8 +259,9 @@ class SimApp:
 
     def _immediate_fault(self, job: Job) -> None:
         fault, conn = job.fault, job.conn
+        assert fault is not None  # called for an immediate fault only
         if fault.kind == "status":
-            code = int(fault.param)
+            code = int(fault.number)
             job.status = code
             if code == 503:
                 conn.respond(503, b"no healthy upstream", TEXT_CT, job.keep_alive, job.rid_hdr)  # Envoy's text
@@ -264,7 +274,7 @@ class SimApp:
                                    "BadRequestError" if code < 500 else "InternalServerError")
         elif fault.kind == "rate_limit":
             return self._error(job, 429, "Too Many Requests (simulated rate limit)", "RateLimitError",
-                               b"retry-after: %d\r\n" % int(fault.param))
+                               b"retry-after: %d\r\n" % int(fault.number))
         elif fault.kind == "html_200":
             conn.respond(200, HTML_PAGE, b"text/html", job.keep_alive, job.rid_hdr)
         elif fault.kind == "no_choices":
@@ -280,6 +290,7 @@ class SimApp:
         stats = self.stats
         if self.kv is not None:
             cfg = self.cfg
+            assert job.ids is not None  # tokenized when the KV cache is on
             job.keys = block_keys(job.ids, cfg.block_size, job.model, cfg.hash_seed)
             try:
                 present = self.kv.acquire(job.keys)
@@ -295,7 +306,7 @@ class SimApp:
         return True
 
     def _end(self, job: Job, complete: bool) -> None:
-        if job.keys:
+        if job.keys and self.kv is not None:
             self.kv.release(job.keys)
         self.slots.release()
         stats = self.stats
@@ -357,7 +368,7 @@ class SimApp:
         self.stats.queue.observe((time.perf_counter_ns() - job.recv_ns) / 1e9)
         ttft = self.latency.ttft(job.n_prompt, job.n_cached, self.slots.running)
         if job.fault is not None and job.fault.kind == "slow_ttft":
-            ttft = (ttft or 0.1) * job.fault.param
+            ttft = (ttft or 0.1) * job.fault.number
         job.ttft = ttft
         complete = False
         try:
@@ -378,7 +389,7 @@ class SimApp:
         loop, conn, cfg = self.loop, job.conn, self.cfg
         fault = job.fault
         kind = fault.kind if fault is not None else None
-        fire_at = FaultPicker.after_tokens(fault, job.n_out) if kind in _STREAM_FAULTS else -1
+        fire_at = FaultPicker.after_tokens(fault, job.n_out) if fault is not None and kind in _STREAM_FAULTS else -1
         split = kind == "split_frames"
         fr = self.frames[(job.chat, kind == "crlf")]
         head, pre = fr.heads(job.rid, int(time.time()), job.model_json)
@@ -407,7 +418,7 @@ class SimApp:
                     job.first_ns = t
                 job.last_ns = t
                 job.sent += pending
-                if recording:
+                if recording and job.token_ns is not None:
                     job.token_ns.extend([t] * pending)
                 pending = 0
 

@@ -37,6 +37,12 @@ class FaultSpec:
     param: float | None = None
     rate: float = 1.0
 
+    @property
+    def number(self) -> float:
+        """The parameter of a kind that always has one (status, rate_limit, slow_ttft: FAULT_KINDS defaults)."""
+        assert self.param is not None, f"fault {self.kind} has no parameter"
+        return self.param
+
     @classmethod
     def parse(cls, text: str, *, with_rate: bool = True) -> FaultSpec:
         """`KIND[=PARAM][:RATE]` ("status=503:0.1", "stall=3", "rate_limit:0.05")."""

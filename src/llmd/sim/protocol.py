@@ -38,7 +38,7 @@ class HttpConnection(asyncio.Protocol):
     def __init__(self, app: Any, conns: set) -> None:
         self.app = app
         self.conns = conns
-        self.transport: asyncio.Transport | None = None
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set by connection_made
         self.buf = b""
         self.busy = False  # a request is being answered; later ones wait in buf
         self.parsing = False
@@ -47,7 +47,7 @@ class HttpConnection(asyncio.Protocol):
         self.task: asyncio.Task | None = None  # the task answering the current request, if any
 
     # asyncio callbacks -------------------------------------------------------------------------
-    def connection_made(self, transport) -> None:
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.transport = transport
         self.conns.add(self)
 

@@ -51,7 +51,7 @@ class SimServer:
         """Listen on cfg.host:cfg.port (0 = a free port). Raises ConfigError for bad settings or a busy port."""
         cfg.validate()
         own = recorder is None and cfg.record is not None
-        if own:
+        if recorder is None and cfg.record is not None:
             recorder = Recorder(cfg.record)
         app = SimApp(cfg, recorder)
         loop = asyncio.get_running_loop()
@@ -124,16 +124,21 @@ class ThreadedSim:
         return self
 
     @property
+    def started(self) -> SimServer:
+        assert self.server is not None, "start() first"
+        return self.server
+
+    @property
     def url(self) -> str:
-        return self.server.url
+        return self.started.url
 
     @property
     def port(self) -> int:
-        return self.server.port
+        return self.started.port
 
     @property
     def app(self) -> SimApp:
-        return self.server.app
+        return self.started.app
 
     def stop(self, timeout: float = 10.0) -> None:
         if self._thread.is_alive() and self.loop is not None and not self.loop.is_closed():
