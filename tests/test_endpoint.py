@@ -168,6 +168,19 @@ def test_embedded_sim_is_a_supervised_child_serving_the_settings_model():
         os.kill(children[0], 0)
 
 
+def test_embedded_sim_keeps_serving_whatever_it_writes_to_stderr(monkeypatch):
+    """A pipe nobody reads blocks its writer at 64 KiB: the simulator's stderr is drained, not left to fill. Python's
+    verbose import trace writes ~100 KiB to stderr before the simulator prints its URL."""
+    import httpx
+
+    from llmd.ops.endpoint import open_endpoint
+    from llmd.settings import load_settings
+
+    monkeypatch.setenv("PYTHONVERBOSE", "1")
+    with open_endpoint(settings=load_settings({}, environ={}), sim=True) as ep:
+        assert httpx.get(f"{ep.url}/v1/models", timeout=5).status_code == 200
+
+
 def test_direct_endpoints_never_lose_a_tunnel():
     ep = Endpoint("url", "x", base_url="http://127.0.0.1:1")
     assert ep.lost_during(1, 2) is False and ep.generation == 1

@@ -73,3 +73,29 @@ def test_a_kubeconfig_list_is_not_passed_as_a_flag():
     scope = Scope("ns1", "ctx1", "/a/config:/b/config")
     assert "--kubeconfig" not in scope.kubectl_flags() and "--kubeconfig" not in scope.helm_flags()
     assert Scope("ns1", "ctx1", "/a/config").kubectl_flags()[:2] == ("--kubeconfig", "/a/config")
+
+
+def test_a_kubeconfig_list_reaches_kubectl_helm_and_helmfile_alike(tmp_path, monkeypatch):
+    """--kubeconfig a:b (or LLMD_KUBECONFIG=a:b) cannot be a --kubeconfig flag: every child gets it as KUBECONFIG,
+    so one run reads one kubeconfig whichever tool asks. Real child processes: fakes that print what they got."""
+    import os
+
+    from llmd.kube.kubectl import Kubectl
+
+    for tool in ("kubectl", "helm", "helmfile"):
+        fake = tmp_path / tool
+        fake.write_text('#!/bin/sh\necho "KUBECONFIG=$KUBECONFIG args=$*"\n')
+        fake.chmod(0o755)
+        monkeypatch.setenv(f"LLMD_{tool.upper()}", str(fake))
+    monkeypatch.setenv("KUBECONFIG", "/somewhere/else")  # the user's own, which a list flag must not fall back to
+    listed = f"{tmp_path}/a{os.pathsep}{tmp_path}/b"
+    scope = Scope("ns1", "ctx1", listed)
+    runner = Runner()
+    out = {
+        "kubectl": Kubectl(runner, scope).run("get", "pods").stdout,
+        "helm": Helm(runner, scope).runner.run(Helm(runner, scope).cmd("list")).stdout,
+        "helmfile": runner.run(Helmfile(runner, scope).cmd(tmp_path / "helmfile.yaml", "sync")).stdout,
+    }
+    for tool, line in out.items():
+        assert line.startswith(f"KUBECONFIG={listed} "), (tool, line)
+        assert "--kubeconfig" not in line, (tool, line)

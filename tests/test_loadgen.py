@@ -89,6 +89,14 @@ def test_failure_classes(stream_server, fault, failure, status):
         assert "text/html" in res.error
 
 
+def test_a_200_that_is_not_an_event_stream_keeps_the_start_of_its_body(stream_server):
+    """A proxy's HTML page (or a JSON answer to a streaming request) under status 200: the error names what came."""
+    srv = stream_server(tokens=4)
+    res, _ = one(srv.url, "html")
+    assert res.failure == "malformed_stream"
+    assert "body starts b'<html><body>502 Bad Gateway</body></html>'" in res.error
+
+
 @pytest.mark.parametrize("fault", ["crlf", "split", "close", "no_usage"])
 def test_stream_variants_that_succeed(stream_server, fault):
     srv = stream_server(tokens=4)

@@ -413,6 +413,27 @@ def stop_pid(pid: int, expected_start: str | None = None, *, grace: float = GRAC
     return not pid_alive(pid, expected_start)
 
 
+class Drain:
+    """Reads a child's pipe to its end on a daemon thread, keeping the last `keep` bytes: a pipe nobody reads
+    fills at 64 KiB and then blocks the child's next write (a server stops answering)."""
+
+    def __init__(self, stream, keep: int = 8192) -> None:
+        self.keep = keep
+        self._tail = b""
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True, name="llmd-drain")
+        self._thread.start()
+
+    def _read(self, stream) -> None:
+        with contextlib.suppress(OSError, ValueError):  # closed under us when the child is stopped
+            for chunk in iter(lambda: stream.read1(65536), b""):
+                self._tail = (self._tail + chunk)[-self.keep:]
+
+    def text(self, wait: float = 0.5) -> str:
+        """What was read so far (after up to `wait` s for the child's last bytes once it has exited)."""
+        self._thread.join(wait)
+        return redact(self._tail.decode("utf-8", errors="replace"))
+
+
 def _pump(stream, sink: list[str], on_line: Callable[[str], None] | None) -> None:
     if stream is None:
         return

@@ -61,7 +61,7 @@ class Helm:
 
     def cmd(self, *args: str, mutates: bool = False, timeout: float | None = HELM_TIMEOUT_S, title: str = "") -> Cmd:
         return Cmd((self.runner.tool("helm"), *args, *self.scope.helm_flags()), mutates=mutates, timeout=timeout,
-                   title=title)
+                   title=title, env=self.scope.env())
 
     def _read(self, *args: str) -> CmdResult:
         res = self.runner.run(self.cmd(*args), check=False)
@@ -123,8 +123,8 @@ class Helmfile:
         if self.scope.namespace:  # it overrides every release's own namespace: none for multi-namespace files
             flags += ["--namespace", self.scope.namespace]
         flags += ["--helm-binary", self.runner.tool("helm")]
-        env = {"KUBECONFIG": self.scope.kubeconfig} if self.scope.kubeconfig else {}
-        return Cmd((self.runner.tool("helmfile"), *flags, *subcommand), mutates=mutates, env=env, timeout=timeout,
+        return Cmd((self.runner.tool("helmfile"), *flags, *subcommand), mutates=mutates,
+                   env=self.scope.env(always=True), timeout=timeout,
                    cwd=str(file.parent), title="helmfile " + " ".join(subcommand))
 
     def sync(self, file: Path, *, on_line=None) -> CmdResult:

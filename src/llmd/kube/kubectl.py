@@ -38,6 +38,13 @@ class Scope:
         """--kubeconfig takes one file; a KUBECONFIG list (a:b) reaches children through the environment."""
         return self.kubeconfig if self.kubeconfig and os.pathsep not in self.kubeconfig else None
 
+    def env(self, *, always: bool = False) -> dict[str, str]:
+        """The environment a child needs for this kubeconfig: KUBECONFIG for a list (no flag can carry it), or
+        `always` for a tool without a --kubeconfig flag (helmfile). Else the flag carries it and nothing is set."""
+        if self.kubeconfig and (always or self.kubeconfig_flag_value is None):
+            return {"KUBECONFIG": self.kubeconfig}
+        return {}
+
     def kubectl_flags(self, *, namespaced: bool = True) -> tuple[str, ...]:
         return self._flags("--context", namespaced)
 
@@ -80,7 +87,7 @@ class Kubectl:
             timeout: float | None = None, title: str = "") -> Cmd:
         argv = (self.runner.tool("kubectl"), *self.scope.kubectl_flags(namespaced=namespaced),
                 f"--request-timeout={self.request_timeout}", *args)
-        return Cmd(argv, mutates=mutates, stdin=stdin, timeout=timeout, title=title)
+        return Cmd(argv, mutates=mutates, stdin=stdin, timeout=timeout, title=title, env=self.scope.env())
 
     def run(self, *args: str, check: bool = True, fail_code: ExitCode = ExitCode.INTERNAL, **kw) -> CmdResult:
         return self.runner.run(self.cmd(*args, **kw), check=check, fail_code=fail_code)

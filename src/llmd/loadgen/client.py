@@ -268,11 +268,11 @@ class _Conn(asyncio.Protocol):
             if len(self.err_body) < _MAX_ERROR_BODY:
                 self.err_body += data[:_MAX_ERROR_BODY - len(self.err_body)]
             return
-        if val.failed:
-            return
-        if not self.sse:
+        if not self.sse:  # a 200 that is no event stream (failed at its headers): keep its start for the error
             if len(self.err_body) < 200:
                 self.err_body += data[:200 - len(self.err_body)]
+            return
+        if val.failed:
             return
         decoder = self.decoder
         assert decoder is not None  # made with the validator

@@ -22,6 +22,7 @@ from llmd.redact import redact
 if TYPE_CHECKING:
     from llmd.kube.portforward import PortForward
     from llmd.ops.route_probe import RouteProbe
+    from llmd.proc import Drain
 
 GATEWAY_PATTERN = "inference-gateway"
 GKE_PORT = 80
@@ -187,20 +188,22 @@ def _sim(model: str, max_model_len: int, runner=None) -> Iterator[Endpoint]:
     separate cores, as they would against a cluster. Always stopped on exit, Ctrl-C included."""
     import sys
 
-    from llmd.proc import Cmd, Runner, stop_process
+    from llmd.proc import Cmd, Drain, Runner, stop_process
 
     runner = runner or Runner()
     argv = (sys.executable, "-m", "llmd", "sim", "--port", "0", "--model", model,
             "--max-model-len", str(max_model_len), *EMBEDDED_SIM_ARGS)
     child = runner.spawn(Cmd(argv, title="embedded simulator"))
+    stderr = Drain(child.stderr)  # read from the start: a full pipe would block the simulator
     try:
-        url = _read_sim_url(child)
+        url = _read_sim_url(child, stderr)
+        Drain(child.stdout)  # past its URL line, whatever else it prints must not fill the pipe either
         yield Endpoint("sim", f"embedded llmd sim at {url}", base_url=url.rstrip("/"))
     finally:
         stop_process(child, grace_int=3.0, grace_term=2.0)
 
 
-def _read_sim_url(child) -> str:
+def _read_sim_url(child, stderr: Drain) -> str:
     """The first stdout line of `llmd sim` is its URL; wait for it with a deadline."""
     import select
 
@@ -217,7 +220,7 @@ def _read_sim_url(child) -> str:
             break
     url = line.decode(errors="replace").strip().splitlines()[0] if line.strip() else ""
     if not url.startswith("http://127.0.0.1:"):
-        err = child.stderr.read1(4096).decode(errors="replace") if child.poll() is not None else ""
+        err = stderr.text() if child.poll() is not None else ""
         raise TestFailed("the embedded simulator did not start", hint="run `llmd sim --port 0` to see why",
                          details=err.strip() or None)
     return url

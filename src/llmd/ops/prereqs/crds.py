@@ -102,8 +102,16 @@ def from_dirs(dirs: Iterable[Path], cat: Catalog) -> dict[str, CrdSource]:
                 found.setdefault(bundle.key, []).append(doc)
                 if str(path) not in origins.setdefault(bundle.key, []):
                     origins[bundle.key].append(str(path))
-    return {k: CrdSource(cat.crds[k], bundle_version(cat.crds[k], docs), tuple(docs), ", ".join(origins[k]))
+    return {k: CrdSource(cat.crds[k], bundle_version(cat.crds[k], docs), tuple(docs), _origin(origins[k]))
             for k, docs in found.items()}
+
+
+def _origin(files: list[str]) -> str:
+    """One file by its path, several by their directories and count (a release ships one file per CRD)."""
+    if len(files) == 1:
+        return files[0]
+    dirs = list(dict.fromkeys(str(Path(f).parent) for f in files))
+    return f"{', '.join(dirs)} ({len(files)} files)"
 
 
 def fetch(bundle: CrdBundle, *, timeout_s: float = FETCH_TIMEOUT_S) -> CrdSource:
