@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import ctypes
 import json
 import os
+import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -37,6 +40,16 @@ START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
 FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 SERVICE_CIDR = "10.96.0.0/16"
+
+
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when the test process dies, however it dies (Linux prctl), so a killed
+    pytest never leaves a control plane running. Resolved before the fork: the child only makes the call."""
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
 def free_port() -> int:
@@ -202,7 +215,8 @@ class LocalCluster:
         fh = open(log, "ab")
         try:
             p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
-                                 start_new_session=True, cwd=self.work_dir)
+                                 start_new_session=True, cwd=self.work_dir,
+                                 preexec_fn=_die_with_parent)  # noqa: PLW1509 - async-signal-safe: one prctl call
         finally:
             fh.close()
         self.procs.append(Proc(name, p, log, ports))
