@@ -320,6 +320,23 @@ def test_helmfile_failure_exits_5_with_redacted_tail_and_release_ledger(cli, fp,
     assert token not in r.stderr + r.stdout
 
 
+def test_api_server_gone_during_sync_exits_4_with_the_resume_hint(cli, fp, fake):
+    """The e2e outage scenario, at the process boundary: helm cannot reach the API server mid-sync."""
+    fake.preflight()
+    fake.releases({})
+    fake.apply_stdin()  # namespace
+    fake.state(None)
+    refused = 'dial tcp 127.0.0.1:6443: connect: connection refused'
+    fake.reg(fake.helmfile_sync(), 'Release "gaie-inference-scheduling" does not exist. Installing it now.\n',
+             stderr=f"Error: failed to download openapi: {refused}\n", rc=1)
+    fake.reg(fake.h("list", "--all", "--output", "json"), stderr=f"Error: Kubernetes cluster unreachable: {refused}",
+             rc=1)
+    r = cli("deploy", "--context", CTX, *SIM)
+    assert r.exit_code == 4, r.stderr
+    assert "the API server became unreachable during helmfile sync; releases: unknown" in r.stderr
+    assert "re-run `llmd deploy` (it resumes)" in r.stderr and "--recover" in r.stderr
+
+
 def test_pending_release_exits_5_with_recover_hint_and_touches_nothing(cli, fp, fake):  # F24
     fake.preflight()
     fake.releases({"infra-inference-scheduling": "deployed", "gaie-inference-scheduling": "pending-upgrade"})

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from llmd import proc
-from llmd.errors import CommandFailed, DeployError, ExitCode, Interrupted, Refused
+from llmd.errors import ClusterError, CommandFailed, DeployError, ExitCode, Interrupted, Refused
 from llmd.kube.helm import Helm, Helmfile, Release
-from llmd.kube.kubectl import Kubectl
+from llmd.kube.kubectl import Kubectl, classify_failure
 from llmd.ops import state, wait
 from llmd.ops.cleanup import is_protected
 from llmd.ops.preflight import PreflightReport, check_tools, preflight, recover_hint
@@ -174,8 +174,12 @@ class Deployer:
             report.step("wait", "planned", "wait for the EPP, the gateway, every decode replica and the HTTPRoute")
         else:
             try:
+                # no accelerator anywhere (preflight counted 0): Unschedulable is the verdict, not a phase
+                grace = (wait.NO_ACCELERATOR_GRACE_S if report.preflight.accelerators == 0
+                         else wait.UNSCHEDULABLE_GRACE_S)
                 report.readiness = wait.wait_ready(self.s, self.kubectl, self.ui,
-                                                   ("epp", "gateway", "decode", "route"), timeout_s=self.remaining())
+                                                   ("epp", "gateway", "decode", "route"), timeout_s=self.remaining(),
+                                                   unschedulable_grace_s=grace)
             except KeyboardInterrupt:
                 raise Interrupted("interrupted while waiting for readiness; everything is installed and keeps "
                                   "starting in the cluster",
@@ -336,19 +340,29 @@ class Deployer:
                          fail_code=ExitCode.DEPLOY_FAILED, title="replace the decode Deployment (selector change)")
         self.report.step("replace decode deployment", "done", "selector changes: " + "; ".join(changes) + kept)
 
-    def _sync_failed(self, exc: CommandFailed) -> DeployError:
+    def _sync_failed(self, exc: CommandFailed) -> DeployError | ClusterError:
         """Exit 5 with the redacted stderr tail and a ledger of which releases exist now."""
         tail = exc.result.tail(20) if exc.result is not None else str(exc)
         try:
-            now = {k: v for k, v in self.helm.releases().items() if k in self.s.releases}
+            now: dict[str, Release] | None = {k: v for k, v in self.helm.releases().items() if k in self.s.releases}
         except Exception:  # the ledger is best effort; the sync error is what matters
-            now = {}
-        ledger = "; ".join(f"{r}: {now[r].status if r in now else 'not installed'}" for r in self.s.releases)
+            now = None
+        ledger = "; ".join(f"{r}: {now[r].status if r in now else 'not installed'}" for r in self.s.releases) \
+            if now is not None else ""
+        if exc.result is not None and not exc.result.timed_out and classify_failure(exc.result) == "unreachable":
+            # The API server went away mid-sync (exit 4, not a chart error): what is installed is unknown until
+            # it is back; a release helm was writing may be left pending.
+            return ClusterError(
+                f"the API server became unreachable during helmfile sync; releases: {ledger or 'unknown'}",
+                hint=f"when the cluster answers again (`kubectl cluster-info`), re-run `llmd deploy` (it resumes); "
+                     f"if it reports a pending release, `{self.llmd('deploy', '--recover')}` with the rest of this "
+                     "deploy's flags",
+                details=tail)
         if exc.result is not None and exc.result.timed_out:
             head = "helmfile sync timed out"
         else:
             head = f"helmfile sync failed (exit {exc.result.returncode if exc.result else '?'})"
-        return DeployError(f"{head}; releases: {ledger}",
+        return DeployError(f"{head}; releases: {ledger or 'unknown (helm list failed)'}",
                            hint=f"fix the cause above and re-run `llmd deploy` (it resumes), or remove what was "
                                 f"installed with `{self.llmd('cleanup')}`",
                            details=tail)

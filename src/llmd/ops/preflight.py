@@ -74,6 +74,7 @@ class PreflightReport:
     checks: list[CheckResult] = field(default_factory=list)
     namespace_exists: bool = False
     namespace_owned: bool = False  # carries app.kubernetes.io/managed-by=llmd
+    accelerators: int | None = None  # allocatable GPUs/TPUs counted by the gpus check (None: not counted)
 
     def add(self, result: CheckResult) -> CheckResult:
         self.checks.append(result)
@@ -293,7 +294,7 @@ def _rwx_check(name: str, sc: dict, what: str) -> CheckResult:
     return CheckResult("storage", "ok", f"{what} {name}")
 
 
-def check_gpus(kubectl: Kubectl, settings) -> CheckResult:
+def check_gpus(kubectl: Kubectl, settings, report: PreflightReport | None = None) -> CheckResult:
     """Allocatable accelerators vs replicas × TP. A shortfall only warns: autoscalers may add nodes. With
     --gpu-product only nodes carrying that nvidia.com/gpu.product label count (the pods can land nowhere else)."""
     if not settings.uses_gpu:
@@ -318,6 +319,8 @@ def check_gpus(kubectl: Kubectl, settings) -> CheckResult:
                 other[label or "(no label)"] = other.get(label or "(no label)", 0) + count
             continue
         have += count
+    if report is not None:
+        report.accelerators = have
     need = settings.replicas * settings.tensor_parallel
     where = f" on nodes labelled {GPU_PRODUCT_LABEL}={product}" if product else ""
     if have >= need:
@@ -492,7 +495,7 @@ def preflight(settings, runner: Runner, kubectl: Kubectl, target, report: Prefli
         fixes = [f for r in failed for f in r.fixes]
         raise PrereqError("missing cluster prerequisite(s): " + "; ".join(r.message for r in failed),
                           hint="install them, then re-run:\n" + "\n".join(f"  {f}" for f in fixes))
-    report.add(check_gpus(kubectl, settings))
+    report.add(check_gpus(kubectl, settings, report))
     report.add(check_model_size(settings, needs_pvc=needs_pvc))
     ns, state = check_namespace(kubectl, settings, terminating_wait_s=terminating_wait_s)
     if state.terminating is not None:
