@@ -186,7 +186,10 @@ class LocalCluster:
             "--bind-address=127.0.0.1", "--secure-port=0",
             f"--service-account-private-key-file={pki / 'sa.key'}", f"--root-ca-file={pki / 'ca.crt'}",
             "--use-service-account-credentials=false", "--controllers=*,-nodeipam,-cloud-node-lifecycle",
-            "--concurrent-deployment-syncs=10", "--concurrent-replicaset-syncs=10", "--v=0"])
+            "--concurrent-deployment-syncs=10", "--concurrent-replicaset-syncs=10",
+            # kwok renews the nodes, but not during an API-server outage (a fault test): without a long grace the
+            # node controller would mark every fake node, and so every pod, NotReady for good afterwards
+            "--node-monitor-grace-period=10m", "--v=0"])
         self._spawn("kube-scheduler", [
             self.binary("kube-scheduler"), f"--kubeconfig={kc}", "--leader-elect=false",
             "--bind-address=127.0.0.1", "--secure-port=0", "--v=0"])

@@ -27,13 +27,12 @@ from collections.abc import Iterator
 
 import pytest
 from cluster import DEFAULT_BIN, ROOT, LocalCluster, _die_with_parent, cpu_node, free_port, gpu_node, port_open
-from e2e_support import Run
+from e2e_support import HF_TOKEN, Run
 from gateway_controller import GatewayController, gateway_classes, istio_crds
 
 CHARTS = Path(__file__).parent / "charts"
 TOOLS = Path(os.environ.get("LLMD_TEST_TOOLS", ROOT / ".tools" / "bin"))
 LLMD = ROOT / ".venv" / "bin" / "llmd"
-HF_TOKEN = "hf_e2eDummyTokenThatMustNeverBeShown0123"
 # Every model name a test deploys: the one session simulator answers to all of them.
 MODELS = ("random", "meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen3-0.6B", "Qwen/Qwen3-8B")
 STORAGE_CLASS = "e2e-rwx"

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 import yaml
 from cluster import LocalCluster
 
+# A token-shaped dummy: every llmd run asserts it never appears in its output.
+HF_TOKEN = "hf_e2eDummyTokenThatMustNeverBeShown0123"
+
 
 @dataclass
 class Run:

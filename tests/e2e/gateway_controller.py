@@ -80,6 +80,13 @@ class GatewayController:
                     self.reconcile(c)
                 except httpx.TransportError:
                     pass  # the API server is down (outage tests): try again next round
+                except httpx.HTTPStatusError as exc:
+                    # starting again after an outage (429/5xx), a write that lost a race (409), an object deleted
+                    # between the list and the status write (404): the next round sees the new state, as with
+                    # controller-runtime; anything else is a bug in this controller
+                    if exc.response.status_code not in (404, 409, 429) and exc.response.status_code < 500:
+                        self.errors.append(f"{exc.request.method} {exc.request.url}: {exc}")
+                        del self.errors[:-20]
                 except Exception:  # recorded for the tests; the controller keeps going like a real one
                     self.errors.append(traceback.format_exc(limit=3))
                     del self.errors[:-20]
