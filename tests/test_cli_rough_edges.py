@@ -67,7 +67,7 @@ def test_a_state_dir_that_is_a_file_is_bad_input_before_any_work(cli, fp, tmp_pa
 
 def test_unwritable_output_path_is_refused_before_the_run(cli, tmp_path):
     (tmp_path / "adir").mkdir()
-    r = cli("test", "--sim", "--perf", "--requests", "2", "--output", str(tmp_path / "adir"), "--json")
+    r = cli("test", "--sim", "--perf", "--requests", "2", "--report-file", str(tmp_path / "adir"), "--json")
     assert r.exit_code == 2
     doc = json.loads(r.stdout)
     assert doc["smoke"] is None and "is a directory" in doc["error"]["message"]
@@ -75,9 +75,17 @@ def test_unwritable_output_path_is_refused_before_the_run(cli, tmp_path):
 
 def test_a_late_write_error_keeps_the_results(cli):
     # /dev/full passes every pre-check (a writable device) and fails the write itself: ENOSPC
-    r = cli("test", "--sim", "--perf", "--requests", "3", "--output-tokens", "4", "--output", "/dev/full", "--json")
+    r = cli("test", "--sim", "--perf", "--requests", "3", "--output-tokens", "4", "--report-file", "/dev/full",
+            "--json")
     assert r.exit_code == 2, r.stderr
     doc = json.loads(r.stdout)
     assert doc["perf"]["stages"][0]["requests"]["ok"] == 3  # the results survive, in the document
     assert "json report /dev/full" in doc["error"]["message"] and "not saved" in doc["error"]["message"]
     assert "c=1" in r.stderr and "TTFT" in r.stderr  # and the table printed
+
+
+def test_missing_tool_hint_says_how_to_put_make_tools_on_path(cli, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no kubectl anywhere
+    r = cli("status")
+    assert r.exit_code == 3
+    assert "make tools" in r.stderr and 'export PATH="$PWD/.tools/bin:$PATH"' in r.stderr

@@ -215,7 +215,7 @@ def test_json_threshold_breach_prints_smoke_perf_and_the_error(cli, srv):
     srv.script("/v1/chat/completions", chat_reply(MODEL), stream_reply(MODEL, True),
                Reply(500, body=b"boom", content_type="text/plain"), repeat=True)
     r = cli("test", "--url", srv.url, "--json", "--perf", "--requests", "3", "--concurrency", "1",
-            "--output-tokens", "4", "--input-tokens", "8", "--output", "perf.json")
+            "--output-tokens", "4", "--input-tokens", "8", "--report-file", "perf.json")
     assert r.exit_code == 8, r.stderr
     doc = json.loads(r.stdout)
     assert doc["smoke"]["ok"] is True and doc["perf"]["breaches"]
@@ -231,7 +231,7 @@ def test_missing_kubectl_exits_3(cli, monkeypatch, tmp_path):
 def test_perf_runs_after_the_smoke_test(cli, tmp_path):
     out = tmp_path / "perf.json"
     r = cli("test", "--sim", "--perf", "--requests", "6", "--concurrency", "2", "--output-tokens", "4",
-            "--input-tokens", "8", "--output", str(out), "--json")
+            "--input-tokens", "8", "--report-file", str(out), "--json")
     assert r.exit_code == 0, r.stderr
     doc = json.loads(r.stdout)
     assert doc["smoke"]["ok"] and doc["perf"]["complete"] and doc["perf"]["breaches"] == []
@@ -323,7 +323,7 @@ def test_f53_ctrl_c_during_perf_through_port_forward_exits_130_with_partial_repo
     out = tmp_path / "perf.json"
     env = {**os.environ, "LLMD_KUBECTL": str(exe), "LLMD_STATE_DIR": str(tmp_path / "st")}
     p = subprocess.Popen([sys.executable, "-m", "llmd", "test", "--perf", "--duration", "30s", "--concurrency", "1",
-                          "--output-tokens", "4", "--input-tokens", "8", "--output", str(out)], env=env,
+                          "--output-tokens", "4", "--input-tokens", "8", "--report-file", str(out)], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 20
@@ -357,7 +357,7 @@ def test_sim_perf_shared_prefix_cache_hits_cut_ttft(cli, tmp_path):
     out = tmp_path / "sp.json"
     r = cli("test", "--sim", "--perf", "--workload", "shared-prefix", "--groups", "2", "--prompts-per-group", "4",
             "--system-prompt-len", "1024", "--question-len", "16", "--output-tokens", "2", "--requests", "8",
-            "-o", str(out))
+            "--report-file", str(out))
     assert r.exit_code == 0, r.stderr
     recs = json.loads(out.read_text())["records"]
     cold = [x["ttft_ms"] for x in recs if x["cached_tokens"] == 0]
@@ -371,7 +371,7 @@ def test_perf_requests_carry_the_api_key_too(cli, srv, monkeypatch, tmp_path, wo
     # the smoke test sent $LLMD_API_KEY but the load engine did not: every perf request was a 401
     monkeypatch.setenv("LLMD_API_KEY", "sk-canary-4242")
     r = cli("test", "--url", srv.url, "--perf", "--requests", "4", "--concurrency", "2", "--workers", workers,
-            "--output-tokens", "2", "--input-tokens", "4", "-o", str(tmp_path / "r.json"))
+            "--output-tokens", "2", "--input-tokens", "4", "--report-file", str(tmp_path / "r.json"))
     assert r.exit_code == 0, r.stderr
     perf = [h for h in srv.hits("/v1/chat/completions") if h["body"].get("ignore_eos")]  # the smoke's have none
     assert len(perf) == 4

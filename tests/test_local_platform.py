@@ -71,8 +71,8 @@ def test_local_lifecycle_end_to_end(cli, tmp_path, reaper):
     report = json.loads(out.read_text())
     stage = report["stages"][0]
     assert stage["requests"]["failed"] >= 1 and sum(stage["failures"].values()) == stage["requests"]["failed"]
-    # only what was in flight on it (at most --concurrency) and what was picked before the next scrape fails
-    assert stage["requests"]["failed"] <= 8 + 4, stage["failures"]
+    # only what was running or queued on it (at most --concurrency) and what was picked before it left the pool
+    assert stage["requests"]["failed"] <= 2 * 8, stage["failures"]
     assert stage["requests"]["ok"] >= 2 * stage["requests"]["failed"], stage
     print("failures by class:", stage["failures"], "ok:", stage["requests"]["ok"])
     assert r.exit_code == 8  # above --max-error-rate 1 %

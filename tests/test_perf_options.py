@@ -30,7 +30,7 @@ pytestmark = pytest.mark.timeout(30)
     (["--slo", "ttft=fast"], "invalid --slo ttft value"),
     (["--slo", "latency=3ms"], "invalid --slo item"),
     (["--max-error-rate", "2"], "--max-error-rate 2.0 is out of range"),
-    (["--output", "/nonexistent-dir/r.json"], "does not exist"),
+    (["--report-file", "/nonexistent-dir/r.json"], "does not exist"),
     (["--warmup", "-1"], "must not be negative"),
     (["--workers", "0"], "--workers 0 is out of range"),
 ])
@@ -88,7 +88,7 @@ def test_help_lists_metric_definitions(cli):
 def test_llmd_test_sim_perf_passes_and_writes_report(cli, tmp_path):
     out = tmp_path / "r.json"
     res = cli("test", "--sim", "--perf", "--requests", "8", "--concurrency", "2", "--output-tokens", "4",
-              "-o", str(out), "--csv", str(tmp_path / "r.csv"))
+              "--report-file", str(out), "--csv", str(tmp_path / "r.csv"))
     assert res.exit_code == 0, res.stderr
     doc = json.loads(out.read_text())
     assert doc["complete"] and doc["stages"][0]["requests"]["ok"] == 8
@@ -98,7 +98,7 @@ def test_llmd_test_sim_perf_passes_and_writes_report(cli, tmp_path):
 def test_llmd_test_sim_perf_exit_8_on_slo_breach(cli, tmp_path):
     out = tmp_path / "r.json"
     res = cli("test", "--sim", "--perf", "--requests", "6", "--concurrency", "2", "--output-tokens", "4",
-              "--slo", "ttft=0.001ms", "-o", str(out))
+              "--slo", "ttft=0.001ms", "--report-file", str(out))
     assert res.exit_code == 8, res.stderr
     assert "SLO attainment 0.0%" in res.stderr
     assert json.loads(out.read_text())["breaches"]

@@ -17,6 +17,7 @@ from prereqs_support import (
     write_crd_dir,
 )
 from test_deploy_support import (  # noqa: F401  (*_fixture: fixtures used by name)
+    CRDS,
     CTX,
     clock_fixture,
     istiod,
@@ -44,8 +45,8 @@ def install_args(crd_dir, out, *extra: str) -> tuple[str, ...]:
     return ("prereqs", "install", "--context", CTX, *SIM, "--crd-dir", str(crd_dir), "--out", str(out), *extra)
 
 
-def bare_cluster_install(fake, out) -> None:
-    """Everything a bare cluster gets: both CRD bundles, then istio, then the wait, then doctor."""
+def bare_cluster_crds(fake) -> None:
+    """A bare cluster gets both CRD bundles first."""
     fake.context()
     fake.reachable()
     fake.markers()
@@ -54,6 +55,11 @@ def bare_cluster_install(fake, out) -> None:
         fake.existing(names(docs))
         fake.ssa()
         fake.established(names(docs))
+
+
+def bare_cluster_install(fake, out) -> None:
+    """Everything a bare cluster gets: both CRD bundles, then istio, then the wait, then doctor."""
+    bare_cluster_crds(fake)
     fake.ns_get("istio-system", exists=False)
     fake.ssa()  # namespace
     fake.prereqs_sync(out / "helmfile.yaml")
@@ -458,3 +464,36 @@ def test_uninstall_without_a_terminal_needs_yes(cli, fp, fake):
     assert r.exit_code == 10
     assert "needs confirmation but stdin is not a terminal" in r.stderr
     assert not fp.calls
+
+
+def test_deploy_on_a_bare_cluster_names_prereqs_install_first(cli, fp, fake):
+    fake.tools()
+    fake.context()
+    fake.reachable()
+    fake.reg(fake.k("get", "customresourcedefinitions", *CRDS, "--ignore-not-found", "--output", "json",
+                    namespaced=False), "")  # none
+    r = cli("deploy", "--context", CTX, *SIM)
+    assert r.exit_code == 3, r.stderr
+    assert "missing cluster prerequisite(s): gateways.gateway.networking.k8s.io missing" in r.stderr
+    hint = r.stderr[r.stderr.index("hint: install them, then re-run:"):]
+    assert hint.splitlines()[1] == f"  llmd prereqs install --context {CTX}   (or by hand:)"
+    assert 'kubectl apply -k "https://github.com/kubernetes-sigs/gateway-api/config/crd/?ref=v1.5.1"' in hint
+
+
+def test_ctrl_c_while_waiting_says_what_is_installed_and_how_to_finish(cli, fp, fake, crd_dir, tmp_path, clock,
+                                                                      monkeypatch):
+    out = tmp_path / "out"
+    bare_cluster_crds(fake)
+    fake.ns_get("istio-system", exists=True)
+    fake.prereqs_sync(out / "helmfile.yaml")
+    fake.ssa()
+    fake.istiod(istiod(available=0), record={"namespace-created": "false"})
+
+    def interrupted_sleep(seconds):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(clock, "sleep", interrupted_sleep)
+    r = cli(*install_args(crd_dir, out))
+    assert r.exit_code == 130, r.stderr
+    assert "interrupted; installed so far: gateway-api, inference-extension, istio" in r.stderr
+    assert "re-run the same `llmd prereqs install` to finish" in r.stderr

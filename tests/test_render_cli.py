@@ -83,7 +83,7 @@ def test_unwritable_out_is_a_usage_error(cli, tmp_path):
 
 
 def test_short_out_alias_and_help(cli, tmp_path):
-    res = cli("render", "-o", str(tmp_path / "short"), "--accelerator", "cpu")
+    res = cli("render", "--out", str(tmp_path / "short"), "--accelerator", "cpu")
     assert res.exit_code == 0, res.stderr
     assert (tmp_path / "short" / "values" / "ms.yaml").is_file()
     res = cli("render", "--help")

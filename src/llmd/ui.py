@@ -29,8 +29,10 @@ THEME = Theme(
 
 
 class Ui:
-    def __init__(self, *, json_mode: bool = False, verbose: int = 0, quiet: bool = False, color: bool | None = None):
+    def __init__(self, *, json_mode: bool = False, verbose: int = 0, quiet: bool = False, color: bool | None = None,
+                 doc_format: str = "json"):
         self.json_mode = json_mode
+        self.doc_format = doc_format  # json, or yaml with -o yaml
         self.verbose = verbose
         self.quiet = quiet
         no_color = None if color is None else not color
@@ -75,6 +77,22 @@ class Ui:
         if self.verbose >= 0 and not self.quiet:
             self._print(f"$ {text}", "cmd")
 
+    def child_result(self, result: Any) -> None:
+        """-v: a finished child command's exit code and time, then the tail of its output (-vv: all of it).
+        The output was redacted by the runner."""
+        if self.verbose <= 0:
+            return
+        status = "timed out" if result.timed_out else f"exit {result.returncode}"
+        self._print(f"  ↳ {status} in {result.duration_s:.2f}s", "muted")
+        lines = (result.stdout + result.stderr).rstrip().splitlines()
+        limit = None if self.verbose > 1 else 20
+        if limit is not None and len(lines) > limit:
+            self._print(f"    … {len(lines) - limit} earlier lines (-vv shows them; the transcript keeps all)",
+                        "muted")
+            lines = lines[-limit:]
+        for line in lines:
+            self._print(f"    {line}", "muted")
+
     def detail(self, text: str) -> None:
         if self.verbose > 0:
             self._print(text, "muted")
@@ -84,7 +102,13 @@ class Ui:
         self.err.print(renderable)
 
     def json(self, data: Any) -> None:
-        sys.stdout.write(redact(json.dumps(data, indent=2, sort_keys=False, default=str)) + "\n")
+        """The command's one document on stdout: JSON, or YAML with -o yaml (the same content)."""
+        text = json.dumps(data, indent=2, sort_keys=False, default=str)
+        if self.doc_format == "yaml":
+            import yaml
+
+            text = yaml.safe_dump(json.loads(text), sort_keys=False, allow_unicode=True, width=1000).rstrip()
+        sys.stdout.write(redact(text) + "\n")
         sys.stdout.flush()
 
     def data(self, text: str) -> None:

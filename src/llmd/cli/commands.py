@@ -35,6 +35,8 @@ class Verb:
     module: str = ""
     func: str = ""
     epilog: Callable[[], str] | None = None  # built only when the command is
+    # (keyword argument, flag) that `-o VALUE` fed before -o meant a format (cli/output_format.py)
+    legacy_output: tuple[str, str] | None = None
 
     def load(self) -> Callable[..., Any]:
         module = importlib.import_module(self.module or f"llmd.cli.{_ident(self.name)}")
@@ -63,16 +65,18 @@ def _perf_epilog() -> str:
 
 COMMANDS: tuple[Verb | Group, ...] = (
     Verb("deploy"),
-    Verb("test", epilog=_perf_epilog),
+    Verb("test", epilog=_perf_epilog, legacy_output=("perf_output", "--report-file")),
     Verb("status"),
     Verb("cleanup"),
     Verb("doctor"),
-    Verb("render"),
+    Verb("render", legacy_output=("out", "--out")),
     Verb("config"),
     Verb("sim"),
+    Verb("version"),
+    Verb("completion"),
     Group("prereqs", "Install, inspect and remove the cluster prerequisites: Gateway API + InferencePool CRDs, the "
                      "gateway control plane, LWS, Prometheus Operator CRDs.", ("install", "status", "uninstall")),
-    Group("scheduler", "EPP scheduler profiles: validate configs", ("validate",)),
+    Group("scheduler", "EPP scheduler profiles: validate, show, apply, metrics", ("validate", "show", "apply")),
     Group("bench", "Benchmarks across configurations: `bench compare` runs one workload per scheduler profile.",
           ("compare",)),
     Group("report", "Work with perf reports and comparisons: `report plot` draws a chart.", ("plot",)),
@@ -88,7 +92,15 @@ def _build_verb(verb: Verb, path: str) -> click.Command:
     if path not in _built:
         single = typer.Typer(add_completion=False)
         single.command(verb.name, epilog=verb.epilog() if verb.epilog else None)(verb.load())
-        _built[path] = typer.main.get_command(single)  # one command and no callback: the command itself
+        command = typer.main.get_command(single)  # one command and no callback: the command itself
+        taken = {o for p in command.params for o in p.opts}
+        from llmd.cli import global_flags, output_format
+
+        if "--json" in taken and not {"-o", "--output"} & taken and command.callback is not None:
+            command.params.append(output_format.option(verb.legacy_output[1] if verb.legacy_output else None))
+            command.callback = output_format.wrap(command.callback, verb.legacy_output)
+        command.params += [p for p in global_flags.params() if not set(p.opts) & taken]  # `llmd status -v`
+        _built[path] = command
     return _built[path]
 
 

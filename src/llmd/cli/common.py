@@ -33,5 +33,6 @@ def make_runner(ctx: typer.Context, ui, *, dry_run: bool = False, echo: bool = T
     return Runner(
         dry_run=dry_run,
         transcript=Transcript(None if dry_run else state_dir()),
-        echo=ui.cmd if echo and not ui.json_mode else None,
+        echo=ui.cmd if (echo and not ui.json_mode) or ui.verbose > 0 else None,
+        on_result=ui.child_result if ui.verbose > 0 else None,
     )

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from llmd.cli import complete
+
 GROUP = "Perf test (with --perf)"
 
 # (PerfOptions field, flags, type, help). Everything defaults to None: PerfOptions holds the defaults.
@@ -38,7 +40,7 @@ _PERF_FLAGS: list[tuple[str, tuple[str, ...], Any, str]] = [
     ("api", ("--api",), str, "chat|completions (default chat)"),
     ("slo", ("--slo",), str, "Per-request limits for goodput, e.g. ttft=200ms,tpot=50ms,e2e=10s,attainment=0.95"),
     ("max_error_rate", ("--max-error-rate",), float, "Failed share above which the run exits 8 (default 0.01)"),
-    ("output", ("--output", "-o"), str, "Write the JSON report here (default: state dir)"),
+    ("output", ("--report-file",), str, "Write the JSON report here (default: state dir; was -o/--output)"),
     ("csv", ("--csv",), str, "Write per-request records as CSV"),
     ("benchmark_report", ("--benchmark-report",), str,
      "Also write llm-d Benchmark Report v0.2 JSON (one file per stage)"),
@@ -47,6 +49,20 @@ _PERF_FLAGS: list[tuple[str, tuple[str, ...], Any, str]] = [
     ("max_inflight", ("--max-inflight",), int, "Open loop: cap of requests in flight (default 1000)"),
     ("workers", ("--workers",), int, "Load-generator processes (default 1)"),
 ]
+
+
+def _choices(name: str) -> Callable[[str], list[str]]:
+    """<TAB> choices: the lists PerfOptions validates against, imported only when the shell asks."""
+    def values() -> tuple[str, ...]:
+        from llmd.loadgen import options
+
+        return tuple(getattr(options, name))
+
+    return complete.fixed(values)
+
+
+_COMPLETIONS = {"workload": _choices("WORKLOADS"), "arrival": _choices("ARRIVALS"), "dist": _choices("DISTS"),
+                "api": _choices("APIS")}
 _SECONDS = ("duration", "warmup", "request_timeout", "stall_timeout")
 
 
@@ -75,7 +91,8 @@ def perf_options(fn: Callable) -> Callable:
     sig = inspect.signature(fn)
     extra = []
     for field, decls, typ, text in _PERF_FLAGS:
-        opt = typer.Option(*decls, help=text, rich_help_panel=GROUP, show_default=False)
+        opt = typer.Option(*decls, help=text, rich_help_panel=GROUP, show_default=False,
+                           autocompletion=_COMPLETIONS.get(field))
         extra.append(inspect.Parameter(f"perf_{field}", inspect.Parameter.KEYWORD_ONLY, default=None,
                                        annotation=Annotated[Optional[typ], opt]))  # noqa: UP045
     own = [p for name, p in sig.parameters.items() if name != "perf_values"]

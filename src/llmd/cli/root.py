@@ -16,6 +16,7 @@ import typer
 
 from llmd import __version__
 from llmd.cli.commands import LazyGroup
+from llmd.cli.global_flags import HELP
 from llmd.errors import ExitCode, LlmdError
 
 app = typer.Typer(
@@ -39,15 +40,18 @@ EPILOG_EXIT_CODES = (
 class State:
     """The single ctx.obj: global switches shared by every command."""
 
-    def __init__(self, debug: bool, verbose: int, quiet: bool) -> None:
+    def __init__(self, debug: bool, verbose: int, quiet: bool, no_color: bool = False) -> None:
         self.debug = debug
         self.verbose = verbose
         self.quiet = quiet
+        self.no_color = no_color
+        self.doc_format = "json"  # -o yaml: the same documents as YAML (cli/output_format.py)
 
     def ui(self, json_mode: bool = False):
         from llmd.ui import Ui
 
-        return Ui(json_mode=json_mode, verbose=self.verbose, quiet=self.quiet)
+        return Ui(json_mode=json_mode, verbose=self.verbose, quiet=self.quiet,
+                  color=False if self.no_color else None, doc_format=self.doc_format)
 
 
 def _version(value: bool) -> None:
@@ -59,13 +63,15 @@ def _version(value: bool) -> None:
 @app.callback(epilog=EPILOG_EXIT_CODES)
 def root(
     ctx: typer.Context,
+    *,
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,  # noqa: UP045
                                                     help="Show the version and exit")] = None,
-    debug: Annotated[bool, typer.Option("--debug", envvar="LLMD_DEBUG", help="Show tracebacks")] = False,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More detail")] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and results")] = False,
+    debug: Annotated[bool, typer.Option("--debug", envvar="LLMD_DEBUG", help=HELP["debug"])] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help=HELP["verbose"])] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=HELP["quiet"])] = False,
+    no_color: Annotated[bool, typer.Option("--no-color", help=HELP["no_color"])] = False,
 ) -> None:
-    ctx.obj = State(debug=debug, verbose=verbose, quiet=quiet)
+    ctx.obj = State(debug=debug, verbose=verbose, quiet=quiet, no_color=no_color)
 
 
 def _on_sigterm(signum, frame):
@@ -79,6 +85,10 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: the one place that turns exceptions into exit codes."""
     from llmd import proc
 
+    if os.environ.get("_LLMD_COMPLETE"):  # a <TAB> through the hook of `llmd completion`: register the shells
+        from typer._completion_classes import completion_init
+
+        completion_init()
     debug = os.environ.get("LLMD_DEBUG", "") not in ("", "0") or "--debug" in (argv or sys.argv)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     code: int = ExitCode.OK

@@ -101,7 +101,7 @@ def default_output() -> Path:
 
 
 def run_compare(settings, runner, ui, profiles: list[str], perf_opts, *, output: Path) -> CompareReport:
-    from llmd.ops.endpoint import open_endpoint
+    from llmd.ops.endpoint import ServedModel, open_endpoint
     from llmd.ops.perf import run_perf
     from llmd.platform import select
 
@@ -118,7 +118,8 @@ def run_compare(settings, runner, ui, profiles: list[str], perf_opts, *, output:
         before = platform.pick_counts(settings)
         per_profile = dataclasses.replace(opts, output=f"{stem}.{profile}.perf.json", csv=None, benchmark_report=None)
         with open_endpoint(settings=settings, runner=runner, ui=ui) as endpoint:
-            perf = run_perf(endpoint, per_profile.with_model(settings.served_model_name), ui)
+            perf = run_perf(endpoint, per_profile.with_model(settings.served_model_name), ui,
+                            served=ServedModel(settings.served_model_name, settings.max_model_len))
         after = platform.pick_counts(settings)
         stages = [stage_summary(s) for s in perf.stages]
         entry: dict[str, Any] = {"profile": profile, "applied": applied, "perf_report": per_profile.output,

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmd import __version__
-from llmd.errors import ExitCode, NotReadyError, Refused
+from llmd import __version__, proc
+from llmd.errors import ExitCode, Interrupted, NotReadyError, Refused
 from llmd.kube.helm import Helmfile
 from llmd.kube.kubectl import Kubectl
 from llmd.ops import wait
@@ -191,17 +191,32 @@ class Installer:
                           + "\n".join(f"  {s.name}: {s.detail}" for s in refused),
                           hint="the other components were not touched either; resolve these, then re-run")
         todo = {s.name for s in report.steps if s.action in ("install", "upgrade")}
-        for b in bundles:
-            if b.key in todo:
-                self.apply_crds(kubectl, b, sources[b.key])
+        for b in bundles:  # every download before the first change: a failed one leaves the cluster as it was
+            if b.key in todo and sources[b.key] is None:
+                self.ui.step(f"downloading the {b.title} {b.version}")
+                sources[b.key] = C.fetch(b)
         sync = [c for c in charts if c.key in todo]
         if sync and len(sync) < len(charts):
             # the file holds what is synced: helmfile adds every repository of the file, even unused ones
             path = write_helmfile(self.req.out_dir, render_helmfile(sync, self.req.sources))
-        if sync:
-            self.sync_charts(kubectl, path, sync=sync, before=chart_st)
-        if charts:
-            self.wait_ready(kubectl, charts)
+            report.helmfile = str(path)
+        done: list[str] = []
+        try:
+            for b in bundles:
+                if b.key in todo:
+                    self.apply_crds(kubectl, b, sources[b.key])
+                    done.append(b.key)
+            if sync:
+                self.sync_charts(kubectl, path, sync=sync, before=chart_st)
+                done += [c.key for c in sync]
+            if charts:
+                self.wait_ready(kubectl, charts)
+        except KeyboardInterrupt:
+            proc.kill_all_children()
+            raise Interrupted(f"interrupted; installed so far: {', '.join(done) or 'nothing'}",
+                              hint="re-run the same `llmd prereqs install` to finish (what is present is left "
+                                   "alone); `llmd prereqs status` shows what is there",
+                              signum=15 if proc.last_signal == 15 else 2) from None
         if not todo:
             self.ui.ok("nothing to install: every prerequisite is present (no change)")
         from llmd.ops.doctor import run_checks
@@ -226,9 +241,7 @@ class Installer:
         return report
 
     def apply_crds(self, kubectl: Kubectl, bundle: CrdBundle, source: C.CrdSource | None) -> None:
-        if source is None:
-            self.ui.step(f"downloading the {bundle.title} {bundle.version}")
-            source = C.fetch(bundle)
+        assert source is not None  # resolved (read or downloaded) before the first change
         existing = get_crds(kubectl, source.names)
         ours = [n for n in source.names if n not in existing
                 or (existing[n].get("metadata", {}).get("labels") or {}).get(COMPONENT_LABEL) == bundle.key]
