@@ -146,3 +146,18 @@ def test_ctrl_c_during_deploy_leaves_nothing_running(tmp_path):
     assert p.returncode == 130, err
     assert not any(proc.pid_alive(q["pid"], q["start"]) for q in started)
     assert not state_file(tmp_path).exists()
+    time.sleep(0.2)
+    assert not with_env(f"LLMD_STATE_DIR={tmp_path / 'state'}")  # also none started after the state was read
+
+
+def with_env(entry: str) -> list[int]:
+    """Live processes whose environment holds `entry` (children started for this test's state dir)."""
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if entry.encode() in env and proc.pid_alive(int(pid)):
+            out.append(int(pid))
+    return out
