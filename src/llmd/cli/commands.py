@@ -72,6 +72,7 @@ COMMANDS: tuple[Verb | Group, ...] = (
     Verb("render", legacy_output=("out", "--out")),
     Verb("config"),
     Verb("sim"),
+    Verb("version"),
     Group("prereqs", "Install, inspect and remove the cluster prerequisites: Gateway API + InferencePool CRDs, the "
                      "gateway control plane, LWS, Prometheus Operator CRDs.", ("install", "status", "uninstall")),
     Group("scheduler", "EPP scheduler profiles: validate, show, apply, metrics",
