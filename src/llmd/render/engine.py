@@ -2,8 +2,9 @@
 
 Templates hold file structure (header comments, document order); values enter as dicts through the
 `to_yaml` filter. Each rendered file is parsed again with Go-like YAML rules and must equal the dicts
-it was made from, so a quoting slip can never reach helm (reliability rule 8).
+it was made from, so a quoting slip can never reach helm (rule 8).
 """
+# The IDs cited here (rule N, F##) are defined in docs/behaviours.md.
 
 from __future__ import annotations
 
@@ -13,13 +14,14 @@ from typing import Any
 import jinja2
 
 from llmd.errors import LlmdError
+from llmd.paths import data_dir
 from llmd.render import yamlsafe
 
 
 @functools.cache
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("llmd.render", "templates"),
+        loader=jinja2.FileSystemLoader(data_dir("templates")),  # templates/ at the top of the repository
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
