@@ -3,6 +3,7 @@
 Imports stay light (no load engine) so that `llmd --version` and `--help` are fast; PerfOptions is imported
 when the command runs. Invalid values raise ConfigError (exit 2) before any socket opens (F10).
 """
+# The IDs cited here (rule N, F##) are defined in docs/behaviours.md.
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ a stream has started; jittered exponential backoff; Retry-After honoured up to a
 attempts and on the time spent. Every call has connect/read/write/pool timeouts and an overall
 deadline checked between chunks (rule 10). Failures carry the evidence and a hint (F43-F45, F50).
 """
+# The IDs cited here (rule N, F##) are defined in docs/behaviours.md.
 
 from __future__ import annotations
 
@@ -24,10 +25,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from llmd.ops.endpoint import Endpoint, ServedModel
+from llmd.ops.smoke_defaults import DEFAULT_MAX_TOKENS, DEFAULT_PROMPT, DEFAULT_READY_TIMEOUT_S
 from llmd.redact import redact
 
-DEFAULT_PROMPT = "Say hello in one short sentence."
-DEFAULT_MAX_TOKENS = 16
 RETRY_STATUSES = frozenset({408, 425, 429, 502, 503, 504})
 WARMUP_STATUSES = frozenset({502, 503, 504, 429, 408, 425})  # while polling /v1/models
 ROUTE_SUSPECT_STATUSES = frozenset({404, 502, 503, 504})  # warm-up or a broken route: ask the cluster (route_probe)
@@ -579,7 +579,8 @@ class Smoke:
 
 
 def run_smoke(endpoint: Endpoint, model: str | None, prompt: str = DEFAULT_PROMPT,  # noqa: PLR0917 (shared contract)
-              max_tokens: int = DEFAULT_MAX_TOKENS, deadline: float = 120.0, ui=None, **kw) -> SmokeReport:
+              max_tokens: int = DEFAULT_MAX_TOKENS, deadline: float = DEFAULT_READY_TIMEOUT_S, ui=None,
+              **kw) -> SmokeReport:
     """Run the smoke test against `endpoint`. `deadline`: seconds allowed for warm-up."""
     return Smoke(endpoint, model=model, prompt=prompt, max_tokens=max_tokens, ready_timeout=deadline, ui=ui,
                  **kw).run()

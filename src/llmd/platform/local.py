@@ -220,13 +220,16 @@ class LocalPlatform:
                     report.what = f"{n} replicas + gateway"
                     return report
             state = LocalState(d, settings.served_model_name, n, scheduler_label(settings), settings.max_model_len)
+            before = proc.own_children()
             try:
                 self._start(settings, runner, ui, state, report)
-            except KeyboardInterrupt:
+            except BaseException as exc:
                 self._stop_all(state)
-                raise Interrupted("interrupted during deploy; every local process started was stopped") from None
-            except BaseException:
-                self._stop_all(state)
+                # Ctrl-C can land between a start and its pid reaching the state file: stop such a child too
+                for pid in proc.own_children() - before:
+                    proc.stop_pid(pid, proc.start_id(pid))
+                if isinstance(exc, KeyboardInterrupt):
+                    raise Interrupted("interrupted during deploy; every local process started was stopped") from None
                 raise
         report.changed = True
         report.readiness = Readiness(self._components(state), time.monotonic() - t0)
@@ -450,6 +453,18 @@ class LocalPlatform:
         yield Endpoint("local", f"local gateway at {url} (scheduler {state.scheduler})", base_url=url,
                        diagnose=diagnose)
 
+    def running_scheduler(self, settings, runner):
+        from llmd.errors import NotReadyError
+        from llmd.ops.scheduler_show import ShowReport
+
+        state, gw = self._running_gateway(settings)
+        st = gateway_state(gw.url or "")
+        if st is None:
+            raise NotReadyError(f"the local gateway at {gw.url} does not answer /llmd/gateway",
+                                hint=f"`{llmd_command(settings, None, 'status')}` shows what runs")
+        return ShowReport(f"local gateway {gw.url} (scheduler {st['profile']})", st["config"],
+                          str(state.dir / EPP_CONFIG))
+
     def pick_counts(self, settings) -> dict[str, int] | None:
         _, gw = self._running_gateway(settings)
         st = gateway_state(gw.url or "")
@@ -463,8 +478,11 @@ class LocalPlatform:
                               hint="`llmd scheduler show --profile NAME` shows the config the gateway would get")
 
         state, _ = self._running_gateway(settings)
-        target = dataclasses.replace(settings, scheduler=profile, scheduler_config=None)
-        st = self._apply(state, profile, effective_config(target))
+        # the settings' own profile keeps their --scheduler-config / --scorer-weight / --scorer-param; another
+        # profile (bench compare) is applied as the profile alone
+        target = settings if profile == settings.scheduler else dataclasses.replace(
+            settings, scheduler=profile, scheduler_config=None, scorer_weights=(), scorer_params=())
+        st = self._apply(state, scheduler_label(target), effective_config(target))
         return {"profile": profile, "digest": st.get("digest"), "changed": True, "platform": self.name}
 
     def _apply(self, state: LocalState, profile: str, config: dict[str, Any]) -> dict[str, Any]:
