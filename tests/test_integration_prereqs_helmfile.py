@@ -135,6 +135,19 @@ def test_mirrors_and_local_charts_replace_the_sources(tmp_path, real_tools, fake
                    for c in fake_helm.calls() for a in c)
 
 
+def test_a_repository_url_as_chart_source_serves_the_chart_under_its_own_name(tmp_path, real_tools, fake_helm):
+    """The same form as the stack's --chart-source-*: https://... is a Helm repository holding the chart."""
+    cat = catalog()
+    releases = [r.name for r in cat.charts["istio"].releases]
+    sources = ChartSources.parse(["istiod=https://charts.corp/istio"], [], releases, ["istio"])
+    path = write(tmp_path, ("istio",), sources)
+    sync(runner_for(real_tools, fake_helm), path)
+    adds = {c[2]: c[3] for c in calls(fake_helm) if c[:2] == ["repo", "add"]}
+    assert adds == {"istio": ISTIO_REPO, "llmd-mirror-istiod": "https://charts.corp/istio"}
+    got = {r: (chart, v) for r, chart, v, _ in upgrades(fake_helm)}
+    assert got["istiod"] == ("llmd-mirror-istiod/istiod", "1.29.1") and got["istio-base"][0] == "istio/base"
+
+
 def test_plain_helmfile_sync_of_the_file_installs_every_release_in_its_own_namespace(tmp_path, real_tools,
                                                                                     fake_helm):
     """The rendered file is reusable as is: no llmd, no --namespace, no selector."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from llmd.errors import ConfigError
@@ -19,8 +20,10 @@ HELMFILE = "helmfile.yaml"
 
 @dataclass(frozen=True)
 class ChartSources:
-    """Overrides of where charts come from: `charts` release name -> chart reference (`oci://mirror/x`,
-    `repo/chart` or a local path), `repos` repository name -> URL."""
+    """Overrides of where charts come from. `charts`: release name -> source, the same forms as the stack's
+    `--chart-source-*`: an OCI reference ending in the chart name (`oci://mirror/istio/istiod`), a Helm repository
+    URL holding the chart under its own name (`https://mirror/istio`), a local chart directory or `.tgz`; or a
+    `repo/chart` reference into one of the file's repositories. `repos`: repository name -> URL."""
 
     charts: Mapping[str, str] = field(default_factory=dict)
     repos: Mapping[str, str] = field(default_factory=dict)
@@ -29,7 +32,27 @@ class ChartSources:
     def parse(cls, charts: Sequence[str], repos: Sequence[str], known_releases: Sequence[str],
               known_repos: Sequence[str]) -> ChartSources:
         """`NAME=VALUE` items; an unknown name is bad input (exit 2) naming the names that exist."""
-        return cls(_pairs("--chart", charts, known_releases), _pairs("--repo", repos, known_repos))
+        pairs = _pairs("--chart", charts, known_releases)
+        return cls({name: _source(name, value) for name, value in pairs.items()},
+                   _pairs("--repo", repos, known_repos))
+
+
+def _source(release: str, value: str) -> str:
+    """A local chart becomes its absolute path (helmfile runs from the file's directory); one that is not a chart
+    directory or .tgz is bad input naming what is wrong, before any call."""
+    if value.startswith(("oci://", "http://", "https://")):
+        return value
+    path = Path(value).expanduser()
+    looks_local = value.startswith(("/", ".", "~")) or path.exists()
+    if not looks_local:
+        return value  # `repo/chart`
+    if path.is_dir() and (path / "Chart.yaml").is_file():
+        return str(path.resolve())
+    if path.is_file() and path.name.endswith((".tgz", ".tar.gz")):
+        return str(path.resolve())
+    why = "does not exist" if not path.exists() else "is neither a chart directory (with Chart.yaml) nor a .tgz"
+    raise ConfigError(f"--chart {release}={value}: {path} {why}",
+                      hint="pass a chart directory, a packaged .tgz, an oci:// reference or a Helm repository URL")
 
 
 def _pairs(flag: str, items: Sequence[str], known: Sequence[str]) -> dict[str, str]:
@@ -56,10 +79,14 @@ def helmfile_doc(components: Sequence[ChartComponent], sources: ChartSources | N
         for name, url in comp.repositories.items():
             repos[name] = sources.repos.get(name, url)
         for rel in comp.releases:
+            chart = sources.charts.get(rel.name, rel.chart)
+            if chart.startswith(("http://", "https://")):  # a repository holding the chart under its own name
+                repos[f"llmd-mirror-{rel.name}"] = chart
+                chart = f"llmd-mirror-{rel.name}/{rel.chart.rsplit('/', 1)[-1]}"
             doc: dict[str, Any] = {
                 "name": rel.name,
                 "namespace": comp.namespace,
-                "chart": sources.charts.get(rel.name, rel.chart),
+                "chart": chart,
                 "version": comp.version,
                 "labels": {"component": comp.key, "managed-by": "llmd"},
             }
