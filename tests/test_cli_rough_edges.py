@@ -82,3 +82,10 @@ def test_a_late_write_error_keeps_the_results(cli):
     assert doc["perf"]["stages"][0]["requests"]["ok"] == 3  # the results survive, in the document
     assert "json report /dev/full" in doc["error"]["message"] and "not saved" in doc["error"]["message"]
     assert "c=1" in r.stderr and "TTFT" in r.stderr  # and the table printed
+
+
+def test_missing_tool_hint_says_how_to_put_make_tools_on_path(cli, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no kubectl anywhere
+    r = cli("status")
+    assert r.exit_code == 3
+    assert "make tools" in r.stderr and 'export PATH="$PWD/.tools/bin:$PATH"' in r.stderr

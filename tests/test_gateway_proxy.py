@@ -146,3 +146,16 @@ def test_replica_dying_mid_stream_cuts_the_client_and_counts_the_failure(pool):
                 pass
     state = httpx.get(gw.url + "/llmd/gateway").json()
     assert state["failures"] == {"upstream_reset": 1}
+
+
+def test_precise_prefix_profile_follows_the_replicas_kv_events(pool):
+    _, gw = pool
+    r = httpx.put(gw.url + "/llmd/scheduler",
+                  json={"profile": "precise-prefix", "config": epp_config("precise-prefix", "random")}, timeout=5)
+    assert r.status_code == 200, r.text
+    prompt = "a long shared system prompt with many words in it " * 10
+    first = chat(gw.url, prompt + "first").headers["x-llmd-endpoint"]
+    time.sleep(0.2)  # the next scrapes carry the replica's BlockStored events
+    assert all(s.kv_seq > 0 for s in gw.gw.scrapers if s.ep.name == first)
+    seen = {chat(gw.url, prompt + f"q{i}").headers["x-llmd-endpoint"] for i in range(5)}
+    assert seen == {first}

@@ -192,3 +192,55 @@ def test_unsupported_or_invalid_configs_are_config_errors():
     two["schedulingProfiles"].append({"name": "prefill", "plugins": [{"pluginRef": "queue-scorer"}]})
     with pytest.raises(ConfigError, match="profile"):  # the validator or the single-profile rule
         Scheduler(two)
+
+
+def test_precise_prefix_scorer_consecutive_blocks_min_max_over_hit_endpoints():
+    from llmd.sim.kvcache import KVCache, block_keys
+    from llmd.sim.tokenizer import token_ids
+
+    e = eps(a={"block_size": 4}, b={"block_size": 4}, c={"block_size": 4})
+    sc = S.PrecisePrefixCacheScorer("precise-prefix-cache-scorer", {}, RNG)
+    req = Request("m", b"", text="one two three four five six seven eight nine ten eleven twelve ")
+    keys = block_keys(token_ids(req.text), 4, "m")
+    assert len(keys) == 3
+    # the replicas' own caches, seen through their KV events: a holds blocks 0-2, b blocks 0 and 2 (1 is missing)
+    kv_a, kv_b = KVCache(16, 4), KVCache(16, 4)
+    kv_a.acquire(keys)
+    kv_b.acquire([keys[0], keys[2]])
+    sc.kv_events("a", kv_a.events_after(-1))  # a snapshot
+    sc.kv_events("b", kv_b.events_after(0))  # ordered events
+    cyc = Cycle()
+    assert sc.score(cyc, req, e) == {"a": 1.0, "b": 0.0, "c": 0.0}  # consecutive 3 vs 1: min-max over a, b
+    assert cyc.data["precise-prefix-cache-scorer/precise-prefix-cache-scorer"].matched == {"a": 3, "b": 1}
+    kv_a.release(keys)
+    sc.kv_events("b", {"seq": 3, "events": [[1, keys[1]]]})
+    assert sc.score(Cycle(), req, e) == {"a": 1.0, "b": 1.0, "c": 0.0}  # all hit endpoints equal: 1.0
+    sc.kv_events("a", {"seq": 9, "events": [[0, keys[0]]]})  # evicted: a matches nothing any more
+    assert sc.score(Cycle(), req, e) == {"a": 0.0, "b": 1.0, "c": 0.0}
+
+
+def test_precise_prefix_speculative_indexing_until_events_confirm():
+    e = eps(a={"block_size": 4}, b={"block_size": 4})
+    sc = S.PrecisePrefixCacheScorer("p", {"indexerConfig": {"speculativeIndexing": True}}, RNG)
+    req = Request("m", b"", text="alpha beta gamma delta epsilon zeta eta theta ")
+    cyc = Cycle()
+    assert sc.score(cyc, req, e) == {"a": 0.0, "b": 0.0}
+    sc.pre_request(cyc, req, e[1])
+    assert sc.score(Cycle(), req, e) == {"a": 0.0, "b": 1.0}
+    for k in sc.spec["b"]:
+        sc.spec["b"][k] = 0.0  # the 2 s TTL ran out and no event confirmed it
+    assert sc.score(Cycle(), req, e) == {"a": 0.0, "b": 0.0}
+
+
+def test_sim_kv_events_window_and_snapshot():
+    from llmd.sim.kvcache import KVCache
+
+    kv = KVCache(3, 16)
+    kv.acquire([1, 2])
+    kv.release([1, 2])
+    kv.acquire([3, 4])  # full: evicts 1, the oldest released
+    assert kv.events_after(2) == {"seq": 5, "events": [[1, 3], [0, 1], [1, 4]]}
+    assert kv.events_after(5) == {"seq": 5, "events": []}
+    snap = kv.events_after(-1)
+    assert snap["seq"] == 5 and sorted(snap["snapshot"]) == [2, 3, 4]
+    assert "snapshot" in kv.events_after(99)  # a poller that knew a previous life of the replica

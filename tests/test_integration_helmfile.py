@@ -278,3 +278,14 @@ def test_real_tools_answer_the_version_probes_llmd_uses(real_tools):
     assert parse_version(helmfile_version(runner)) == (0, 166)
     res = runner.run(Cmd((str(real_tools / "kubectl"), "version", "--client", "--output", "json"), timeout=30))
     assert json.loads(res.stdout)["clientVersion"]["gitVersion"] == "v1.33.9"
+
+
+def test_scheduler_apply_selector_syncs_only_the_inferencepool_release(deployed, fake_helm):
+    """`llmd scheduler apply` runs `helmfile --selector component=gaie sync`: real helmfile then upgrades only the
+    gaie release (its `needs` on infra are not synced) and never touches the model servers' release."""
+    from llmd.ops.scheduler_apply import GAIE_SELECTOR
+
+    settings, rendered, _, helmfile, _ = deployed
+    helmfile.sync(rendered / B.HELMFILE, selector=GAIE_SELECTOR)
+    upgrades = [subcommand(c) for c in fake_helm.calls() if "upgrade" in c]
+    assert [c[2] for c in upgrades] == [settings.gaie_release]

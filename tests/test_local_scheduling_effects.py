@@ -36,13 +36,14 @@ def compare(cli, profiles: str, *workload: str) -> dict[str, dict]:
 
 
 def test_prefix_aware_beats_random_and_queue_on_shared_prefixes(cli, stack):
-    e = compare(cli, "random,queue,default", "--workload", "shared-prefix", "--groups", "24",
+    e = compare(cli, "random,queue,default,precise-prefix", "--workload", "shared-prefix", "--groups", "24",
                 "--prompts-per-group", "4", "--system-prompt-len", "1024", "--question-len", "32",
                 "--concurrency", "16")
-    for other in ("random", "queue"):
-        assert e["default"]["hit_rate"] > e[other]["hit_rate"] + 0.3, e
-        assert e["default"]["ttft_p50_ms"] < 0.5 * e[other]["ttft_p50_ms"], e
-    assert e["default"]["ratio_to_baseline"]["ttft_p50_ms"] < 0.5
+    for aware in ("default", "precise-prefix"):
+        for other in ("random", "queue"):
+            assert e[aware]["hit_rate"] > e[other]["hit_rate"] + 0.3, e
+            assert e[aware]["ttft_p50_ms"] < 0.5 * e[other]["ttft_p50_ms"], e
+        assert e[aware]["ratio_to_baseline"]["ttft_p50_ms"] < 0.5
     assert all(x["errors"] == 0 for x in e.values())
 
 

@@ -102,3 +102,27 @@ def test_latency_formulas_and_load_factor():
     assert all(0.3 * 0.05 <= s <= 1.7 * 0.05 for s in samples)  # fixed TTFT ignores prefill; clamped normal
     assert 0.045 < sum(samples) / len(samples) < 0.055
     assert Latency(SimConfig(max_num_seqs=1, time_factor_under_load=4), random.Random()).load_factor(1) == 1.0
+
+
+def test_kv_wait_queues_instead_of_500_when_blocks_do_not_fit():
+    """--kv-wait: a request whose blocks do not fit waits for a running one to release (counted as waiting)."""
+    import asyncio as aio
+
+    import httpx
+
+    from llmd.sim.config import SimConfig
+    from llmd.sim.server import run_in_thread
+
+    words = " ".join(f"w{i}" for i in range(40 * 16))  # 40 blocks of 16 tokens; the cache holds 64
+    for wait, expect in ((True, {200}), (False, {200, 500})):
+        cfg = SimConfig(port=0, enable_kvcache=True, kv_cache_size=64, max_model_len=4096, itl=0.01, output_len=20,
+                        kv_wait=wait)
+        with run_in_thread(cfg) as sim:
+            async def two() -> list[int]:
+                async with httpx.AsyncClient(base_url=sim.url, timeout=10) as c:
+                    rs = await aio.gather(*(c.post("/v1/completions", json={
+                        "model": "random", "prompt": f"{i} {words}", "max_tokens": 20}) for i in range(2)))
+                return [r.status_code for r in rs]
+
+            assert set(aio.run(two())) == expect
+            assert sim.app.kv_waiting == 0 and sim.app.slots.running == 0

@@ -6,6 +6,16 @@ import os
 from pathlib import Path
 
 
+def data_dir(name: str) -> Path:
+    """A top-level data folder of the repository (templates/, charts-values/): inside the installed package in a
+    wheel (pyproject force-includes it there), at the root of the checkout in a source tree or editable install."""
+    package = Path(__file__).resolve().parent
+    for candidate in (package / name, package.parents[1] / name):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"llmd data folder {name}/ is missing (looked in {package} and {package.parents[1]})")
+
+
 def state_dir() -> Path:
     """$LLMD_STATE_DIR, else $XDG_STATE_HOME/llmd, else ~/.local/state/llmd."""
     if os.environ.get("LLMD_STATE_DIR"):

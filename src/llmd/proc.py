@@ -31,10 +31,13 @@ GRACE_TERM_S = 3.0  # after SIGTERM, before SIGKILL
 # API discovery retry before its one-line verdict, so an error tail would be nothing but these.
 KLOG_LINE = re.compile(r"^[IWEF]\d{4} \d{2}:\d{2}:\d{2}\.\d+\s+\d+ [\w.-]+:\d+\] ")
 
+# `make tools` installs into the repo's .tools/bin, which llmd does not search: the hint says how to use it.
+MAKE_TOOLS = ("`make tools` in the llmd checkout, then `export PATH=\"$PWD/.tools/bin:$PATH\"` "
+              "(or LLMD_KUBECTL / LLMD_HELM / LLMD_HELMFILE=<path>)")
 INSTALL_HINTS = {
-    "kubectl": "install kubectl >= 1.28: https://kubernetes.io/docs/tasks/tools/ (or `make tools` for a local copy)",
-    "helm": "install helm >= 3.12: https://helm.sh/docs/intro/install/ (or `make tools`)",
-    "helmfile": "install helmfile >= 0.166: https://helmfile.readthedocs.io/ (or `make tools`)",
+    "kubectl": f"install kubectl >= 1.28: https://kubernetes.io/docs/tasks/tools/, or {MAKE_TOOLS}",
+    "helm": f"install helm >= 3.12: https://helm.sh/docs/intro/install/, or {MAKE_TOOLS}",
+    "helmfile": f"install helmfile >= 0.166: https://helmfile.readthedocs.io/, or {MAKE_TOOLS}",
 }
 
 # Environment variables that name an explicit binary for a tool.

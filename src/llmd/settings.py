@@ -588,4 +588,6 @@ def load_settings(
                 hint="export HF_TOKEN=<token>; use --no-hf-token for public models",
             )
     redact.register(token)
+    if settings.replicas == 0 and warn is not None:  # valid (scale to zero), but nothing will serve
+        warn("replicas 0: no decode pods, so nothing serves (the gateway answers 503) until replicas > 0")
     return dataclasses.replace(settings, hf_token=token, sources=sources)

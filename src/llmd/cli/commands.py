@@ -72,9 +72,10 @@ COMMANDS: tuple[Verb | Group, ...] = (
     Verb("render", legacy_output=("out", "--out")),
     Verb("config"),
     Verb("sim"),
+    Verb("version"),
     Group("prereqs", "Install, inspect and remove the cluster prerequisites: Gateway API + InferencePool CRDs, the "
                      "gateway control plane, LWS, Prometheus Operator CRDs.", ("install", "status", "uninstall")),
-    Group("scheduler", "EPP scheduler profiles: validate configs", ("validate",)),
+    Group("scheduler", "EPP scheduler profiles: validate, show, apply, metrics", ("validate", "show", "apply")),
     Group("bench", "Benchmarks across configurations: `bench compare` runs one workload per scheduler profile.",
           ("compare",)),
     Group("report", "Work with perf reports and comparisons: `report plot` draws a chart.", ("plot",)),

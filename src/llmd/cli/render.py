@@ -13,12 +13,16 @@ from llmd.cli.options import settings_options
 
 OutOpt = Annotated[str, typer.Option("--out", help="Directory to write, or '-' for one YAML stream on stdout",
                                      show_default=True)]
+ListImagesOpt = Annotated[bool, typer.Option(
+    "--list-images", help="Print every image the stack pulls (one per line; --json: with the files using it) "
+                          "and write nothing: the list to mirror for an air-gapped registry")]
 JsonFilesOpt = Annotated[bool, typer.Option("--json", help="Print a JSON list of the files written "
                                             "(with --out -: a list of {path, content})")]
 
 
 @settings_options
-def render(ctx: typer.Context, *, out: OutOpt = "rendered", json: JsonFilesOpt = False, flags, sets, config) -> None:
+def render(ctx: typer.Context, *, out: OutOpt = "rendered", list_images: ListImagesOpt = False,
+           json: JsonFilesOpt = False, flags, sets, config) -> None:
     """Render the helmfile, one values file per release, the HTTPRoute and the model-cache manifests.
 
     The output also works without llmd: the hint at the end lists the kubectl/helmfile commands in the order
@@ -28,7 +32,21 @@ def render(ctx: typer.Context, *, out: OutOpt = "rendered", json: JsonFilesOpt =
     from llmd.cli.lifecycle import json_failure
 
     with json_failure(ui, json):
-        _render(ui, settings, out, json)
+        if list_images:
+            _list_images(ui, settings, json)
+        else:
+            _render(ui, settings, out, json)
+
+
+def _list_images(ui, settings, json: bool) -> None:
+    from llmd.render import render_bundle
+    from llmd.render.images import bundle_images
+
+    images = bundle_images(render_bundle(settings).files)
+    if json:
+        ui.json(images)
+    else:
+        ui.data("".join(f"{entry['image']}\n" for entry in images))
 
 
 def _render(ui, settings, out: str, json: bool) -> None:

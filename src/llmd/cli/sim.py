@@ -50,6 +50,9 @@ def sim(
     enable_kvcache: Annotated[bool, typer.Option("--enable-kvcache", help="Simulate the prefix KV cache",
                                                  rich_help_panel=KV)] = False,
     kv_cache_size: Annotated[int, typer.Option(help="KV cache capacity in blocks", rich_help_panel=KV)] = 1024,
+    kv_wait: Annotated[bool, typer.Option(
+        "--kv-wait", help="A request whose blocks do not fit waits (counted as waiting) until running requests "
+        "release theirs, as vLLM queues; default: HTTP 500, as llm-d-inference-sim", rich_help_panel=KV)] = False,
     block_size: Annotated[int, typer.Option(help="Tokens per KV block (8,16,32,64,128)", rich_help_panel=KV)] = 16,
     hash_seed: Annotated[str, typer.Option(help="Seed of the block hash chain", rich_help_panel=KV)] = "",
     replicas: Annotated[int, typer.Option(help="Number of replicas (independent servers)")] = 1,
@@ -92,7 +95,7 @@ def sim(
         prefill_per_token=parse_duration(prefill_per_token, name="--prefill-per-token"),
         time_factor_under_load=time_factor_under_load, output_len=output_len, max_num_seqs=max_num_seqs,
         max_waiting=max_waiting, max_model_len=max_model_len, enable_kvcache=enable_kvcache,
-        kv_cache_size=kv_cache_size, block_size=block_size, hash_seed=hash_seed,
+        kv_cache_size=kv_cache_size, kv_wait=kv_wait, block_size=block_size, hash_seed=hash_seed,
         faults=tuple(FaultSpec.parse(f) for f in fault or ()), warmup_404=warmup_404, warmup_503=warmup_503,
         record=record, seed=seed, stall_cap=parse_duration(stall_cap, name="--stall-cap", bare_unit=1.0),
     ).validate()

@@ -59,6 +59,11 @@ def test(
         ui, settings = load(ctx, flags, sets, config, json_mode=json)
         outcome.ui = ui
         _validate(prompt, max_tokens, ready_timeout, connect_timeout, bool(url or sim))
+        from llmd.cli.no_effect import check_perf_flags, warn_test_settings
+        from llmd.cli.options import FLAG_NAMES
+
+        check_perf_flags(perf, perf_values)
+        warn_test_settings(flags, FLAG_NAMES, "url" if url else "sim" if sim else "cluster", ui.warn)
         perf_opts = build_perf_options(perf_values)
         if perf and not perf_opts.output:  # the report's default home: unusable is bad input now, not after the run
             from llmd.paths import require_state_dir

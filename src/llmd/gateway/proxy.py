@@ -58,6 +58,19 @@ def user_input(path: bytes, req: dict[str, Any]) -> bytes:
     return orjson.dumps(prompt)
 
 
+def prompt_text(path: bytes, req: dict[str, Any]) -> str:
+    """The prompt as the replicas tokenise it (the simulator's chat flattening), for token-exact block keys."""
+    from llmd.sim.tokenizer import flatten_chat
+
+    if path == GENERATE[0]:
+        messages = req.get("messages")
+        return flatten_chat(messages) if isinstance(messages, list) else ""
+    prompt = req.get("prompt")
+    if isinstance(prompt, list) and all(isinstance(p, str) for p in prompt):
+        return "".join(prompt)
+    return prompt if isinstance(prompt, str) else ""
+
+
 class Upstream(asyncio.Protocol):
     """One keep-alive connection to a replica; carries one Exchange at a time."""
 
@@ -312,6 +325,7 @@ class Gateway:
         self.requests = 0
         self.requests_done = 0
         self.scrapers = [Scraper(ep, *self.addresses[ep.name], scrape_interval) for ep in self.endpoints]
+        self._wire_kv_events()
         self.tasks: set[asyncio.Task] = set()
         self.started = time.time()
         self._rr = 0
@@ -356,6 +370,20 @@ class Gateway:
         self.scheduler = Scheduler(config, rng=self.rng)  # raises ConfigError: the old one stays
         self.profile = profile
         self.digest = config_digest(config)
+        self._wire_kv_events()
+
+    def _wire_kv_events(self) -> None:
+        """Feed each replica's KV events to the scheduler's precise scorers (a new one starts from a snapshot)."""
+        sinks = self.scheduler.kv_event_sinks
+
+        def feed(endpoint: str, doc: dict[str, Any]) -> None:
+            for s in sinks:
+                s.kv_events(endpoint, doc)
+
+        self.needs_text = bool(sinks)
+        for s in self.scrapers:
+            s.kv_sink = feed if sinks else None
+            s.kv_seq = -1
 
     # routing ----------------------------------------------------------------------------------------------------
     def handle(self, conn: ClientConnection, method: bytes, path: bytes, headers: dict, body: bytes,  # noqa: PLR0917
@@ -396,9 +424,10 @@ class Gateway:
             self.count_failure("bad_request", None)
             return self._error(conn, keep_alive, 400, "`model` is required in the request body")
         salt = req.get("cache_salt")
+        request = Request(model, user_input(path, req), salt if isinstance(salt, str) else "",
+                          prompt_text(path, req) if self.needs_text else None)
         try:
-            decision = self.scheduler.schedule(
-                Request(model, user_input(path, req), salt if isinstance(salt, str) else ""), self.endpoints)
+            decision = self.scheduler.schedule(request, self.endpoints)
         except NoEndpoints as err:
             self.count_failure("no_endpoint", None)
             return self._error(conn, keep_alive, err.status, str(err))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +45,7 @@ class Request:
     model: str
     user_input: bytes
     cache_salt: str = ""
+    text: str | None = None  # the prompt as the model server tokenises it (only the precise scorer needs it)
 
 
 @dataclass
@@ -312,6 +314,83 @@ class NoHitLRUScorer(Scorer):
                 self.lru.popitem(last=False)
 
 
+class PrecisePrefixCacheScorer(Scorer):
+    """Prefix affinity from the replicas' own KV-cache events (llm-d precise-prefix-cache-scorer): token-exact block
+    keys, the score is the number of consecutive blocks from block 0 a replica holds, min-max normalised over the
+    replicas holding at least one (all equal: 1.0; none: 0). Locally the events come from each replica's
+    /llmd/kv-events (vLLM publishes them over ZMQ) and the keys from the simulator's own tokenizer and hashing;
+    with speculativeIndexing a decision is indexed at once for 2 s, until the replica's events confirm it."""
+
+    type = "precise-prefix-cache-scorer"
+    SPECULATIVE_TTL_S = 2.0
+
+    def __init__(self, name: str, params: dict[str, Any], rng: random.Random) -> None:
+        super().__init__(name, params, rng)
+        self.speculative = bool((params.get("indexerConfig") or {}).get("speculativeIndexing", False))
+        self.held: dict[str, set[int]] = {}  # endpoint -> block keys its KV events say it holds
+        self.spec: dict[str, dict[int, float]] = {}  # endpoint -> key -> expiry (monotonic)
+
+    @property
+    def state_key(self) -> str:
+        return f"{self.name}/{self.type}"
+
+    def kv_events(self, endpoint: str, doc: dict[str, Any]) -> None:
+        if "snapshot" in doc:
+            self.held[endpoint] = set(doc["snapshot"])
+            return
+        held = self.held.setdefault(endpoint, set())
+        for stored, key in doc.get("events", ()):
+            if stored:
+                held.add(key)
+            else:
+                held.discard(key)
+
+    def keys(self, req: Request, endpoints: list[Endpoint]) -> list[int]:
+        from llmd.sim.kvcache import block_keys
+        from llmd.sim.tokenizer import token_ids
+
+        block = next((e.block_size for e in endpoints if e.block_size > 0), 16)
+        return block_keys(token_ids(req.text or ""), block, req.model)
+
+    def score(self, cycle: Cycle, req: Request, endpoints: list[Endpoint]) -> dict[str, float]:
+        keys = self.keys(req, endpoints)
+        now = time.monotonic()
+        counts: dict[str, int] = {}
+        for e in endpoints:
+            held, spec = self.held.get(e.name, set()), self.spec.get(e.name, {})
+            n = 0
+            for k in keys:
+                if k not in held and spec.get(k, 0.0) <= now:
+                    break
+                n += 1
+            counts[e.name] = n
+        hits = {k: v for k, v in counts.items() if v > 0}
+        cycle.data[self.state_key] = PrefixState(keys, hits)
+        if not hits:
+            return dict.fromkeys(counts, 0.0)
+        lo, hi = min(hits.values()), max(hits.values())
+        return {k: 0.0 if v == 0 else 1.0 if hi == lo else (v - lo) / (hi - lo) for k, v in counts.items()}
+
+    def pre_request(self, cycle: Cycle, req: Request, target: Endpoint) -> None:
+        state = cycle.data.get(self.state_key)
+        if not self.speculative or not isinstance(state, PrefixState):
+            return
+        now = time.monotonic()
+        spec = self.spec.setdefault(target.name, {})
+        if len(spec) > 50_000:  # drop the expired entries now and then
+            for k in [k for k, t in spec.items() if t <= now]:
+                del spec[k]
+        expiry = now + self.SPECULATIVE_TTL_S
+        for k in state.hashes:
+            spec[k] = expiry
+
+
+class TokenizerPlugin(Plugin):
+    """The EPP's tokenizer sidecar; locally the simulator's own tokenizer is used, so this only has to exist."""
+
+    type = "tokenizer"
+
+
 # ---- pickers and filters ------------------------------------------------------------------------------------------
 
 class MaxScorePicker(Picker):
@@ -366,8 +445,8 @@ class SingleProfileHandler(Plugin):
 
 PLUGIN_TYPES: dict[str, type[Plugin]] = {cls.type: cls for cls in (
     QueueScorer, RunningRequestsScorer, KVCacheUtilizationScorer, LoadAwareScorer, ActiveRequestScorer,
-    PrefixCacheScorer, NoHitLRUScorer, MaxScorePicker, RandomPicker, WeightedRandomPicker, DecodeFilter,
-    SingleProfileHandler)}
+    PrefixCacheScorer, PrecisePrefixCacheScorer, NoHitLRUScorer, MaxScorePicker, RandomPicker, WeightedRandomPicker,
+    DecodeFilter, SingleProfileHandler, TokenizerPlugin)}
 
 
 # ---- the scheduler ------------------------------------------------------------------------------------------------
@@ -427,6 +506,11 @@ class Scheduler:
         if picker is None:  # the loader's default: the first declared picker, else a new max-score-picker
             picker = next((p for p in self.plugins.values() if isinstance(p, Picker)), None)
         self.picker = picker or MaxScorePicker("max-score-picker", {}, self.rng)
+
+    @property
+    def kv_event_sinks(self) -> list[PrecisePrefixCacheScorer]:
+        """Declared precise scorers: they need each replica's KV events (and the prompt text of each request)."""
+        return [p for p in self.plugins.values() if isinstance(p, PrecisePrefixCacheScorer)]
 
     def describe(self) -> str:
         parts = [f"{s.type} {w:g}" for s, w in self.scorers]

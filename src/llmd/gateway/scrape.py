@@ -12,6 +12,10 @@ import asyncio
 import contextlib
 import re
 import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
 
 from llmd.gateway.scheduling import Endpoint
 
@@ -60,15 +64,18 @@ class Scraper:
         self.port = port
         self.interval = interval
         self.failures = 0
+        # the precise prefix scorer's feed: GET /llmd/kv-events after each metrics scrape, when set
+        self.kv_sink: Callable[[str, dict[str, Any]], None] | None = None
+        self.kv_seq = -1  # -1: ask for a snapshot
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._request = f"GET /metrics HTTP/1.1\r\nhost: {host}:{port}\r\n\r\n".encode()
 
-    async def _fetch(self) -> bytes:
+    async def _fetch(self, request: bytes | None = None) -> bytes:
         if self._writer is None or self._writer.is_closing():
             self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
         assert self._reader is not None
-        self._writer.write(self._request)
+        self._writer.write(request or self._request)
         head = await self._reader.readuntil(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.1 200"):
             raise ConnectionError(head.split(b"\r\n", 1)[0].decode(errors="replace"))
@@ -94,6 +101,16 @@ class Scraper:
         apply_metrics(self.ep, text)
         self.ep.ready = True
         self.ep.scraped_at = time.time()
+        sink = self.kv_sink
+        if sink is not None:
+            request = f"GET /llmd/kv-events?after={self.kv_seq} HTTP/1.1\r\nhost: {self.host}\r\n\r\n".encode()
+            try:
+                doc = orjson.loads(await asyncio.wait_for(self._fetch(request), SCRAPE_TIMEOUT_S))
+            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError):
+                self._drop()
+                return True  # metrics were fresh; the events are asked for again next tick
+            sink(self.ep.name, doc)
+            self.kv_seq = int(doc.get("seq", -1))
         return True
 
     async def run(self) -> None:

@@ -115,18 +115,20 @@ class Helmfile:
         self.runner = runner
         self.scope = scope
 
-    def cmd(self, file: Path, *subcommand: str, mutates: bool = True, timeout: float | None = HELMFILE_TIMEOUT_S
-            ) -> Cmd:
+    def cmd(self, file: Path, *subcommand: str, mutates: bool = True, timeout: float | None = HELMFILE_TIMEOUT_S,
+            selector: str | None = None) -> Cmd:
         flags: list[str] = ["--file", str(file)]
         if self.scope.context:
             flags += ["--kube-context", self.scope.context]
         if self.scope.namespace:  # it overrides every release's own namespace: none for multi-namespace files
             flags += ["--namespace", self.scope.namespace]
         flags += ["--helm-binary", self.runner.tool("helm")]
+        if selector:  # only the releases whose helmfile labels match (e.g. component=gaie)
+            flags += ["--selector", selector]
         return Cmd((self.runner.tool("helmfile"), *flags, *subcommand), mutates=mutates,
                    env=self.scope.env(always=True), timeout=timeout,
                    cwd=str(file.parent), title="helmfile " + " ".join(subcommand))
 
-    def sync(self, file: Path, *, on_line=None) -> CmdResult:
-        return self.runner.run(self.cmd(file, "sync"), check=True, on_line=on_line,
+    def sync(self, file: Path, *, on_line=None, selector: str | None = None) -> CmdResult:
+        return self.runner.run(self.cmd(file, "sync", selector=selector), check=True, on_line=on_line,
                                fail_code=ExitCode.DEPLOY_FAILED)

@@ -20,7 +20,7 @@ from llmd.kube.kubectl import Kubectl, classify_failure, kubectl_client_version,
 from llmd.ops import wait
 from llmd.ops.target import llmd_command
 from llmd.presets import facts
-from llmd.proc import INSTALL_HINTS, TOOL_ENV, Runner
+from llmd.proc import INSTALL_HINTS, MAKE_TOOLS, TOOL_ENV, Runner
 
 TOOLS = ("kubectl", "helm", "helmfile")
 MIN_VERSIONS = {"kubectl": (1, 28), "helm": (3, 12), "helmfile": (0, 166)}
@@ -93,10 +93,10 @@ def check_version(name: str, text: str) -> CheckResult:
     ver = parse_version(text)
     if ver is None:
         return CheckResult(name, "fail", f"{name}: could not read its version ({text or 'no output'})",
-                           (f"reinstall {name} >= {minimum} (`make tools` installs tested versions)",))
+                           (f"reinstall {name} >= {minimum} (tested versions: {MAKE_TOOLS})",))
     if ver < MIN_VERSIONS[name]:
         return CheckResult(name, "fail", f"{name} {text} is older than {minimum}",
-                           (f"upgrade {name} to >= {minimum} (`make tools` installs tested versions)",))
+                           (f"upgrade {name} to >= {minimum} (tested versions: {MAKE_TOOLS})",))
     return CheckResult(name, "ok", f"{text} (>= {minimum})")
 
 
@@ -121,7 +121,7 @@ def check_tools(runner: Runner, report: PreflightReport) -> None:
     too_old = [r.message for r in results if r.failed]
     if too_old:
         raise PrereqError("incompatible tool version(s): " + "; ".join(too_old),
-                          hint="upgrade them (`make tools` installs tested versions)")
+                          hint=f"upgrade them (tested versions: {MAKE_TOOLS})")
     report.add(CheckResult("tools", "ok", ", ".join(f"{r.name} {r.message}" for r in results)))
 
 

@@ -34,8 +34,10 @@ class Platform(Protocol):
     def open_endpoint(self, settings: Settings, runner: Runner | None, ui: Any,
                       **options: Any) -> AbstractContextManager[Endpoint]: ...
 
-    def apply_scheduler(self, settings: Settings, runner: Runner, ui: Any, profile: str) -> dict[str, Any]:
-        """Make `profile` the scheduler of the running stack and return once it is in effect."""
+    def apply_scheduler(self, settings: Settings, runner: Runner, ui: Any, profile: str, *,
+                        dry_run: bool = False) -> dict[str, Any]:
+        """Make `profile` the scheduler of the running stack and return once it is in effect (`dry_run`: only
+        say what would change)."""
         ...
 
     def pick_counts(self, settings: Settings) -> dict[str, int] | None:

@@ -34,11 +34,12 @@ class KubernetesPlatform:
     def pick_counts(self, settings) -> dict[str, int] | None:
         return None  # the EPP exports no per-endpoint pick counter
 
-    def apply_scheduler(self, settings, runner, ui, profile: str) -> dict[str, Any]:
-        """Re-deploy with the scheduler preset changed: the EPP config is re-rendered and helmfile sync rolls the EPP;
-        deploy returns once the EPP is ready again, i.e. the profile is in effect."""
+    def apply_scheduler(self, settings, runner, ui, profile: str, *, dry_run: bool = False) -> dict[str, Any]:
+        """Sync only the inferencepool release with the new EPP config and return once the new EPP pod is Ready and
+        the old one gone; the model servers keep running (llmd.ops.scheduler_apply)."""
+        from llmd.ops.scheduler_apply import apply_scheduler
         from llmd.paths import rendered_dir
 
         target = dataclasses.replace(settings, scheduler=profile)
-        report = self.deploy(target, runner, ui, out_dir=rendered_dir(target))
-        return {"profile": profile, "changed": report.changed, "platform": self.name}
+        report = apply_scheduler(target, runner, ui, out_dir=rendered_dir(target), dry_run=dry_run)
+        return {**report.to_dict(), "profile": profile, "platform": self.name}

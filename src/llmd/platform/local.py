@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from llmd import proc
-from llmd.errors import DeployError, Interrupted, Refused, TestFailed
+from llmd.errors import ConfigError, DeployError, Interrupted, Refused, TestFailed
 from llmd.ops.target import Target, llmd_command
 from llmd.paths import state_dir
 
@@ -181,9 +181,12 @@ def scheduler_label(settings) -> str:
 def effective_config(settings) -> dict[str, Any]:
     """The EndpointPickerConfig these settings select (profile or --scheduler-config, then overrides): the same
     document the cluster's EPP would run (llmd.scheduler.selection)."""
+    from llmd.gateway.scheduling import Scheduler
     from llmd.scheduler.selection import for_settings
 
-    return for_settings(settings).config
+    config = for_settings(settings).config
+    Scheduler(config)  # a plugin the local gateway does not simulate is bad input (exit 2) before anything starts
+    return config
 
 
 class LocalPlatform:
@@ -201,6 +204,7 @@ class LocalPlatform:
         d = local_dir(settings)
         report = DeployReport(target=self.target(settings), rendered_dir=str(d), digest="", dry_run=runner.dry_run)
         n = replica_count(settings)
+        effective_config(settings)
         if runner.dry_run:
             for i in range(n):
                 report.planned.append(" ".join(self._sim_argv(settings)) + f"  # replica-{i}")
@@ -451,8 +455,12 @@ class LocalPlatform:
         st = gateway_state(gw.url or "")
         return {e["name"]: e["picks"] for e in st["endpoints"]} if st else None
 
-    def apply_scheduler(self, settings, runner, ui, profile: str) -> dict[str, Any]:
+    def apply_scheduler(self, settings, runner, ui, profile: str, *, dry_run: bool = False) -> dict[str, Any]:
         import dataclasses
+
+        if dry_run:
+            raise ConfigError("--dry-run of a scheduler apply needs the Kubernetes platform",
+                              hint="`llmd scheduler show --profile NAME` shows the config the gateway would get")
 
         state, _ = self._running_gateway(settings)
         target = dataclasses.replace(settings, scheduler=profile, scheduler_config=None)

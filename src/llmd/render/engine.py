@@ -13,13 +13,14 @@ from typing import Any
 import jinja2
 
 from llmd.errors import LlmdError
+from llmd.paths import data_dir
 from llmd.render import yamlsafe
 
 
 @functools.cache
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("llmd.render", "templates"),
+        loader=jinja2.FileSystemLoader(data_dir("templates")),  # templates/ at the top of the repository
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,

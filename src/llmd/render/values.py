@@ -11,7 +11,7 @@ from typing import Any
 
 from llmd import presets
 from llmd.errors import ConfigError
-from llmd.render import epp, gaie_keys, kv_events, value_schema, yamlsafe
+from llmd.render import epp, gaie_keys, kv_events, layers, value_schema, yamlsafe
 from llmd.scheduler import selection
 from llmd.settings import Settings
 from llmd.value_path import canonical, join_path, split_path
@@ -51,8 +51,7 @@ def uses_model_cache(settings: Settings) -> bool:
 # ---- llm-d-infra ---------------------------------------------------------------------------------
 
 def infra_values(settings: Settings) -> dict[str, Any]:
-    env = presets.load("environments")[settings.environment]
-    values = env["infra"]
+    values = layers.layer("infra", settings.environment)
     prof = profile(settings)
     if prof.get("small_cluster") and settings.environment == "istio":
         small = presets.load("accelerators")["small_cluster"]
@@ -64,7 +63,6 @@ def infra_values(settings: Settings) -> dict[str, Any]:
 
 def gaie_values(settings: Settings, chosen: selection.Selection | None = None) -> dict[str, Any]:
     defaults = presets.load("defaults")
-    env = presets.load("environments")[settings.environment]
     chosen = chosen or selection.for_settings(settings)
     config_text = yamlsafe.dump(chosen.config)
     config_file = epp.config_file_name(config_text)
@@ -91,7 +89,7 @@ def gaie_values(settings: Settings, chosen: selection.Selection | None = None) -
     kv = kv_events.wiring(chosen.config)
     if kv:
         ext.update(kv_events.epp_values(settings, kv))
-    provider = env["gaie_provider"]
+    provider = layers.layer("gaie", settings.environment)["provider"]
     if provider["name"] == "istio":
         rule = provider["istio"]["destinationRule"]
         provider["istio"]["destinationRule"] = {

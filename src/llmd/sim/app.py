@@ -29,6 +29,7 @@ from llmd.sim.tokenizer import count_tokens, flatten_chat, token_ids
 
 CHAT = b"/v1/chat/completions"
 COMPLETIONS = b"/v1/completions"
+KV_EVENTS = b"/llmd/kv-events"
 JSON_CT = b"application/json"
 TEXT_CT = b"text/plain; charset=utf-8"
 SSE_HEAD = (b"content-type: text/event-stream; charset=utf-8\r\ncache-control: no-cache\r\n"
@@ -110,6 +111,8 @@ class SimApp:
         self.frames = {(chat, crlf): F.Frames(chat, crlf) for chat in (True, False) for crlf in (False, True)}
         self.instant = not (cfg.ttft or cfg.ttft_std or cfg.itl or cfg.prefill_overhead or cfg.prefill_per_token)
         self.models_requests = 0
+        self.kv_waiting = 0  # requests holding a slot while they wait for KV blocks (--kv-wait)
+        self.kv_freed: list[asyncio.Future] = []
         self._seq = 0
         self._id_base = b"%08x" % self.rng.getrandbits(32)
 
@@ -117,8 +120,11 @@ class SimApp:
     def handle(self, conn: HttpConnection, method: bytes, path: bytes, headers: dict,  # noqa: PLR0917 (hot path)
                body: bytes, keep_alive: bool, recv_ns: int) -> None:
         q = path.find(b"?")
+        query = b""
         if q >= 0:
-            path = path[:q]
+            path, query = path[:q], path[q + 1:]
+        if path == KV_EVENTS and method == b"GET":
+            return self._kv_events(conn, keep_alive, query)
         if path in (CHAT, COMPLETIONS):
             if method != b"POST":
                 return self._plain_error(conn, keep_alive, 405, f"use POST for {path.decode()}")
@@ -148,12 +154,27 @@ class SimApp:
                  "parent": None, "max_model_len": cfg.max_model_len} for name in cfg.names]
         conn.respond(200, json.dumps({"object": "list", "data": data}).encode(), JSON_CT, keep_alive)
 
+    def _kv_events(self, conn, keep_alive, query: bytes) -> None:
+        """GET /llmd/kv-events?after=SEQ: the KV cache's block events, the local stand-in for vLLM's ZMQ stream."""
+        if self.kv is None:
+            return self._plain_error(conn, keep_alive, 404, "KV cache simulation is off (--enable-kvcache)")
+        after = -1
+        for part in query.split(b"&"):
+            name, _, value = part.partition(b"=")
+            if name == b"after" and value.lstrip(b"-").isdigit():
+                after = int(value)
+        doc = self.kv.events_after(after)
+        doc["block_size"] = self.cfg.block_size
+        conn.respond(200, json.dumps(doc).encode(), JSON_CT, keep_alive)
+
     def _health(self, conn, keep_alive) -> None:
         conn.respond(200, b"", TEXT_CT, keep_alive)
 
     def _metrics(self, conn, keep_alive) -> None:
         kv = self.kv
-        body = render(self.cfg.names[0], self.stats, running=self.slots.running, waiting=len(self.slots.waiting),
+        # a request waiting for KV blocks holds its slot but is waiting, as vLLM counts it
+        body = render(self.cfg.names[0], self.stats, running=self.slots.running - self.kv_waiting,
+                      waiting=len(self.slots.waiting) + self.kv_waiting,
                       kv_usage=kv.usage if kv else 0.0, block_size=self.cfg.block_size,
                       num_gpu_blocks=self.cfg.kv_cache_size)
         conn.respond(200, body, b"text/plain; version=0.0.4; charset=utf-8", keep_alive)
@@ -285,8 +306,9 @@ class SimApp:
         self._record(job)
 
     # life cycle --------------------------------------------------------------------------------
-    def _begin(self, job: Job) -> bool:
-        """Pin KV blocks and count the prompt; on KV overflow answer 500 (as upstream) and free the slot."""
+    def _begin(self, job: Job, can_wait: bool = False) -> bool | None:
+        """Pin KV blocks and count the prompt; on KV overflow answer 500 (as upstream) and free the slot, or with
+        --kv-wait return None (the caller waits for a release) when the request alone fits in the cache."""
         stats = self.stats
         if self.kv is not None:
             cfg = self.cfg
@@ -295,7 +317,10 @@ class SimApp:
             try:
                 present = self.kv.acquire(job.keys)
             except CapacityError as err:
+                fits = len(job.keys) <= self.kv.capacity
                 job.keys = None
+                if can_wait and cfg.kv_wait and fits:
+                    return None
                 self.slots.release()
                 self._error(job, 500, str(err), "InternalServerError")
                 return False
@@ -308,6 +333,10 @@ class SimApp:
     def _end(self, job: Job, complete: bool) -> None:
         if job.keys and self.kv is not None:
             self.kv.release(job.keys)
+            freed, self.kv_freed = self.kv_freed, []
+            for fut in freed:  # every KV waiter retries; those that still do not fit wait again
+                if not fut.done():
+                    fut.set_result(None)
         self.slots.release()
         stats = self.stats
         stats.generation_tokens += job.sent
@@ -356,12 +385,28 @@ class SimApp:
         self._end(job, True)
         job.conn.done(job.keep_alive)
 
+    async def _wait_for_kv(self, job: Job) -> bool | None:
+        fut = self.loop.create_future()
+        self.kv_freed.append(fut)
+        self.kv_waiting += 1
+        try:
+            await fut
+        except asyncio.CancelledError:
+            self.slots.release()  # the client left while waiting: the slot is not held any more
+            raise
+        finally:
+            self.kv_waiting -= 1
+        return self._begin(job, can_wait=True)
+
     async def _run(self, job: Job) -> None:
         try:
             await self.slots.acquire()
         except QueueFull as err:
             return self._error(job, 429, str(err), "RateLimitError")
-        if not self._begin(job):
+        began = self._begin(job, can_wait=True)
+        while began is None:
+            began = await self._wait_for_kv(job)
+        if not began:
             return
         loop = self.loop
         start = loop.time()

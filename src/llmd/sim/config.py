@@ -98,6 +98,7 @@ class SimConfig:
     max_model_len: int = 1024
     enable_kvcache: bool = False
     kv_cache_size: int = 1024  # blocks
+    kv_wait: bool = False  # no room to pin a request's blocks: wait for releases (vLLM) instead of 500 (upstream sim)
     block_size: int = 16  # tokens per block
     hash_seed: str = ""
     faults: tuple[FaultSpec, ...] = ()

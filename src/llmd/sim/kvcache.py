@@ -9,8 +9,12 @@ cached blocks do not count (vLLM semantics).
 
 from __future__ import annotations
 
+import itertools
 import zlib
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from typing import Any
+
+EVENT_WINDOW = 200_000  # events kept for pollers; one further behind gets a snapshot instead
 
 
 class CapacityError(Exception):
@@ -33,6 +37,9 @@ class KVCache:
         self.block_size = block_size
         self.used: dict[int, int] = {}  # key -> refcount of running requests
         self.unused: OrderedDict[int, None] = OrderedDict()  # released blocks, oldest first
+        # KV events (vLLM's BlockStored / BlockRemoved, which feed the precise prefix scorer): (seq, stored?, key)
+        self.seq = 0
+        self.events: deque[tuple[int, bool, int]] = deque(maxlen=EVENT_WINDOW)
 
     def acquire(self, keys: list[int]) -> int:
         """Pin the blocks of a starting request; return how many were already cached."""
@@ -55,9 +62,26 @@ class KVCache:
                 used[k] = 1
             else:
                 if len(used) + len(unused) >= self.capacity:
-                    unused.popitem(last=False)  # evict the oldest-released block
+                    old, _ = unused.popitem(last=False)  # evict the oldest-released block
+                    self._event(False, old)
                 used[k] = 1
+                self._event(True, k)
         return present
+
+    def _event(self, stored: bool, key: int) -> None:
+        self.seq += 1
+        self.events.append((self.seq, stored, key))
+
+    def events_after(self, after: int) -> dict[str, Any]:
+        """What changed since event `after`: {"seq", "events": [[1 stored | 0 removed, key], ...]} in order, or a
+        full "snapshot" of the cached keys when `after` is older than the kept window (a new or restarted poller)."""
+        events = self.events
+        if after > self.seq:  # the poller knew a previous life of this replica
+            after = -1
+        if after < 0 or (events and events[0][0] > after + 1) or (not events and after < self.seq):
+            return {"seq": self.seq, "snapshot": [*self.used, *self.unused]}
+        newest = list(itertools.islice(reversed(events), self.seq - after))  # O(new events), not O(window)
+        return {"seq": self.seq, "events": [[int(s), k] for _, s, k in reversed(newest)]}
 
     def release(self, keys: list[int]) -> None:
         used, unused = self.used, self.unused
