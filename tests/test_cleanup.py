@@ -1,4 +1,5 @@
 """`llmd cleanup` through the CLI against a strict fake process boundary (fault rows F58-F66, F67)."""
+# The IDs cited here (rule N, F##) are defined in docs/behaviours.md.
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """`llmd test` end to end through the real CLI boundary: --sim, --url, the port-forward path (fp and a real
 fake-kubectl process), bad input (exit 2), smoke failures (exit 7), --perf, and Ctrl-C leaving no child behind."""
+# The IDs cited here (rule N, F##) are defined in docs/behaviours.md.
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
 """`llmd deploy` end to end through the CLI against a strict fake process boundary (fault rows D, F11-F25)."""
+# The IDs cited here (rule N, F##) are defined in docs/behaviours.md.
 
 from __future__ import annotations
 

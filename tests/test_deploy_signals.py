@@ -1,5 +1,6 @@
 """F52 with real child processes: Ctrl-C while helmfile runs stops its whole process group, names the release
 that may be pending and exits 130. The fake binaries are small shell scripts on PATH answering what llmd asks."""
+# The IDs cited here (rule N, F##) are defined in docs/behaviours.md.
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Endpoint resolution: --url validation, GKE Gateway address, the gateway Service check (F34), pod evidence,
 and the pinned context on every kubectl call (pytest-subprocess plays kubectl)."""
+# The IDs cited here (rule N, F##) are defined in docs/behaviours.md.
 
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ What only this level shows: the rendered files reach helm through the real helmf
 the HF token travels on stdin only (never in any argv, output or log), the mutations happen in order, and a
 second identical deploy changes nothing (the digest recorded in the state ConfigMap makes it skip helmfile).
 """
+# The IDs cited here (rule N, F##) are defined in docs/behaviours.md.
 
 from __future__ import annotations
 

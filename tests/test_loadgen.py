@@ -1,4 +1,5 @@
 """Load engine over real sockets on 127.0.0.1: client failure classes (F41/F42/F46-F49), loops, bounds, warm-up."""
+# The IDs cited here (rule N, F##) are defined in docs/behaviours.md.
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """The load engine against the real `llmd sim` and its fault injection (x-llmd-fault header), plus prefix-cache
 hits reported by the sim for the shared-prefix workload."""
+# The IDs cited here (rule N, F##) are defined in docs/behaviours.md.
 
 from __future__ import annotations
 

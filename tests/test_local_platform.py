@@ -60,6 +60,17 @@ def test_local_lifecycle_end_to_end(cli, tmp_path, reaper):
     assert r.exit_code == 0, r.stderr
     assert json.loads(r.stdout)["smoke"]["ok"] is True
 
+    # scheduler apply / show --running go through the same platform seam: the running gateway swaps its scheduler
+    r = cli("scheduler", "apply", *LOCAL, "--scheduler", "queue", "--scorer-weight", "queue-scorer=5", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["platform"] == "local"
+    r = cli("scheduler", "show", "--running", *LOCAL, "--json")
+    shown = json.loads(r.stdout)
+    assert r.exit_code == 0 and "local gateway" in shown["source"]
+    assert shown["config"]["schedulingProfiles"][0]["plugins"] == [{"pluginRef": "queue-scorer", "weight": 5}]
+    assert cli("scheduler", "apply", *LOCAL, "--scheduler", "default").exit_code == 0
+    assert cli("scheduler", "apply", *LOCAL, "--dry-run").exit_code == 2  # a diff needs the cluster's EPP
+
     # A replica killed -9 while serving: in-flight requests fail (by class in the report), the rest keep flowing.
     victim = procs[0]
     killer = threading.Timer(1.0, os.kill, (victim["pid"], signal.SIGKILL))

@@ -1,5 +1,6 @@
 """run_perf end to end on 127.0.0.1: report schema, CSV, sweep, goodput/SLO, breaches (exit 8), Ctrl-C partial
 report (exit 130/143), port-forward labelling, client self-measurement, multi-process workers."""
+# The IDs cited here (rule N, F##) are defined in docs/behaviours.md.
 
 from __future__ import annotations
 

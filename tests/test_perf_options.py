@@ -1,4 +1,5 @@
 """Perf flags: F10 validation before any socket, parsing, stages; `llmd test --sim --perf` exit codes."""
+# The IDs cited here (rule N, F##) are defined in docs/behaviours.md.
 
 from __future__ import annotations
 

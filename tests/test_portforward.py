@@ -1,5 +1,6 @@
 """PortForward with pytest-subprocess playing kubectl (rows F33, F35-F39). The end-to-end probe is real:
 the fake kubectl "forwards" to a FaultServer on 127.0.0.1 by printing that server's port."""
+# The IDs cited here (rule N, F##) are defined in docs/behaviours.md.
 
 from __future__ import annotations
 

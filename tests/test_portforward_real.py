@@ -1,6 +1,7 @@
 """The real kubectl binary (`make tools`) against a tiny fake Kubernetes API server on 127.0.0.1: our argv is
 accepted, and its real failures map to exit 7 with its stderr (F34, F36) or a prompt failure (server down).
 Skipped when the tools are not installed."""
+# The IDs cited here (rule N, F##) are defined in docs/behaviours.md.
 
 from __future__ import annotations
 

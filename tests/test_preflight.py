@@ -1,4 +1,5 @@
 """Preflight with real child processes: a blackholed API server must not hang the run (F15)."""
+# The IDs cited here (rule N, F##) are defined in docs/behaviours.md.
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
 """The runner against real child processes: timeouts, process groups, redaction, dry-run (F57, F67, F69, F70)."""
+# The IDs cited here (rule N, F##) are defined in docs/behaviours.md.
 
 from __future__ import annotations
 

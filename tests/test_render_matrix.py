@@ -2,6 +2,7 @@
 upstream charts accept: llm-d-modelservice / llm-d-infra values.schema.json (after helm's merge with the
 chart defaults), inferencepool values within the v1.4.0 allow-list, EPP config within the registered types,
 and object names consistent across all files."""
+# The IDs cited here (rule N, F##) are defined in docs/behaviours.md.
 
 from __future__ import annotations
 

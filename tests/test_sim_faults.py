@@ -1,4 +1,5 @@
-"""Every fault kind of the simulator, observed on the wire (reliability.md §4.3 rows F40-F50)."""
+"""Every fault kind of the simulator, observed on the wire (docs/behaviours.md rows F40-F50)."""
+# The IDs cited here (rule N, F##) are defined in docs/behaviours.md.
 
 from __future__ import annotations
 

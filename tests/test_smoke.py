@@ -1,4 +1,5 @@
 """Smoke test over real sockets on 127.0.0.1 against a scripted fault server (rows F40-F45, F50, F51)."""
+# The IDs cited here (rule N, F##) are defined in docs/behaviours.md.
 
 from __future__ import annotations
 

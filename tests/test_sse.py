@@ -1,4 +1,5 @@
 """SSE decoding and rule-12 stream validation (F46-F48 at the parser level)."""
+# The IDs cited here (rule N, F##) are defined in docs/behaviours.md.
 
 from __future__ import annotations
 

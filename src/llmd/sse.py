@@ -1,10 +1,11 @@
 """Server-sent events for OpenAI-style streams: an incremental decoder and a strict validator.
 
-Pure (no I/O), shared by the smoke test and the perf load engine. The validator implements reliability rule 12:
+Pure (no I/O), shared by the smoke test and the perf load engine. The validator implements rule 12:
 a stream succeeds only if every `data:` frame parses, no frame carries an `error`, a `finish_reason` arrives and
 `[DONE]` arrives. vLLM reports errors *inside* a stream that already answered 200, so the HTTP status alone says
 nothing about success.
 """
+# The IDs cited here (rule N, F##) are defined in docs/behaviours.md.
 
 from __future__ import annotations
 

@@ -73,6 +73,7 @@ COMMANDS: tuple[Verb | Group, ...] = (
     Verb("config"),
     Verb("sim"),
     Verb("version"),
+    Verb("completion"),
     Group("prereqs", "Install, inspect and remove the cluster prerequisites: Gateway API + InferencePool CRDs, the "
                      "gateway control plane, LWS, Prometheus Operator CRDs.", ("install", "status", "uninstall")),
     Group("scheduler", "EPP scheduler profiles: validate, show, apply, metrics", ("validate", "show", "apply")),

@@ -16,7 +16,7 @@ WORKLOAD_ONLY = {  # flags read by one workload only (loadgen/workloads.py)
 }
 # Settings `llmd test` reads per endpoint: everything else describes a deployment it does not make.
 TEST_READS = {
-    "cluster": {"namespace", "kube_context", "kubeconfig", "environment", "release_postfix", "model"},
+    "cluster": {"namespace", "kube_context", "kubeconfig", "environment", "release_postfix", "model", "platform"},
     "sim": {"model", "max_model_len"},
     "url": {"model"},
 }

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from llmd import settings as S
+from llmd.cli import complete
 
 # (field, flags, type, help). Field names match llmd.settings.Settings.
 _SETTING_FLAGS: list[tuple[str, tuple[str, ...], Any, str]] = [
@@ -54,6 +55,18 @@ GROUP = "Deployment settings"
 FLAG_NAMES = {field: next(d for d in decls if d.startswith("--")).split("/")[0] for field, decls, *_ in _SETTING_FLAGS}
 
 
+# <TAB> choices (`llmd completion`): fixed lists, and contexts/namespaces from the kubeconfig (cli/complete.py)
+COMPLETIONS: dict[str, Callable[..., list[str]]] = {
+    "namespace": complete.namespaces,
+    "kube_context": complete.contexts,
+    "environment": complete.fixed(lambda: S.ENVIRONMENTS),
+    "accelerator": complete.fixed(lambda: S.ACCELERATORS),
+    "scheduler": complete.fixed(complete.schedulers),
+    "model_cache": complete.fixed(lambda: S.MODEL_CACHES),
+    "platform": complete.fixed(lambda: S.PLATFORMS),
+}
+
+
 def _help(field: str, text: str) -> str:
     return f"{text} [env {S.env_var(field)}]" if "[env" not in text else text
 
@@ -63,7 +76,8 @@ def settings_options(fn: Callable) -> Callable:
     sig = inspect.signature(fn)
     extra: list[inspect.Parameter] = []
     for field, decls, typ, text in _SETTING_FLAGS:
-        opt = typer.Option(*decls, help=_help(field, text), rich_help_panel=GROUP, show_default=False)
+        opt = typer.Option(*decls, help=_help(field, text), rich_help_panel=GROUP, show_default=False,
+                           autocompletion=COMPLETIONS.get(field))
         extra.append(inspect.Parameter(f"opt_{field}", inspect.Parameter.KEYWORD_ONLY,
                                        default=None, annotation=Annotated[Optional[typ], opt]))  # noqa: UP045
     extra.append(inspect.Parameter(

@@ -3,6 +3,7 @@
 Imports stay light (no load engine) so that `llmd --version` and `--help` are fast; PerfOptions is imported
 when the command runs. Invalid values raise ConfigError (exit 2) before any socket opens (F10).
 """
+# The IDs cited here (rule N, F##) are defined in docs/behaviours.md.
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from collections.abc import Callable
 from typing import Annotated, Any, Optional
 
 import typer
+
+from llmd.cli import complete
 
 GROUP = "Perf test (with --perf)"
 
@@ -47,6 +50,20 @@ _PERF_FLAGS: list[tuple[str, tuple[str, ...], Any, str]] = [
     ("max_inflight", ("--max-inflight",), int, "Open loop: cap of requests in flight (default 1000)"),
     ("workers", ("--workers",), int, "Load-generator processes (default 1)"),
 ]
+
+
+def _choices(name: str) -> Callable[[str], list[str]]:
+    """<TAB> choices: the lists PerfOptions validates against, imported only when the shell asks."""
+    def values() -> tuple[str, ...]:
+        from llmd.loadgen import options
+
+        return tuple(getattr(options, name))
+
+    return complete.fixed(values)
+
+
+_COMPLETIONS = {"workload": _choices("WORKLOADS"), "arrival": _choices("ARRIVALS"), "dist": _choices("DISTS"),
+                "api": _choices("APIS")}
 _SECONDS = ("duration", "warmup", "request_timeout", "stall_timeout")
 
 
@@ -75,7 +92,8 @@ def perf_options(fn: Callable) -> Callable:
     sig = inspect.signature(fn)
     extra = []
     for field, decls, typ, text in _PERF_FLAGS:
-        opt = typer.Option(*decls, help=text, rich_help_panel=GROUP, show_default=False)
+        opt = typer.Option(*decls, help=text, rich_help_panel=GROUP, show_default=False,
+                           autocompletion=_COMPLETIONS.get(field))
         extra.append(inspect.Parameter(f"perf_{field}", inspect.Parameter.KEYWORD_ONLY, default=None,
                                        annotation=Annotated[Optional[typ], opt]))  # noqa: UP045
     own = [p for name, p in sig.parameters.items() if name != "perf_values"]

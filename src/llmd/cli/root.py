@@ -85,6 +85,10 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: the one place that turns exceptions into exit codes."""
     from llmd import proc
 
+    if os.environ.get("_LLMD_COMPLETE"):  # a <TAB> through the hook of `llmd completion`: register the shells
+        from typer._completion_classes import completion_init
+
+        completion_init()
     debug = os.environ.get("LLMD_DEBUG", "") not in ("", "0") or "--debug" in (argv or sys.argv)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     code: int = ExitCode.OK

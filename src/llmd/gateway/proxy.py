@@ -451,7 +451,8 @@ class Gateway:
         now = time.time()
         return {
             "pid": os.getpid(), "profile": self.profile, "digest": self.digest,
-            "scheduler": self.scheduler.describe(), "scrape_interval_s": self.scrape_interval,
+            "scheduler": self.scheduler.describe(), "config": self.scheduler.config,
+            "scrape_interval_s": self.scrape_interval,
             "requests": self.requests, "completed": self.requests_done, "failures": self.failures,
             "uptime_s": round(now - self.started, 1),
             "endpoints": [{"name": e.name, "url": e.url, "ready": e.ready, "waiting": e.waiting, "running": e.running,

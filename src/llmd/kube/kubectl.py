@@ -3,6 +3,7 @@
 The context is pinned once (rule 4): every argv carries --context when one is known, so a
 context switched by another process mid-run changes nothing.
 """
+# The IDs cited here (rule N, F##) are defined in docs/behaviours.md.
 
 from __future__ import annotations
 

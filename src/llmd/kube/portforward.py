@@ -1,4 +1,4 @@
-"""`kubectl port-forward` as a supervised, always-reaped tunnel (reliability rule 13, faults F33-F39).
+"""`kubectl port-forward` as a supervised, always-reaped tunnel (rule 13, faults F33-F39).
 
 The kernel picks the local port (`:80`) unless one is asked for, and then it is checked free before
 anything starts. The tunnel counts as ready only after kubectl prints `Forwarding from` AND an HTTP
@@ -11,6 +11,7 @@ atexit reap it) and is always stopped in `__exit__`.
 kubectl tunnels every connection through one API-server -> kubelet stream to ONE pod behind the
 Service: numbers measured through it are not a neutral throughput path (rule 14).
 """
+# The IDs cited here (rule N, F##) are defined in docs/behaviours.md.
 
 from __future__ import annotations
 

@@ -6,8 +6,9 @@ per request (encode/httpx#3215), and chunked + SSE decoding run inline on the by
 everywhere else in llmd.
 
 One `Exchange` at a time per connection (HTTP/1.1 keep-alive, no pipelining). Every exchange has a connect
-deadline, a per-read stall deadline and a total deadline (reliability rule 10) and ends in exactly one `Result`.
+deadline, a per-read stall deadline and a total deadline (rule 10) and ends in exactly one `Result`.
 """
+# The IDs cited here (rule N, F##) are defined in docs/behaviours.md.
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
 """PerfOptions: every knob of a perf run, validated before any socket opens (F10 -> ConfigError, exit 2)."""
+# The IDs cited here (rule N, F##) are defined in docs/behaviours.md.
 
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ the deployment the settings describe (port-forward to its Service; GKE: the Gate
 simulator, Ctrl-C included. The Endpoint is what the smoke test and the perf engine use: `.url` may
 change after a tunnel restart and `.generation` bumps when it does.
 """
+# The IDs cited here (rule N, F##) are defined in docs/behaviours.md.
 
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ Every missing prerequisite is collected and reported together (exit 3) with the 
 install it. An unreachable cluster fails within the preflight budget (exit 4): kubectl's
 --request-timeout bounds each call and the runner's wall-clock timeout bounds the process.
 """
+# The IDs cited here (rule N, F##) are defined in docs/behaviours.md.
 
 from __future__ import annotations
 

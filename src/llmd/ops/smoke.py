@@ -12,6 +12,7 @@ a stream has started; jittered exponential backoff; Retry-After honoured up to a
 attempts and on the time spent. Every call has connect/read/write/pool timeouts and an overall
 deadline checked between chunks (rule 10). Failures carry the evidence and a hint (F43-F45, F50).
 """
+# The IDs cited here (rule N, F##) are defined in docs/behaviours.md.
 
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ Both calls are local (`kubectl config …` reads the kubeconfig, it does not con
 this is cheap and cannot hang. After `pin_target` every kubectl/helm/helmfile call carries the
 pinned `--context`, whatever another process does to the kubeconfig meanwhile.
 """
+# The IDs cited here (rule N, F##) are defined in docs/behaviours.md.
 
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ One `kubectl get <kinds> -o json` per poll lists every object we watch. Componen
 its condition (exit 5), and the deadline ends in exit 6 with diagnostics. Time comes from `CLOCK`, so
 tests swap in a fake clock instead of sleeping.
 """
+# The IDs cited here (rule N, F##) are defined in docs/behaviours.md.
 
 from __future__ import annotations
 

@@ -40,6 +40,10 @@ class Platform(Protocol):
         say what would change)."""
         ...
 
+    def running_scheduler(self, settings: Settings, runner: Runner) -> Any:
+        """The EndpointPickerConfig the running scheduler uses (llmd.ops.scheduler_show.ShowReport)."""
+        ...
+
     def pick_counts(self, settings: Settings) -> dict[str, int] | None:
         """Requests routed to each endpoint so far, when the platform can tell (the local gateway can)."""
         ...

@@ -31,6 +31,11 @@ class KubernetesPlatform:
 
         return cluster_endpoint(settings, runner, ui, **options)
 
+    def running_scheduler(self, settings, runner):
+        from llmd.ops.scheduler_show import show_running
+
+        return show_running(settings, runner)
+
     def pick_counts(self, settings) -> dict[str, int] | None:
         return None  # the EPP exports no per-endpoint pick counter
 

@@ -450,6 +450,18 @@ class LocalPlatform:
         yield Endpoint("local", f"local gateway at {url} (scheduler {state.scheduler})", base_url=url,
                        diagnose=diagnose)
 
+    def running_scheduler(self, settings, runner):
+        from llmd.errors import NotReadyError
+        from llmd.ops.scheduler_show import ShowReport
+
+        state, gw = self._running_gateway(settings)
+        st = gateway_state(gw.url or "")
+        if st is None:
+            raise NotReadyError(f"the local gateway at {gw.url} does not answer /llmd/gateway",
+                                hint=f"`{llmd_command(settings, None, 'status')}` shows what runs")
+        return ShowReport(f"local gateway {gw.url} (scheduler {st['profile']})", st["config"],
+                          str(state.dir / EPP_CONFIG))
+
     def pick_counts(self, settings) -> dict[str, int] | None:
         _, gw = self._running_gateway(settings)
         st = gateway_state(gw.url or "")
@@ -463,8 +475,11 @@ class LocalPlatform:
                               hint="`llmd scheduler show --profile NAME` shows the config the gateway would get")
 
         state, _ = self._running_gateway(settings)
-        target = dataclasses.replace(settings, scheduler=profile, scheduler_config=None)
-        st = self._apply(state, profile, effective_config(target))
+        # the settings' own profile keeps their --scheduler-config / --scorer-weight / --scorer-param; another
+        # profile (bench compare) is applied as the profile alone
+        target = settings if profile == settings.scheduler else dataclasses.replace(
+            settings, scheduler=profile, scheduler_config=None, scorer_weights=(), scorer_params=())
+        st = self._apply(state, scheduler_label(target), effective_config(target))
         return {"profile": profile, "digest": st.get("digest"), "changed": True, "platform": self.name}
 
     def _apply(self, state: LocalState, profile: str, config: dict[str, Any]) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 Templates hold file structure (header comments, document order); values enter as dicts through the
 `to_yaml` filter. Each rendered file is parsed again with Go-like YAML rules and must equal the dicts
-it was made from, so a quoting slip can never reach helm (reliability rule 8).
+it was made from, so a quoting slip can never reach helm (rule 8).
 """
+# The IDs cited here (rule N, F##) are defined in docs/behaviours.md.
 
 from __future__ import annotations
 

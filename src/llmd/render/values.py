@@ -1,8 +1,9 @@
 """Chart values for the three releases, built as plain dicts from Settings + preset data.
 
-Nothing here formats YAML: the engine dumps these dicts and parses them back (reliability rule 8).
+Nothing here formats YAML: the engine dumps these dicts and parses them back (rule 8).
 Names always come from Settings properties.
 """
+# The IDs cited here (rule N, F##) are defined in docs/behaviours.md.
 
 from __future__ import annotations
 

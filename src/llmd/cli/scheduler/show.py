@@ -31,9 +31,9 @@ def show(ctx: typer.Context, *, profile: ProfileOpt = None, running: RunningOpt 
         flags = {**flags, "scheduler": profile}
     ui, settings = load(ctx, flags, sets, config, json_mode=json)
     if running:
-        from llmd.ops.scheduler_show import show_running
+        from llmd.platform import select
 
-        report = show_running(settings, make_runner(ctx, ui, echo=ui.verbose > 0))
+        report = select(settings).running_scheduler(settings, make_runner(ctx, ui, echo=ui.verbose > 0))
     else:
         from llmd.ops.scheduler_show import show_profile
 
