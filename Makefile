@@ -31,6 +31,14 @@ lint: venv
 test: venv tools lint
 	LLMD_TEST_TOOLS=$(abspath $(TOOLS)) $(BIN)/pytest
 
+# A real control plane from pinned Go modules (e2e/go/*: kube-apiserver, controller-manager, scheduler, kwok,
+# etcd), built once into .e2e/bin (rebuilt when the lock changes), then the e2e suite against it. Needs Go.
+e2e-build:
+	$(PYTHON) e2e/build.py
+
+e2e: venv tools e2e-build
+	LLMD_TEST_TOOLS=$(abspath $(TOOLS)) $(BIN)/pytest -m e2e tests/e2e --timeout 900 -v
+
 # The main job on the embedded default, no cluster needed: the local platform (8 simulated replicas behind the
 # scheduling gateway), status, smoke + a short shared-prefix load test, the report and its chart, cleanup. The trap
 # cleans up whatever happens, so nothing is left running.
@@ -58,4 +66,4 @@ bench: venv
 	$(BIN)/python bench/cli_startup.py
 
 clean:
-	rm -rf $(VENV) .tools
+	rm -rf $(VENV) .tools .e2e

@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from perf_common import Sim, can_pin, pct, run_llmd, save, start_listening
 
+from llmd.loadgen import workloads
 from llmd.proc import stop_process
 from llmd.render.epp import epp_config
 
@@ -49,6 +50,16 @@ def ttft(run: dict) -> list[float]:
     return [r["ttft_ms"] for r in run["records"] if r["ok"] and r["ttft_ms"] is not None]
 
 
+def added(direct: dict, via: dict) -> dict:
+    d, g = ttft(direct), ttft(via)
+    return {
+        "direct_ttft_ms": {"p50": pct(d, 50), "p99": pct(d, 99), "n": len(d)},
+        "gateway_ttft_ms": {"p50": pct(g, 50), "p99": pct(g, 99), "n": len(g)},
+        "added_ttft_ms": {"p50": pct(g, 50) - pct(d, 50), "p99": pct(g, 99) - pct(d, 99)},
+        "failed": {"direct": direct["summary"]["requests"]["failed"], "gateway": via["summary"]["requests"]["failed"]},
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=8.0)
@@ -65,13 +76,21 @@ def main() -> None:
     finally:
         gw.stop()
         sim.stop()
-    d, g = ttft(direct), ttft(via)
-    out["latency"] = {
-        "direct_ttft_ms": {"p50": pct(d, 50), "p99": pct(d, 99), "n": len(d)},
-        "gateway_ttft_ms": {"p50": pct(g, 50), "p99": pct(g, 99), "n": len(g)},
-        "added_ttft_ms": {"p50": pct(g, 50) - pct(d, 50), "p99": pct(g, 99) - pct(d, 99)},
-        "failed": {"direct": direct["summary"]["requests"]["failed"], "gateway": via["summary"]["requests"]["failed"]},
-    }
+    out["latency"] = added(direct, via)
+
+    # the same with 1088-token shared-prefix chat prompts: the prefix scorer hashes ~70 blocks per request
+    sim = Sim("--ttft", "20ms", "--itl", "2ms", "--output-len", "16", "--max-model-len", "4096", pin=False)
+    gw = Gateway(sim.url, pin=False)
+    try:
+        long_kw = {**kw, "workload": workloads.shared_prefix(
+            api="chat", model="random", groups=16, prompts_per_group=64, system_prompt_len=1024, question_len=64,
+            output_tokens=16)}
+        direct = run_llmd(sim.url, **long_kw)
+        via = run_llmd(gw.url, **long_kw)
+    finally:
+        gw.stop()
+        sim.stop()
+    out["latency_long_prompts"] = added(direct, via)
 
     sim = Sim(pin=False)  # zero latency: the gateway is what is measured
     gw = Gateway(sim.url, pin=True)
@@ -89,9 +108,12 @@ def main() -> None:
                        "req_per_gateway_cpu_s": round(ok / cpu, 1) if cpu else None,
                        "failed": cap["summary"]["requests"]["failed"]}
     path = save("gateway_overhead", out)
-    lat, capd = out["latency"], out["capacity"]
-    print(f"TTFT p50 direct {lat['direct_ttft_ms']['p50']:.2f} ms, via gateway {lat['gateway_ttft_ms']['p50']:.2f} ms:"
-          f" +{lat['added_ttft_ms']['p50']:.2f} ms (p99 +{lat['added_ttft_ms']['p99']:.2f} ms) at c={args.concurrency}")
+    for key, what in (("latency", "16-token prompts"), ("latency_long_prompts", "1088-token shared-prefix prompts")):
+        lat = out[key]
+        print(f"{what}: TTFT p50 direct {lat['direct_ttft_ms']['p50']:.2f} ms, via gateway "
+              f"{lat['gateway_ttft_ms']['p50']:.2f} ms: +{lat['added_ttft_ms']['p50']:.2f} ms "
+              f"(p99 +{lat['added_ttft_ms']['p99']:.2f} ms) at c={args.concurrency}")
+    capd = out["capacity"]
     print(f"capacity: {capd['req_s']} req/s through the gateway at {capd['gateway_cpu_share']:.0%} of a core; "
           f"{capd['req_per_gateway_cpu_s']} requests per gateway CPU second")
     print(f"results: {path}")

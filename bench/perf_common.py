@@ -78,9 +78,9 @@ def new_loop():
 
 
 def run_llmd(url: str, *, concurrency: int, seconds: float, requests: int, tokens: int, warmup: float = 1.0,
-             workers: int = 1) -> dict:
+             workers: int = 1, workload: workloads.Workload | None = None) -> dict:
     """Drive the llmd engine (closed loop) and return the stage summary plus the per-request records."""
-    wl = workloads.synthetic(api="chat", model="random", input_tokens=16, output_tokens=tokens, pool=256)
+    wl = workload or workloads.synthetic(api="chat", model="random", input_tokens=16, output_tokens=tokens, pool=256)
     stage = Stage(f"c{concurrency}", "closed", concurrency=concurrency, requests=requests, duration_s=seconds,
                   warmup_s=warmup)
     timeouts = Timeouts(connect_s=5, read_s=10, total_s=60)

@@ -11,6 +11,7 @@ import pytest
 from test_deploy_support import (  # noqa: F401  (*_fixture: fixtures used by name)
     CTX,
     NS,
+    POSTFIX,
     SERVER,
     UNREACHABLE,
     Fake,
@@ -85,6 +86,7 @@ def test_changed_settings_resync_even_when_releases_are_deployed(cli, fake, fp):
     fake.preflight(ns_exists=True)
     fake.releases(fake.all_deployed())
     fake.state("0" * 64)  # an older bundle
+    fake.decode(None)
     fake.reg(fake.helmfile_sync(), "ok\n")
     fake.apply_stdin()
     fake.apply_file("manifests/httproute.yaml")
@@ -93,6 +95,40 @@ def test_changed_settings_resync_even_when_releases_are_deployed(cli, fake, fp):
     r = cli("deploy", "--context", CTX, *SIM)
     assert r.exit_code == 0, r.stderr
     assert fake.helmfile_sync() in tool_calls(fp)
+
+
+def _sim_selector(model: str) -> dict[str, str]:
+    return {"llm-d.ai/inference-serving": "true", "llm-d.ai/guide": POSTFIX, "llm-d.ai/accelerator-variant": "sim",
+            "llm-d.ai/model": model, "llm-d.ai/role": "decode"}
+
+
+@pytest.mark.parametrize(("live_model", "replaced"), [("Llama-3.1-8B-Instruct", False), ("Qwen3-0.6B", True)])
+def test_selector_change_replaces_the_decode_deployment_before_the_sync(cli, fake, fp, live_model, replaced):
+    """Defect 5: a --model/--accelerator change alters the decode selector (immutable): replaced before the sync,
+    with a message naming what changes; an unchanged selector is left to the normal upgrade."""
+    fake.preflight(ns_exists=True)
+    fake.releases(fake.all_deployed())
+    fake.state("0" * 64)
+    fake.decode(_sim_selector(live_model))
+    delete = fake.k("delete", "deployments.apps", fake.s.decode_deployment, "--ignore-not-found",
+                    "--cascade=foreground", "--wait=true", "--timeout=120s")
+    if replaced:
+        fake.reg(delete, "deleted\n")
+    fake.reg(fake.helmfile_sync(), "ok\n")
+    fake.apply_stdin()
+    fake.apply_file("manifests/httproute.yaml")
+    fake.watch(fake.ready_items())
+    fake.releases(fake.all_deployed())
+    r = cli("deploy", "--context", CTX, *SIM)
+    assert r.exit_code == 0, r.stderr
+    calls = tool_calls(fp)
+    assert (delete in calls) is replaced
+    if replaced:
+        assert calls.index(delete) < calls.index(fake.helmfile_sync())
+        assert f"decode Deployment {fake.s.decode_deployment} will be replaced" in r.stderr
+        assert "llm-d.ai/model: Qwen3-0.6B -> Llama-3.1-8B-Instruct" in r.stderr
+        report_steps = [s for s in r.stderr.splitlines() if "replace" in s]
+        assert report_steps
 
 
 BAD_INPUT = [
@@ -283,6 +319,23 @@ def test_helmfile_failure_exits_5_with_redacted_tail_and_release_ledger(cli, fp,
     assert "infra-inference-scheduling: deployed" in r.stderr and "ms-inference-scheduling: not installed" in r.stderr
     assert "values don't meet the schema" in r.stderr
     assert token not in r.stderr + r.stdout
+
+
+def test_api_server_gone_during_sync_exits_4_with_the_resume_hint(cli, fp, fake):
+    """The e2e outage scenario, at the process boundary: helm cannot reach the API server mid-sync."""
+    fake.preflight()
+    fake.releases({})
+    fake.apply_stdin()  # namespace
+    fake.state(None)
+    refused = 'dial tcp 127.0.0.1:6443: connect: connection refused'
+    fake.reg(fake.helmfile_sync(), 'Release "gaie-inference-scheduling" does not exist. Installing it now.\n',
+             stderr=f"Error: failed to download openapi: {refused}\n", rc=1)
+    fake.reg(fake.h("list", "--all", "--output", "json"), stderr=f"Error: Kubernetes cluster unreachable: {refused}",
+             rc=1)
+    r = cli("deploy", "--context", CTX, *SIM)
+    assert r.exit_code == 4, r.stderr
+    assert "the API server became unreachable during helmfile sync; releases: unknown" in r.stderr
+    assert "re-run `llmd deploy` (it resumes)" in r.stderr and "--recover" in r.stderr
 
 
 def test_pending_release_exits_5_with_recover_hint_and_touches_nothing(cli, fp, fake):  # F24
@@ -629,6 +682,7 @@ def _job_redeploy(fake, existing: dict | None, *, immutable: bool = False):
     fake.reg(job_apply, "applied\n")
     fake.reg(fake.k("get", "jobs.batch,pods", "--output", "json"), lst(job(fake.s.download_job_name)))
     fake.state(None)
+    fake.decode(None)
     fake.reg(fake.helmfile_sync(), "")
     fake.apply_stdin()
     fake.apply_file("manifests/httproute.yaml")

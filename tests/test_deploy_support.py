@@ -266,6 +266,16 @@ class Fake:
                  "status": st, "chart": "c-1"} for name, st in (statuses or {}).items()]
         self.reg(self.h("list", "--all", "--output", "json"), json.dumps(rows), n=n)
 
+    def decode(self, selector: dict[str, str] | None = None) -> list[str]:
+        """The live decode Deployment deploy compares before a sync (None: not there). Returns the get argv."""
+        argv = self.k("get", "deployments.apps", self.s.decode_deployment, "--output", "json")
+        if selector is None:
+            self.not_found(argv, "deployments.apps", self.s.decode_deployment)
+        else:
+            self.reg(argv, json.dumps({"kind": "Deployment", "metadata": {"name": self.s.decode_deployment},
+                                       "spec": {"selector": {"matchLabels": selector}}}))
+        return argv
+
     def all_deployed(self) -> dict[str, str]:
         return dict.fromkeys(self.s.releases, "deployed")
 

@@ -80,6 +80,17 @@ def test_unschedulable_is_tolerated_within_the_grace_window():
         evaluate(("decode",), deployment(S.decode_deployment, 0, 2), p, now=wait.UNSCHEDULABLE_GRACE_S, watcher=w)
 
 
+def test_no_accelerator_anywhere_fails_after_the_short_grace():
+    """Preflight counted 0 GPUs: deploy passes the short grace, and the Unschedulable verdict comes at once."""
+    w = wait.Watcher(S, NoKubectl(), ("decode",), unschedulable_grace_s=wait.NO_ACCELERATOR_GRACE_S)
+    p = pod(f"{S.decode_deployment}-1", unschedulable="0/3 nodes are available: 3 Insufficient nvidia.com/gpu.")
+    evaluate(("decode",), deployment(S.decode_deployment, 0, 2), p, now=0, watcher=w)
+    with pytest.raises(NotReadyError) as err:
+        evaluate(("decode",), deployment(S.decode_deployment, 0, 2), p, now=wait.NO_ACCELERATOR_GRACE_S, watcher=w)
+    assert "not enough free accelerators" in err.value.hint
+    assert wait.NO_ACCELERATOR_GRACE_S < wait.UNSCHEDULABLE_GRACE_S
+
+
 def test_a_pod_waiting_for_the_cache_pvc_gets_the_storage_hint_not_the_capacity_one():
     w = wait.Watcher(S, NoKubectl(), ("download",))
     p = pod(f"{S.download_job_name}-x1", unschedulable="0/3 nodes are available: pod has unbound immediate "

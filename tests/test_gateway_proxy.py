@@ -96,6 +96,7 @@ def test_streams_through_and_reuses_upstream_connections(pool):
     state = httpx.get(gw.url + "/llmd/gateway").json()
     assert state["profile"] == "default" and state["failures"] == {}
     assert sum(e["picks"] for e in state["endpoints"]) == 7  # scheduled: 6 chats + 1 completion, not /v1/models
+    assert state["scheduling"]["recent"] == 7 and state["scheduling"]["mean_ms"] > 0
 
 
 def test_bad_requests_and_scheduler_swap(pool):

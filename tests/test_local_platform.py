@@ -126,3 +126,38 @@ def test_nothing_deployed_is_reported(cli):
     assert r.exit_code == 7 and "nothing is deployed on the local platform" in r.stderr
     r = cli("deploy", "--platform", "nowhere")
     assert r.exit_code == 2 and "platform" in r.stderr
+
+
+def test_ctrl_c_during_deploy_leaves_nothing_running(tmp_path):
+    """SIGINT while the replicas start: every process already started is stopped, exit 130, no state left."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "LLMD_STATE_DIR": str(tmp_path / "state")}
+    p = subprocess.Popen([sys.executable, "-m", "llmd", "deploy", *LOCAL], env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (state_file(tmp_path).exists() and processes(tmp_path)):
+        time.sleep(0.01)
+    started = processes(tmp_path)
+    assert started, "deploy never recorded a process"
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 130, err
+    assert not any(proc.pid_alive(q["pid"], q["start"]) for q in started)
+    assert not state_file(tmp_path).exists()
+    time.sleep(0.2)
+    assert not with_env(f"LLMD_STATE_DIR={tmp_path / 'state'}")  # also none started after the state was read
+
+
+def with_env(entry: str) -> list[int]:
+    """Live processes whose environment holds `entry` (children started for this test's state dir)."""
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if entry.encode() in env and proc.pid_alive(int(pid)):
+            out.append(int(pid))
+    return out

@@ -53,14 +53,15 @@ def test_manifest_docs_parse_each_file():
 @pytest.mark.parametrize("alias", ["no", "on", "1e3", "0x10"])
 def test_yaml_ambiguous_values_round_trip_as_strings(alias):
     """F7: namespace 123, image tag 1.10, model/served name and label values no/on/1e3/0x10."""
-    s = settings(namespace="123", release_postfix="on", model=alias, no_hf_token=True)
+    model = f"{alias}/{alias}"  # the PVC cache needs an org; both parts are YAML-ambiguous
+    s = settings(namespace="123", release_postfix="on", model=model, no_hf_token=True)
     s = dataclasses.replace(s, value_overrides=(("gaie", "inferenceExtension.image.tag", "1.10"),
                                                 ("ms", "decode.containers.0.image", "repo/vllm:1.10")))
     bundle = render_bundle(s)
     ms = yamlsafe.load(bundle.files["values/ms.yaml"])
     gaie = yamlsafe.load(bundle.files["values/gaie.yaml"])
     helmfile = yamlsafe.load(bundle.files["helmfile.yaml"])
-    assert ms["modelArtifacts"]["name"] == alias
+    assert ms["modelArtifacts"]["name"] == model
     assert ms["modelArtifacts"]["labels"]["llm-d.ai/model"] == alias
     assert ms["modelArtifacts"]["labels"]["llm-d.ai/guide"] == "on"
     assert ms["modelArtifacts"]["labels"]["llm-d.ai/inference-serving"] == "true"
@@ -70,7 +71,7 @@ def test_yaml_ambiguous_values_round_trip_as_strings(alias):
     assert {r["namespace"] for r in helmfile["releases"]} == {"123"}
     job = yamlsafe.load(bundle.files["manifests/model-download-job.yaml"])
     env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["MODEL"] == alias
+    assert env["MODEL"] == model
     # PyYAML agrees (YAML 1.1): every one of them is a str
     for text in bundle.files.values():
         for doc in yaml.safe_load_all(text):

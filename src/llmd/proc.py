@@ -380,6 +380,28 @@ def start_id(pid: int) -> str | None:
     return fields[19]
 
 
+def own_children() -> set[int]:
+    """Pids whose parent is this process (from /proc; empty without it): what a detached start may have created
+    in the instant between the fork and its pid being recorded."""
+    me = str(os.getpid())
+    out: set[int] = set()
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return out
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 1 and fields[1] == me and fields[0] not in ("Z", "X"):
+            out.add(int(entry))
+    return out
+
+
 def pid_alive(pid: int, expected_start: str | None = None) -> bool:
     _reap(pid)
     if pid <= 1:

@@ -51,6 +51,14 @@ class Settings:
     hf_token_file: str | None = None
     no_hf_token: bool = False
     timeout: int = 1800  # seconds for deploy readiness
+    # Opt-in required node affinity on nvidia.com/gpu.product (GPU Feature Discovery label); None: any GPU node.
+    gpu_product: str | None = None
+    # Air-gapped / mirrored installs (llmd.render.mirror): per-chart source, image registry rewrite, Job image.
+    chart_source_infra: str | None = None
+    chart_source_gaie: str | None = None
+    chart_source_ms: str | None = None
+    image_mirror: str | None = None
+    download_image: str | None = None
     platform: str = "kubernetes"
     # `--set values.<infra|gaie|ms>.<path>=<yaml>`: raw chart-value overrides, merged last by render.
     value_overrides: tuple[tuple[str, str, Any], ...] = ()
@@ -178,6 +186,7 @@ DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 HF_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
 HF_REPO_ID = re.compile(rf"^(?:{HF_PART}/)?{HF_PART}$")
 K8S_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
 CONTEXT_NAME = re.compile(r"^[A-Za-z0-9@._:/-]{1,253}$")
 
 
@@ -209,7 +218,8 @@ def _check_not_flag(name: str, value: str | None) -> list[str]:
 def validate(s: Settings) -> None:
     errors: list[str] = []
     for name in ("namespace", "release_postfix", "model", "kube_context", "kubeconfig", "storage_class",
-                 "pvc_size", "hf_token_file"):
+                 "pvc_size", "hf_token_file", "gpu_product", "chart_source_infra", "chart_source_gaie",
+                 "chart_source_ms", "image_mirror", "download_image"):
         errors += _check_not_flag(name, getattr(s, name))
     if errors:
         raise ConfigError("invalid settings:\n" + "\n".join(f"  • {e}" for e in errors),
@@ -236,6 +246,12 @@ def validate(s: Settings) -> None:
     if not HF_REPO_ID.match(s.model) or "--" in s.model or ".." in s.model:
         errors.append(f"model: {s.model!r} is not a Hugging Face repo id like 'org/name' (each part at most 96 "
                       "letters, digits, '.', '_', '-', starting and ending with a letter or digit; no '--' or '..')")
+    elif "/" not in s.model and s.model_cache == "pvc" and s.accelerator != "sim":
+        # The modelservice chart splits a pvc+hf:// URI into <hub cache>/<org>/<model>: `gpt2` would become the
+        # model `hub/gpt2` in an empty cache path. The Hub redirects org-less ids to their canonical org/name.
+        errors.append(f"model: {s.model!r} has no organisation, which the PVC model cache cannot address; use the "
+                      f"canonical id from its Hugging Face page (e.g. openai-community/{s.model}), or "
+                      "--model-cache emptydir")
     if s.environment not in ENVIRONMENTS:
         errors.append(f"environment: {s.environment!r} is not one of {', '.join(ENVIRONMENTS)}")
     if s.accelerator not in ACCELERATORS:
@@ -263,6 +279,15 @@ def validate(s: Settings) -> None:
     if s.storage_class is not None and not re.match(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", s.storage_class):
         errors.append(f"storage_class: {s.storage_class!r} is not a StorageClass name (a DNS-1123 subdomain: "
                       "lowercase letters, digits, '-' and '.'); `kubectl get storageclass` lists them")
+    if s.gpu_product is not None:
+        if not s.accelerator.startswith("nvidia-"):
+            errors.append(f"gpu_product: {s.gpu_product!r} applies to NVIDIA accelerators only, not {s.accelerator}")
+        elif not LABEL_VALUE.match(s.gpu_product):
+            errors.append(f"gpu_product: {s.gpu_product!r} is not a node label value (the nvidia.com/gpu.product "
+                          "label, e.g. NVIDIA-L40S; `kubectl get nodes -L nvidia.com/gpu.product` lists them)")
+    from llmd.render.mirror import validate_sources
+
+    errors += validate_sources(s)
     if s.kube_context is not None and not CONTEXT_NAME.match(s.kube_context):
         errors.append(f"kube_context: {s.kube_context!r} has characters a kubeconfig context name cannot have")
     if errors:

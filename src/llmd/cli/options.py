@@ -46,6 +46,18 @@ _SETTING_FLAGS: list[tuple[str, tuple[str, ...], Any, str]] = [
     ("hf_token_file", ("--hf-token-file",), str, "Read the HF token from this file instead of HF_TOKEN"),
     ("no_hf_token", ("--no-hf-token",), bool, "Deploy without an HF token (public models)"),
     ("timeout", ("--timeout",), int, "Seconds to wait for readiness"),
+    ("gpu_product", ("--gpu-product",), str,
+     "Schedule only on nodes with this nvidia.com/gpu.product label (e.g. NVIDIA-L40S); default: any GPU node"),
+    ("chart_source_infra", ("--chart-source-infra",), str,
+     "Air-gap: llm-d-infra from oci://<mirror>/llm-d-infra, a Helm repo URL, or a local dir/.tgz"),
+    ("chart_source_gaie", ("--chart-source-gaie",), str,
+     "Air-gap: inferencepool from oci://<mirror>/inferencepool, a Helm repo URL, or a local dir/.tgz"),
+    ("chart_source_ms", ("--chart-source-ms",), str,
+     "Air-gap: llm-d-modelservice from oci://<mirror>/llm-d-modelservice, a Helm repo URL, or a local dir/.tgz"),
+    ("image_mirror", ("--image-mirror",), str,
+     "Rewrite image prefixes in every rendered value: from=to[,from=to] (ghcr.io/llm-d=registry.corp/llm-d)"),
+    ("download_image", ("--download-image",), str,
+     "Image of the model-download Job (needs python3 and pip access to huggingface_hub)"),
     ("platform", ("--platform",), str, "Where the stack runs: " + "|".join(S.PLATFORMS)
      + " (local: simulated replicas and a scheduling gateway on 127.0.0.1)"),
 ]

@@ -52,8 +52,11 @@ def _list_images(ui, settings, json: bool) -> None:
 def _render(ui, settings, out: str, json: bool) -> None:
     from llmd.errors import ConfigError
     from llmd.render import render_bundle
+    from llmd.render.mirror import summary
 
     bundle = render_bundle(settings)
+    for line in summary(settings):  # air-gap sources are part of what was rendered: say so
+        ui.info(line)
     for warning in bundle.warnings:
         ui.warn(warning)
     if out == "-":

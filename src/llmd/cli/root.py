@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
         code = err.exit_code
         _report(err, debug)
     except KeyboardInterrupt:
-        code = ExitCode.TERMINATED if proc.last_signal == signal.SIGTERM else ExitCode.INTERRUPTED
+        code = ExitCode.for_signal(proc.last_signal)
         proc.kill_all_children()
         _stderr("✗ interrupted; child processes stopped")
     except typer.Exit as exc:

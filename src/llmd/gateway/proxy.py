@@ -17,6 +17,7 @@ import json
 import os
 import random
 import time
+from collections import deque
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -324,6 +325,8 @@ class Gateway:
         self.failures_by_endpoint: dict[str, int] = {}
         self.requests = 0
         self.requests_done = 0
+        self.schedule_s: deque[float] = deque(maxlen=4096)  # the latest scheduling cycles (as the EPP's histogram)
+        self.schedule_failures = 0
         self.scrapers = [Scraper(ep, *self.addresses[ep.name], scrape_interval) for ep in self.endpoints]
         self._wire_kv_events()
         self.tasks: set[asyncio.Task] = set()
@@ -370,6 +373,8 @@ class Gateway:
         self.scheduler = Scheduler(config, rng=self.rng)  # raises ConfigError: the old one stays
         self.profile = profile
         self.digest = config_digest(config)
+        self.schedule_s.clear()  # the scheduling-time statistics are the new scheduler's
+        self.schedule_failures = 0
         self._wire_kv_events()
 
     def _wire_kv_events(self) -> None:
@@ -426,11 +431,14 @@ class Gateway:
         salt = req.get("cache_salt")
         request = Request(model, user_input(path, req), salt if isinstance(salt, str) else "",
                           prompt_text(path, req) if self.needs_text else None)
+        t0 = time.perf_counter()
         try:
             decision = self.scheduler.schedule(request, self.endpoints)
         except NoEndpoints as err:
+            self.schedule_failures += 1
             self.count_failure("no_endpoint", None)
             return self._error(conn, keep_alive, err.status, str(err))
+        self.schedule_s.append(time.perf_counter() - t0)
         self._forward(conn, decision.targets[0], decision, method, path, headers, body, keep_alive)
 
     def _forward(self, conn, ep, decision, method, path, headers, body, keep_alive) -> None:  # noqa: PLR0917
@@ -454,6 +462,7 @@ class Gateway:
             "scheduler": self.scheduler.describe(), "config": self.scheduler.config,
             "scrape_interval_s": self.scrape_interval,
             "requests": self.requests, "completed": self.requests_done, "failures": self.failures,
+            "scheduling": self._scheduling_stats(),
             "uptime_s": round(now - self.started, 1),
             "endpoints": [{"name": e.name, "url": e.url, "ready": e.ready, "waiting": e.waiting, "running": e.running,
                            "kv_usage": round(e.kv_usage, 4), "picks": e.picks,
@@ -463,6 +472,14 @@ class Gateway:
                            "scrape_age_ms": round((now - e.scraped_at) * 1000) if e.scraped_at else None}
                           for e, s in zip(self.endpoints, self.scrapers, strict=True)],
         }
+
+    def _scheduling_stats(self) -> dict[str, Any]:
+        samples = sorted(self.schedule_s)
+        if not samples:
+            return {"recent": 0, "failures": self.schedule_failures, "mean_ms": None, "p99_ms": None}
+        return {"recent": len(samples), "failures": self.schedule_failures,
+                "mean_ms": round(sum(samples) / len(samples) * 1000, 4),
+                "p99_ms": round(samples[min(len(samples) - 1, int(len(samples) * 0.99))] * 1000, 4)}
 
     def _admin(self, conn, method, route, body, keep_alive) -> None:
         if route == b"/llmd/gateway" and method == b"GET":

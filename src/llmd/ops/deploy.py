@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from llmd import proc
-from llmd.errors import CommandFailed, DeployError, ExitCode, Interrupted, Refused
+from llmd.errors import ClusterError, CommandFailed, DeployError, ExitCode, Interrupted, Refused
 from llmd.kube.helm import Helm, Helmfile, Release
-from llmd.kube.kubectl import Kubectl
+from llmd.kube.kubectl import Kubectl, classify_failure
 from llmd.ops import state, wait
 from llmd.ops.cleanup import is_protected
 from llmd.ops.preflight import PreflightReport, check_tools, preflight, recover_hint
@@ -147,6 +147,10 @@ class Deployer:
         self.report = report
         self.ui.step(f"deploying to {target.describe()}")
         self.ui.info(f"  rendered files: {rendered}")
+        from llmd.render.mirror import summary
+
+        for line in summary(self.s):
+            self.ui.info(f"  {line}")
 
         report.preflight = preflight(self.s, self.runner, self.kubectl, target, checks,
                                      needs_pvc=B.PVC in bundle.files, say=self.ui.step)
@@ -162,7 +166,7 @@ class Deployer:
         self.ensure_secret()
         if B.PVC in bundle.files:
             self.ensure_model_cache(rendered)
-        self.sync_charts(rendered, bundle.digest(), releases)
+        self.sync_charts(rendered, bundle, releases)
         self.apply("HTTPRoute", path=rendered / B.HTTPROUTE)
         report.step("httproute", "done", self.s.httproute_name)
 
@@ -170,14 +174,18 @@ class Deployer:
             report.step("wait", "planned", "wait for the EPP, the gateway, every decode replica and the HTTPRoute")
         else:
             try:
+                # no accelerator anywhere (preflight counted 0): Unschedulable is the verdict, not a phase
+                grace = (wait.NO_ACCELERATOR_GRACE_S if report.preflight.accelerators == 0
+                         else wait.UNSCHEDULABLE_GRACE_S)
                 report.readiness = wait.wait_ready(self.s, self.kubectl, self.ui,
-                                                   ("epp", "gateway", "decode", "route"), timeout_s=self.remaining())
+                                                   ("epp", "gateway", "decode", "route"), timeout_s=self.remaining(),
+                                                   unschedulable_grace_s=grace)
             except KeyboardInterrupt:
                 raise Interrupted("interrupted while waiting for readiness; everything is installed and keeps "
                                   "starting in the cluster",
                                   hint=f"`{self.llmd('status')}` shows progress; re-run `llmd deploy` "
                                        "to resume waiting (nothing is re-installed)",
-                                  signum=15 if proc.last_signal == 15 else 2) from None
+                                  signum=proc.last_signal) from None
             report.step("wait", "done", f"ready in {report.readiness.elapsed_s:.0f}s")
             report.releases = {k: v for k, v in self.helm.releases().items() if k in self.s.releases}
         report.planned = [c.display() for c in self.runner.planned]
@@ -263,7 +271,7 @@ class Deployer:
                               f"filling PVC {self.s.pvc_name} in the cluster (no chart is installed yet)",
                               hint="re-run `llmd deploy` with the same flags to resume (the download is not "
                                    f"restarted), or remove what was created with `{self.llmd('cleanup')}`",
-                              signum=15 if proc.last_signal == 15 else 2) from None
+                              signum=proc.last_signal) from None
         self.report.step("model download", "done", f"complete after {done.elapsed_s:.0f}s")
 
     def _delete_job(self) -> None:
@@ -280,7 +288,8 @@ class Deployer:
         env = {e.get("name"): e.get("value") for c in containers for e in c.get("env") or []}
         return env.get("MODEL") not in (None, self.s.model)
 
-    def sync_charts(self, rendered: Path, digest: str, releases: dict[str, Release]) -> None:
+    def sync_charts(self, rendered: Path, bundle: B.Bundle, releases: dict[str, Release]) -> None:
+        digest = bundle.digest()
         cm_name = state.configmap_name(self.s)
         cm = self.kubectl.get_json("configmap", cm_name)
         recorded = ((cm or {}).get("metadata") or {}).get("annotations", {}).get(state.DIGEST_ANNOTATION)
@@ -289,6 +298,8 @@ class Deployer:
             self.ui.ok(f"charts: no changes (bundle {digest[:12]} already deployed)")
             self.report.step("helmfile sync", "unchanged", "no changes")
             return
+        if self.s.ms_release in releases:  # only an installed release has a decode Deployment to compare
+            self.replace_decode_on_selector_change(bundle)
         self.ui.step("helmfile sync (infra → gaie → ms)")
         tracker = SyncTracker(self.s.releases, echo=self.ui.detail)
         try:
@@ -300,26 +311,58 @@ class Deployer:
                 f"interrupted during helmfile sync; release {', '.join(maybe)} may be pending; "
                 f"run `{self.llmd('deploy', '--recover')}` with the rest of this deploy's flags",
                 hint=f"`{self.llmd('status')}` shows what was installed",
-                signum=15 if proc.last_signal == 15 else 2) from None
+                signum=proc.last_signal) from None
         except CommandFailed as exc:
             raise self._sync_failed(exc) from None
         self.report.changed = True
         self.report.step("helmfile sync", "done", ", ".join(self.s.releases))
         self.apply(f"state ConfigMap {cm_name}", stdin=state.configmap_manifest(self.s, digest))
 
-    def _sync_failed(self, exc: CommandFailed) -> DeployError:
+    def replace_decode_on_selector_change(self, bundle: B.Bundle) -> None:
+        """Defect 5: the modelservice chart derives the decode Deployment's selector from the model and accelerator
+        labels, and a selector is immutable: `helm upgrade` would fail half-way through the sync. Detected here,
+        before the sync; the Deployment is deleted (its pods go with it) and the sync creates it again. The model
+        cache PVC is llmd's own object and stays."""
+        from llmd.render.values import decode_selector, selector_changes
+
+        live = self.kubectl.get_json("deployments.apps", self.s.decode_deployment)
+        if live is None:
+            return
+        have = ((live.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        changes = selector_changes(have, decode_selector(bundle.manifest_docs(B.VALUES["ms"])[0]))
+        if not changes:
+            return
+        kept = f"; the model cache PVC {self.s.pvc_name} is kept" if self.s.model_cache == "pvc" else ""
+        self.ui.warn(f"decode Deployment {self.s.decode_deployment} will be replaced: its selector is immutable and "
+                     f"changes ({'; '.join(changes)}); its pods are deleted before the sync creates the new ones{kept}")
+        self.kubectl.run("delete", "deployments.apps", self.s.decode_deployment, "--ignore-not-found",
+                         "--cascade=foreground", "--wait=true", "--timeout=120s", mutates=True, timeout=150,
+                         fail_code=ExitCode.DEPLOY_FAILED, title="replace the decode Deployment (selector change)")
+        self.report.step("replace decode deployment", "done", "selector changes: " + "; ".join(changes) + kept)
+
+    def _sync_failed(self, exc: CommandFailed) -> DeployError | ClusterError:
         """Exit 5 with the redacted stderr tail and a ledger of which releases exist now."""
         tail = exc.result.tail(20) if exc.result is not None else str(exc)
         try:
-            now = {k: v for k, v in self.helm.releases().items() if k in self.s.releases}
+            now: dict[str, Release] | None = {k: v for k, v in self.helm.releases().items() if k in self.s.releases}
         except Exception:  # the ledger is best effort; the sync error is what matters
-            now = {}
-        ledger = "; ".join(f"{r}: {now[r].status if r in now else 'not installed'}" for r in self.s.releases)
+            now = None
+        ledger = "; ".join(f"{r}: {now[r].status if r in now else 'not installed'}" for r in self.s.releases) \
+            if now is not None else ""
+        if exc.result is not None and not exc.result.timed_out and classify_failure(exc.result) == "unreachable":
+            # The API server went away mid-sync (exit 4, not a chart error): what is installed is unknown until
+            # it is back; a release helm was writing may be left pending.
+            return ClusterError(
+                f"the API server became unreachable during helmfile sync; releases: {ledger or 'unknown'}",
+                hint=f"when the cluster answers again (`kubectl cluster-info`), re-run `llmd deploy` (it resumes); "
+                     f"if it reports a pending release, `{self.llmd('deploy', '--recover')}` with the rest of this "
+                     "deploy's flags",
+                details=tail)
         if exc.result is not None and exc.result.timed_out:
             head = "helmfile sync timed out"
         else:
             head = f"helmfile sync failed (exit {exc.result.returncode if exc.result else '?'})"
-        return DeployError(f"{head}; releases: {ledger}",
+        return DeployError(f"{head}; releases: {ledger or 'unknown (helm list failed)'}",
                            hint=f"fix the cause above and re-run `llmd deploy` (it resumes), or remove what was "
                                 f"installed with `{self.llmd('cleanup')}`",
                            details=tail)

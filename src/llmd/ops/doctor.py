@@ -131,9 +131,7 @@ def check_control_plane(ctx: Ctx) -> CheckResult:
 
 
 def check_monitoring(ctx: Ctx) -> CheckResult:
-    from llmd.ops.prereqs.checks import check_monitoring as check
-
-    return check(ctx.cluster, ctx.settings)
+    return pf.check_monitoring_crds(ctx.cluster, ctx.settings)  # GKE: PodMonitoring; else the Prometheus Operator
 
 
 def check_lws(ctx: Ctx) -> CheckResult:
@@ -150,6 +148,12 @@ def check_storage(ctx: Ctx) -> CheckResult:
 
 def check_gpus(ctx: Ctx) -> CheckResult:
     return pf.check_gpus(ctx.cluster, ctx.settings)
+
+
+def check_model_size(ctx: Ctx) -> CheckResult:
+    from llmd.render.values import uses_model_cache
+
+    return pf.check_model_size(ctx.settings, needs_pvc=uses_model_cache(ctx.settings))
 
 
 def check_namespace(ctx: Ctx) -> CheckResult:
@@ -199,6 +203,7 @@ CHECKS: tuple[Check, ...] = (
     Check("lws", check_lws, cluster=True),
     Check("storage", check_storage, cluster=True),
     Check("gpus", check_gpus, cluster=True),
+    Check("model size", check_model_size),
     Check("namespace", check_namespace, cluster=True),
     Check("permissions", check_permissions, cluster=True),
     Check("releases", check_releases, cluster=True),

@@ -38,6 +38,12 @@ REQUIRED_CRDS = {
     "httproutes.gateway.networking.k8s.io": ("v1", INSTALL_GATEWAY_API),
     "inferencepools.inference.networking.k8s.io": ("v1", INSTALL_GAIE),
 }
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+# On GKE the inferencepool chart renders a GKE Managed Prometheus PodMonitoring for --monitoring (and llmd turns
+# the vLLM PodMonitor off); elsewhere the Prometheus Operator CRDs are checked by llmd.ops.prereqs.checks.
+GKE_MONITORING_CRD = "podmonitorings.monitoring.googleapis.com"
+INSTALL_GMP = ("enable GKE Managed Prometheus (`gcloud container clusters update <cluster> "
+               "--enable-managed-prometheus`), or deploy with --no-monitoring")
 DEFAULT_SC_ANNOTATIONS = ("storageclass.kubernetes.io/is-default-class",
                           "storageclass.beta.kubernetes.io/is-default-class")
 
@@ -69,6 +75,7 @@ class PreflightReport:
     checks: list[CheckResult] = field(default_factory=list)
     namespace_exists: bool = False
     namespace_owned: bool = False  # carries app.kubernetes.io/managed-by=llmd
+    accelerators: int | None = None  # allocatable GPUs/TPUs counted by the gpus check (None: not counted)
 
     def add(self, result: CheckResult) -> CheckResult:
         self.checks.append(result)
@@ -212,6 +219,27 @@ def _get_crds(kubectl: Kubectl) -> dict | None:
     return data if data.get("kind") == "List" or "items" in data else {"items": [data]}
 
 
+def check_monitoring_crds(kubectl: Kubectl, settings) -> CheckResult:
+    """--monitoring renders monitoring objects whose kinds must exist, or the sync fails half-way (llm-d/llm-d#800):
+    the Prometheus Operator's (checked where doctor checks them), or on GKE Managed Prometheus' PodMonitoring."""
+    if not settings.monitoring:
+        return CheckResult("monitoring", "skip", "monitoring off (--monitoring creates ServiceMonitor/PodMonitor)")
+    if settings.environment != "gke":
+        from llmd.ops.prereqs.checks import check_monitoring
+
+        return check_monitoring(kubectl, settings)
+    res = kubectl.run("get", "customresourcedefinitions", GKE_MONITORING_CRD, "--ignore-not-found", "--output",
+                      "json", namespaced=False, check=False, fail_code=ExitCode.CLUSTER)
+    if res.dry_run:
+        return CheckResult("monitoring", "skip", "dry-run")
+    if not res.ok:
+        raise_cluster_error(res, classify_failure(res), kubectl.scope)
+    if not any(o.get("metadata", {}).get("name") == GKE_MONITORING_CRD for o in json_objects(res.stdout)):
+        return CheckResult("monitoring", "fail", f"--monitoring on GKE needs the {GKE_MONITORING_CRD} CRD "
+                                                 "(GKE Managed Prometheus), which is missing", (INSTALL_GMP,))
+    return CheckResult("monitoring", "ok", f"{GKE_MONITORING_CRD} present (GKE Managed Prometheus)")
+
+
 def check_gateway_class(kubectl: Kubectl, settings) -> CheckResult:
     env = facts.environment(settings.environment)
     cls, install = env.gateway_class, env.install
@@ -267,29 +295,74 @@ def _rwx_check(name: str, sc: dict, what: str) -> CheckResult:
     return CheckResult("storage", "ok", f"{what} {name}")
 
 
-def check_gpus(kubectl: Kubectl, settings) -> CheckResult:
-    """Allocatable accelerators vs replicas × TP. A shortfall only warns: autoscalers may add nodes."""
+def check_gpus(kubectl: Kubectl, settings, report: PreflightReport | None = None) -> CheckResult:
+    """Allocatable accelerators vs replicas × TP. A shortfall only warns: autoscalers may add nodes. With
+    --gpu-product only nodes carrying that nvidia.com/gpu.product label count (the pods can land nowhere else)."""
     if not settings.uses_gpu:
         return CheckResult("gpus", "skip", f"accelerator {settings.accelerator} needs no GPU")
     resource = facts.accelerator(settings.accelerator).gpu_resource
     data = kubectl.get_json("nodes", namespaced=False)
     if data is None:
         return CheckResult("gpus", "skip", "dry-run")
+    product = getattr(settings, "gpu_product", None)
     have = 0
+    other: dict[str, int] = {}  # GPUs on nodes of another product (for the hint)
     for node in data.get("items", []):
         if (node.get("spec") or {}).get("unschedulable"):
             continue
         try:
-            have += int(str(((node.get("status") or {}).get("allocatable") or {}).get(resource, "0")))
+            count = int(str(((node.get("status") or {}).get("allocatable") or {}).get(resource, "0")))
         except ValueError:
             continue
+        label = ((node.get("metadata") or {}).get("labels") or {}).get(GPU_PRODUCT_LABEL)
+        if product and label != product:
+            if count:
+                other[label or "(no label)"] = other.get(label or "(no label)", 0) + count
+            continue
+        have += count
+    if report is not None:
+        report.accelerators = have
     need = settings.replicas * settings.tensor_parallel
+    where = f" on nodes labelled {GPU_PRODUCT_LABEL}={product}" if product else ""
     if have >= need:
-        return CheckResult("gpus", "ok", f"{have} {resource} allocatable, {need} needed")
-    return CheckResult("gpus", "warn", f"only {have} {resource} allocatable, {need} needed "
+        return CheckResult("gpus", "ok", f"{have} {resource} allocatable{where}, {need} needed")
+    fixes = ["add nodes with free GPUs, or lower --replicas / --tensor-parallel"]
+    if other:
+        fixes.insert(0, f"other GPU nodes have {', '.join(f'{n} x {p}' for p, n in sorted(other.items()))}: "
+                        "pass the --gpu-product they carry, or drop --gpu-product to schedule on any GPU node")
+    return CheckResult("gpus", "warn", f"only {have} {resource} allocatable{where}, {need} needed "
                                        f"({settings.replicas} replicas × TP {settings.tensor_parallel}); "
-                                       "pods will stay Pending unless nodes are added",
-                       ("add nodes with free GPUs, or lower --replicas / --tensor-parallel",))
+                                       "pods will stay Pending unless nodes are added", tuple(fixes))
+
+
+_QUANTITY_UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+                   "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+
+
+def quantity_bytes(text: str) -> float:
+    """A Kubernetes storage quantity (`50Gi`, `100G`, `1.5Ti`) in bytes (settings validated its form)."""
+    num = text.rstrip("KMGTPEikmgtpe")
+    return float(num) * _QUANTITY_UNITS[text[len(num):]]
+
+
+def check_model_size(settings, *, needs_pvc: bool) -> CheckResult:
+    """The model cache PVC must hold the model: warn when the model's download size is known to exceed it."""
+    from llmd import presets
+
+    if not needs_pvc:
+        return CheckResult("model size", "skip", "no model-cache PVC in this deployment")
+    known = presets.load("defaults")["model_download"]["known_sizes_gi"]
+    size = known.get(settings.model)
+    if size is None:
+        return CheckResult("model size", "skip", f"download size of {settings.model} not known to llmd")
+    need = float(size) * 2**30
+    have = quantity_bytes(settings.pvc_size)
+    if need > have:
+        suggest = f"{int(-(-float(size) * 1.2 // 1))}Gi"
+        return CheckResult("model size", "warn", f"{settings.model} is about {size} GiB, more than --pvc-size "
+                                                 f"{settings.pvc_size}: the download Job would fill the cache and fail",
+                           (f"pass --pvc-size {suggest} (or larger)",))
+    return CheckResult("model size", "ok", f"{settings.model} (about {size} GiB) fits --pvc-size {settings.pvc_size}")
 
 
 @dataclass(frozen=True)
@@ -417,6 +490,7 @@ def preflight(settings, runner: Runner, kubectl: Kubectl, target, report: Prefli
     if not crds.failed:  # the class needs the Gateway CRDs
         results.append(report.add(check_gateway_class(kubectl, settings)))
     results.append(report.add(check_storage(kubectl, settings, needs_pvc=needs_pvc)))
+    results.append(report.add(check_monitoring_crds(kubectl, settings)))
     failed = [r for r in results if r.failed]
     if failed:
         fixes = [f for r in failed for f in r.fixes]
@@ -426,7 +500,8 @@ def preflight(settings, runner: Runner, kubectl: Kubectl, target, report: Prefli
             fixes.insert(0, f"{install_command(settings, kubectl.scope.context, monitoring=False)}   (or by hand:)")
         raise PrereqError("missing cluster prerequisite(s): " + "; ".join(r.message for r in failed),
                           hint="install them, then re-run:\n" + "\n".join(f"  {f}" for f in fixes))
-    report.add(check_gpus(kubectl, settings))
+    report.add(check_gpus(kubectl, settings, report))
+    report.add(check_model_size(settings, needs_pvc=needs_pvc))
     ns, state = check_namespace(kubectl, settings, terminating_wait_s=terminating_wait_s)
     if state.terminating is not None:
         raise DeployError(f"namespace {settings.namespace} is still Terminating after {terminating_wait_s:.0f}s",

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 POLL_S = 5.0
 UNSCHEDULABLE_GRACE_S = 120.0  # a pod the scheduler cannot place for this long fails the deploy
+# ...unless preflight found no schedulable node with the accelerator at all: then only a node autoscaler could
+# help, and the verdict (with the hint) comes after a short wait instead of two minutes.
+NO_ACCELERATOR_GRACE_S = 15.0
 ROUTE_REJECT_POLLS = 2  # a route condition False on this many polls in a row is a real rejection
 
 
@@ -105,10 +108,12 @@ def route_conditions(route: dict) -> list[dict]:
 class Watcher:
     """Evaluates one snapshot of the namespace against the components being waited for."""
 
-    def __init__(self, settings, kubectl: Kubectl, keys: tuple[str, ...]) -> None:
+    def __init__(self, settings, kubectl: Kubectl, keys: tuple[str, ...], *,
+                 unschedulable_grace_s: float = UNSCHEDULABLE_GRACE_S) -> None:
         self.s = settings
         self.kubectl = kubectl
         self.keys = keys
+        self.unschedulable_grace_s = unschedulable_grace_s
         self.unschedulable_since: dict[str, float] = {}
         self.route_rejections = 0
         self.prefixes = {"download": f"{settings.download_job_name}-", "epp": f"{settings.epp_name}-",
@@ -220,7 +225,7 @@ class Watcher:
             return
         first = self.unschedulable_since.setdefault(name, now)
         comp.note = f"Pending: {msg}"
-        if now - first >= UNSCHEDULABLE_GRACE_S:
+        if now - first >= self.unschedulable_grace_s:
             hint = "free or add capacity, or lower --replicas / --tensor-parallel"
             if "nvidia.com/gpu" in msg or "amd.com/gpu" in msg or "google.com/tpu" in msg:
                 hint = ("not enough free accelerators: lower --replicas or --tensor-parallel, or add GPU nodes "
@@ -298,9 +303,9 @@ def _quiet_polls(runner, ui):
 
 
 def wait_ready(settings, kubectl: Kubectl, ui, keys: tuple[str, ...], *, timeout_s: float,
-               started: float | None = None) -> Readiness:
+               started: float | None = None, unschedulable_grace_s: float = UNSCHEDULABLE_GRACE_S) -> Readiness:
     """Poll until every component in `keys` is ready; raise NotReadyError/DeployError otherwise."""
-    watcher = Watcher(settings, kubectl, keys)
+    watcher = Watcher(settings, kubectl, keys, unschedulable_grace_s=unschedulable_grace_s)
     t0 = CLOCK.now() if started is None else started
     state = Readiness()
     with Display(ui) as display, _quiet_polls(kubectl.runner, ui):

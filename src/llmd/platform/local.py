@@ -220,13 +220,16 @@ class LocalPlatform:
                     report.what = f"{n} replicas + gateway"
                     return report
             state = LocalState(d, settings.served_model_name, n, scheduler_label(settings), settings.max_model_len)
+            before = proc.own_children()
             try:
                 self._start(settings, runner, ui, state, report)
-            except KeyboardInterrupt:
+            except BaseException as exc:
                 self._stop_all(state)
-                raise Interrupted("interrupted during deploy; every local process started was stopped") from None
-            except BaseException:
-                self._stop_all(state)
+                # Ctrl-C can land between a start and its pid reaching the state file: stop such a child too
+                for pid in proc.own_children() - before:
+                    proc.stop_pid(pid, proc.start_id(pid))
+                if isinstance(exc, KeyboardInterrupt):
+                    raise Interrupted("interrupted during deploy; every local process started was stopped") from None
                 raise
         report.changed = True
         report.readiness = Readiness(self._components(state), time.monotonic() - t0)

@@ -13,7 +13,7 @@ __all__ = ["Bundle", "render_bundle"]
 def render_bundle(settings) -> Bundle:
     from llmd import __version__, presets
     from llmd.render import bundle as B
-    from llmd.render import engine, manifests, values
+    from llmd.render import engine, manifests, mirror, values
     from llmd.scheduler import selection
 
     charts = presets.load("defaults")["charts"]
@@ -25,9 +25,13 @@ def render_bundle(settings) -> Bundle:
         "ms": values.apply_overrides(values.ms_values(settings, chosen), "ms", overrides),
     }
     values.check_gaie(chart_values["gaie"], charts["gaie"]["version"])
+    rules = mirror.mirror_rules(settings)
+    for tree in chart_values.values():  # after --set: a user-given image is mirrored too
+        mirror.rewrite_images(tree, rules)
     values.check_schema(chart_values, overrides, charts)
 
-    context = {"settings": settings, "version": __version__, "charts": charts}
+    context = {"settings": settings, "version": __version__, "charts": charts,
+               "sources": mirror.summary(settings)}
     files: dict[str, str] = {
         B.HELMFILE: engine.render_file("helmfile.yaml.j2", [manifests.helmfile(settings)], **context),
     }
@@ -39,6 +43,6 @@ def render_bundle(settings) -> Bundle:
         files[B.PVC] = engine.render_file("manifest.yaml.j2", [manifests.model_cache_pvc(settings)],
                                           what="model-cache PVC (Hugging Face hub cache layout)", **context)
         files[B.DOWNLOAD_JOB] = engine.render_file(
-            "manifest.yaml.j2", [manifests.model_download_job(settings)],
+            "manifest.yaml.j2", [mirror.rewrite_images(manifests.model_download_job(settings), rules)],
             what="Job that downloads the model into the cache PVC once (skips when complete)", **context)
     return Bundle(files, chosen.warnings)

@@ -8,7 +8,17 @@ from typing import Any
 from llmd import presets
 from llmd.settings import Settings
 
-MANAGED_BY = {"app.kubernetes.io/managed-by": "llmd"}
+MANAGED_BY = {"app.kubernetes.io/managed-by": "llmd"}  # what llmd created, and the only thing it deletes
+
+
+def is_managed(obj: dict | None) -> bool:
+    """True when the object carries llmd's managed-by label."""
+    labels = ((obj or {}).get("metadata") or {}).get("labels") or {}
+    return all(labels.get(k) == v for k, v in MANAGED_BY.items())
+
+
+def label_selector(labels: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in labels.items())
 
 
 def owner_labels(settings: Settings, component: str | None = None) -> dict[str, str]:
@@ -61,8 +71,9 @@ if [ -f "$marker" ]; then
   echo "model $MODEL already complete in the cache ($marker)"
   exit 0
 fi
-pip install --no-cache-dir --quiet --disable-pip-version-check "$HF_HUB_REQUIREMENT"
-python - <<'PY'
+# non-root (restricted Pod Security): install into a scratch dir, not the image's site-packages
+pip install --no-cache-dir --quiet --disable-pip-version-check --target /tmp/pylib "$HF_HUB_REQUIREMENT"
+PYTHONPATH=/tmp/pylib python - <<'PY'
 import os
 from huggingface_hub import snapshot_download
 # original/ holds the reference (non-HF) checkpoint of Meta repos: vLLM never reads it, it doubles the size
@@ -86,12 +97,16 @@ def model_download_job(settings: Settings) -> dict[str, Any]:
         {"name": "HF_HUB_CACHE", "value": f"{mount}/{defaults['model_server']['hub_cache_dir']}"},
         {"name": "HF_HUB_REQUIREMENT", "value": dl["huggingface_hub"]},
         {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"},
-        {"name": "PIP_ROOT_USER_ACTION", "value": "ignore"},
+        {"name": "HOME", "value": "/tmp"},  # pip and huggingface_hub write caches under $HOME
     ]
     if settings.needs_hf_token:  # from the Secret llmd creates; the token itself is never rendered
         env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": settings.hf_secret_name,
                                                                         "key": "HF_TOKEN"}}})
     labels = owner_labels(settings, "model-download")
+    uid = int(dl["uid"])
+    container_security = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                          "runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid,
+                          "seccompProfile": {"type": "RuntimeDefault"}}
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -104,12 +119,15 @@ def model_download_job(settings: Settings) -> dict[str, Any]:
                 "metadata": {"labels": labels},
                 "spec": {
                     "restartPolicy": "Never",
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid, "fsGroup": uid,
+                                        "seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [{
                         "name": "download",
-                        "image": dl["image"],
+                        "image": settings.download_image or dl["image"],
                         "command": ["/bin/sh", "-c", DOWNLOAD_SCRIPT],
                         "env": env,
                         "resources": dl["resources"],
+                        "securityContext": container_security,
                         "volumeMounts": [{"name": "model-cache", "mountPath": mount}],
                     }],
                     "volumes": [{"name": "model-cache", "persistentVolumeClaim": {"claimName": settings.pvc_name}}],
@@ -120,24 +138,32 @@ def model_download_job(settings: Settings) -> dict[str, Any]:
 
 
 def helmfile(settings: Settings) -> dict[str, Any]:
-    """Plain helmfile state (no Go templates, no environments: the environment is baked into the values)."""
-    charts = presets.load("defaults")["charts"]
+    """Plain helmfile state (no Go templates, no environments: the environment is baked into the values).
+    Chart coordinates come from the pins, or from the air-gap chart sources (llmd.render.mirror)."""
+    from llmd.render import mirror
+
+    sources = mirror.chart_sources(settings)
     labels = {"managed-by": "llmd", "kind": "inference-stack"}
 
     def release(key: str, name: str, needs: list[str]) -> dict[str, Any]:
-        entry: dict[str, Any] = {"name": name, "namespace": settings.namespace, "chart": charts[key]["chart"],
-                                 "version": charts[key]["version"], "installed": True}
+        src = sources[key]
+        entry: dict[str, Any] = {"name": name, "namespace": settings.namespace, "chart": src.chart}
+        if src.version is not None:
+            entry["version"] = src.version
+        entry["installed"] = True
         if needs:
             entry["needs"] = needs
         entry["labels"] = {**labels, "component": key}
         entry["values"] = [f"values/{key}.yaml"]
         return entry
 
-    return {
-        "repositories": [dict(charts[k]["repo"]) for k in ("infra", "ms")],
-        "releases": [
-            release("infra", settings.infra_release, []),
-            release("gaie", settings.gaie_release, [settings.infra_release]),
-            release("ms", settings.ms_release, [settings.infra_release, settings.gaie_release]),
-        ],
-    }
+    doc: dict[str, Any] = {}
+    repos = [s.repo for s in sources.values() if s.repo is not None]
+    if repos:
+        doc["repositories"] = repos
+    doc["releases"] = [
+        release("infra", settings.infra_release, []),
+        release("gaie", settings.gaie_release, [settings.infra_release]),
+        release("ms", settings.ms_release, [settings.infra_release, settings.gaie_release]),
+    ]
+    return doc

@@ -17,6 +17,7 @@ from llmd.scheduler import selection
 from llmd.settings import Settings
 from llmd.value_path import canonical, join_path, split_path
 
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"  # GPU Feature Discovery
 SERVING_LABEL = "llm-d.ai/inference-serving"
 GUIDE_LABEL = "llm-d.ai/guide"
 MODEL_LABEL = "llm-d.ai/model"
@@ -42,6 +43,22 @@ def model_labels(settings: Settings) -> dict[str, str]:
     labels.update({k: str(v) for k, v in profile(settings).get("labels", {}).items()})
     labels[MODEL_LABEL] = label_value(settings.model.rsplit("/", 1)[-1])
     return labels
+
+
+ROLE_LABEL = "llm-d.ai/role"
+
+
+def decode_selector(ms_values: dict[str, Any]) -> dict[str, str]:
+    """The selector llm-d-modelservice puts on the decode Deployment: the model labels plus the role. A selector
+    is immutable, so a change (another --model or --accelerator) needs the Deployment replaced, not upgraded."""
+    labels = {str(k): str(v) for k, v in ((ms_values.get("modelArtifacts") or {}).get("labels") or {}).items()}
+    return {**labels, ROLE_LABEL: "decode"}
+
+
+def selector_changes(live: dict[str, str], wanted: dict[str, str]) -> list[str]:
+    """What differs between a live selector and the wanted one, one `key: old -> new` per label."""
+    keys = sorted(set(live) | set(wanted))
+    return [f"{k}: {live.get(k, '(none)')} -> {wanted.get(k, '(none)')}" for k in keys if live.get(k) != wanted.get(k)]
 
 
 def uses_model_cache(settings: Settings) -> bool:
@@ -204,7 +221,11 @@ def _container(settings: Settings, prof: dict[str, Any], defaults: dict[str, Any
         if kv:
             args += kv_events.vllm_args(settings, kv, ms["port"])
         command = "vllmServe"
-    container: dict[str, Any] = {"name": "vllm", "image": prof["image"], "modelCommand": command, "args": args}
+    container: dict[str, Any] = {"name": "vllm", "image": prof["image"]}
+    if prof.get("gke_libcuda") and settings.environment == "gke":
+        container.update(gke_libcuda_command(settings, args, ms["port"]))
+    else:
+        container.update({"modelCommand": command, "args": args})
     env = dict(prof.get("env", {}))
     if uses_model_cache(settings):
         env["HF_HUB_OFFLINE"] = "1"  # the download Job filled the cache; never reach the Hub from every replica
@@ -230,6 +251,30 @@ def _container(settings: Settings, prof: dict[str, Any], defaults: dict[str, Any
     container["volumeMounts"] = mounts
     container.update(_probes(settings, prof, ms))
     return container
+
+
+# GKE mounts the NVIDIA driver under /usr/local/nvidia/lib64, outside the image's library path; upstream's
+# values_gke.yaml runs vLLM through this shell (modelCommand custom) so torch finds libcuda.so.1.
+GKE_LIBCUDA_PRELUDE = (
+    "export LD_LIBRARY_PATH=$(find / -name libcuda.so.1 -printf '%h\\n' 2>/dev/null "
+    "| sed ':a; N; $!ba; s/\\n/:/g'):${LD_LIBRARY_PATH}\n"
+) + """\
+echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+export LIBRARY_PATH=$(find / -name libcuda.so.1 -printf '%h\\n' 2>/dev/null | head -1):${LIBRARY_PATH}
+echo "LIBRARY_PATH=$LIBRARY_PATH"
+"""
+
+
+def gke_libcuda_command(settings: Settings, args: list[str], port: int) -> dict[str, Any]:
+    """`modelCommand: custom`: the chart adds nothing, so the script passes what vllmServe would (model, port,
+    served name, TP from the chart's TP_SIZE env). Every value is shell-quoted."""
+    import shlex
+
+    serve = ["vllm", "serve", settings.model, "--port", str(port), "--served-model-name", settings.served_model_name,
+             *args]
+    script = (GKE_LIBCUDA_PRELUDE + "exec " + " ".join(shlex.quote(a) for a in serve)
+              + ' --tensor-parallel-size "$TP_SIZE"\n')
+    return {"modelCommand": "custom", "command": ["/bin/bash", "-c"], "args": [script]}
 
 
 def _volumes(prof: dict[str, Any]) -> list[dict[str, Any]]:
@@ -262,11 +307,14 @@ def ms_values(settings: Settings, chosen: selection.Selection | None = None) -> 
         "replicas": settings.replicas,
         "parallelism": {"tensor": settings.tensor_parallel, "data": 1},
     }
-    if prof.get("node_affinity"):
-        decode["acceleratorTypes"] = prof["node_affinity"]
+    if settings.gpu_product:  # opt-in: a required affinity only schedules on GFD-labelled nodes of that model
+        decode["acceleratorTypes"] = {"labelKey": GPU_PRODUCT_LABEL, "labelValues": [settings.gpu_product]}
     if prof.get("node_selector"):
         decode["extraConfig"] = {"nodeSelector": _tpu_node_selector(settings, prof)}
-    decode["monitoring"] = {"podmonitor": {"enabled": settings.monitoring, **ms["podmonitor"]}}
+    # GKE has no Prometheus Operator: upstream turns the PodMonitor off there (the EPP's metrics go through
+    # GKE Managed Prometheus PodMonitoring, rendered by the inferencepool chart with provider gke).
+    podmonitor = settings.monitoring and settings.environment != "gke"
+    decode["monitoring"] = {"podmonitor": {"enabled": podmonitor, **ms["podmonitor"]}}
     decode["containers"] = [_container(settings, prof, defaults, kv_events.wiring(chosen.config))]
     decode["volumes"] = _volumes(prof)
     return {
