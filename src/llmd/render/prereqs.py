@@ -29,30 +29,13 @@ class ChartSources:
     repos: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, charts: Sequence[str], repos: Sequence[str], known_releases: Sequence[str],
+    def parse(cls, charts: Sequence[str], repos: Sequence[str], known_releases: Mapping[str, str],
               known_repos: Sequence[str]) -> ChartSources:
-        """`NAME=VALUE` items; an unknown name is bad input (exit 2) naming the names that exist."""
-        pairs = _pairs("--chart", charts, known_releases)
-        return cls({name: _source(name, value) for name, value in pairs.items()},
+        """`NAME=VALUE` items; an unknown name is bad input (exit 2) naming the names that exist.
+        `known_releases`: release name -> the chart's own name (istiod -> istiod, istio-base -> base)."""
+        pairs = _pairs("--chart", charts, list(known_releases))
+        return cls({name: _source(name, value, known_releases[name]) for name, value in pairs.items()},
                    _pairs("--repo", repos, known_repos))
-
-
-def _source(release: str, value: str) -> str:
-    """A local chart becomes its absolute path (helmfile runs from the file's directory); one that is not a chart
-    directory or .tgz is bad input naming what is wrong, before any call."""
-    if value.startswith(("oci://", "http://", "https://")):
-        return value
-    path = Path(value).expanduser()
-    looks_local = value.startswith(("/", ".", "~")) or path.exists()
-    if not looks_local:
-        return value  # `repo/chart`
-    if path.is_dir() and (path / "Chart.yaml").is_file():
-        return str(path.resolve())
-    if path.is_file() and path.name.endswith((".tgz", ".tar.gz")):
-        return str(path.resolve())
-    why = "does not exist" if not path.exists() else "is neither a chart directory (with Chart.yaml) nor a .tgz"
-    raise ConfigError(f"--chart {release}={value}: {path} {why}",
-                      hint="pass a chart directory, a packaged .tgz, an oci:// reference or a Helm repository URL")
 
 
 def _pairs(flag: str, items: Sequence[str], known: Sequence[str]) -> dict[str, str]:
@@ -69,6 +52,33 @@ def _pairs(flag: str, items: Sequence[str], known: Sequence[str]) -> dict[str, s
                               f"{name!r} in this install", hint=f"names: {', '.join(known) or '(none)'}")
         out[name] = value
     return out
+
+
+def _source(release: str, value: str, chart: str) -> str:
+    """A local chart becomes its absolute path (helmfile runs from the file's directory), checked as the stack's
+    local chart sources are (a chart directory or .tgz whose Chart.yaml names `chart`): bad input before any call."""
+    if value.startswith(("oci://", "http://", "https://")):
+        return value
+    path = Path(value).expanduser()
+    if not (value.startswith(("/", ".", "~")) or path.exists()):
+        return value  # `repo/chart`
+    from llmd.render.mirror import _local_chart_meta
+
+    try:
+        name = _local_chart_meta(path.resolve()).get("name")
+    except ValueError as exc:
+        raise ConfigError(f"--chart {release}={value}: {exc}",
+                          hint="pass a chart directory, a packaged .tgz, an oci:// reference or a Helm repository "
+                               "URL") from None
+    if name != chart:
+        raise ConfigError(f"--chart {release}={value}: that chart is {name!r}, not {chart!r}",
+                          hint=f"point {release} at a copy of the {chart} chart")
+    return str(path.resolve())
+
+
+def release_charts(components: Sequence[ChartComponent]) -> dict[str, str]:
+    """Release name -> the chart's own name (the last element of its reference), for --chart."""
+    return {r.name: r.chart.rsplit("/", 1)[-1] for c in components for r in c.releases}
 
 
 def helmfile_doc(components: Sequence[ChartComponent], sources: ChartSources | None = None) -> dict[str, Any]:
