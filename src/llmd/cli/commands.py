@@ -22,6 +22,8 @@ import typer
 from typer import _click as click
 from typer.core import TyperGroup
 
+from llmd.cli import help_format
+
 
 def _ident(name: str) -> str:
     return name.replace("-", "_")
@@ -90,7 +92,7 @@ _built: dict[str, click.Command] = {}
 
 def _build_verb(verb: Verb, path: str) -> click.Command:
     if path not in _built:
-        single = typer.Typer(add_completion=False)
+        single = typer.Typer(add_completion=False, rich_markup_mode=help_format.MARKUP)
         single.command(verb.name, epilog=verb.epilog() if verb.epilog else None)(verb.load())
         command = typer.main.get_command(single)  # one command and no callback: the command itself
         taken = {o for p in command.params for o in p.opts}
@@ -100,6 +102,7 @@ def _build_verb(verb: Verb, path: str) -> click.Command:
             command.params.append(output_format.option(verb.legacy_output[1] if verb.legacy_output else None))
             command.callback = output_format.wrap(command.callback, verb.legacy_output)
         command.params += [p for p in global_flags.params() if not set(p.opts) & taken]  # `llmd status -v`
+        help_format.group_options(command)
         _built[path] = command
     return _built[path]
 
@@ -107,6 +110,7 @@ def _build_verb(verb: Verb, path: str) -> click.Command:
 def _build_group(group: Group) -> click.Command:
     if group.name not in _built:
         _built[group.name] = LazyGroup(name=group.name, help=group.help, entries=group.verbs(), prefix=group.name,
+                                       rich_markup_mode=help_format.MARKUP,
                                        no_args_is_help=True)
     return _built[group.name]
 
