@@ -91,7 +91,11 @@ def test_local_lifecycle_end_to_end(cli, tmp_path, reaper):
     st = json.loads(r.stdout)
     assert r.exit_code == 6 and st["verdict"] == "degraded" and "replica-0" in st["problems"][0]
 
-    os.kill(processes(tmp_path)[-1]["pid"], signal.SIGKILL)  # the gateway too
+    gw = processes(tmp_path)[-1]
+    os.kill(gw["pid"], signal.SIGKILL)  # the gateway too
+    deadline = time.monotonic() + 5
+    while proc.pid_alive(gw["pid"], gw["start"]) and time.monotonic() < deadline:  # SIGKILL is asynchronous
+        time.sleep(0.02)
     r = cli("cleanup", *LOCAL, "--force", "--json")
     assert r.exit_code == 0, r.stdout + r.stderr
     rows = {s["name"].split()[0] if s["what"] == "process" else s["what"]: s["status"]
