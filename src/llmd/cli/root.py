@@ -27,6 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,  # our boundary prints errors; locals (tokens) never print
     pretty_exceptions_show_locals=False,
     add_completion=False,
+    rich_markup_mode=None,  # plain help: wraps, never cuts (cli/help_format.py)
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -50,8 +51,16 @@ class State:
     def ui(self, json_mode: bool = False):
         from llmd.ui import Ui
 
-        return Ui(json_mode=json_mode, verbose=self.verbose, quiet=self.quiet,
-                  color=False if self.no_color else None, doc_format=self.doc_format)
+        ui = Ui(json_mode=json_mode, verbose=self.verbose, quiet=self.quiet,
+                color=False if self.no_color else None, doc_format=self.doc_format)
+        ui.readiness_view = _readiness_table
+        return ui
+
+
+def _readiness_table(ui):
+    from llmd.cli.readiness_view import ReadinessTable  # imported when a deploy waits, not at start-up
+
+    return ReadinessTable(ui)
 
 
 def _version(value: bool) -> None:
@@ -113,7 +122,9 @@ def main(argv: list[str] | None = None) -> None:
         _stderr("✗ aborted")
     except Exception as exc:  # click usage errors and bugs
         show = getattr(exc, "show", None)
-        if callable(show) and hasattr(exc, "exit_code"):  # click usage error
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `llmd`, `llmd prereqs`: the help itself, as asked
+            sys.stdout.write(exc.ctx.get_help() + "\n")  # type: ignore[attr-defined]
+        elif callable(show) and hasattr(exc, "exit_code"):  # click usage error
             show()
             code = ExitCode.USAGE
         else:
