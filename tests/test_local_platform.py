@@ -69,6 +69,11 @@ def test_local_lifecycle_end_to_end(cli, tmp_path, reaper):
     assert r.exit_code == 0 and "local gateway" in shown["source"]
     assert shown["config"]["schedulingProfiles"][0]["plugins"] == [{"pluginRef": "queue-scorer", "weight": 5}]
     assert cli("scheduler", "apply", *LOCAL, "--scheduler", "default").exit_code == 0
+    r = cli("scheduler", "metrics", *LOCAL, "--json")
+    snap = json.loads(r.stdout)
+    assert r.exit_code == 0 and [x["pod"].split()[0] for x in snap["replicas"]] == ["replica-0", "replica-1"]
+    assert snap["epp"]["ready_pods"] == 2 and snap["epp"]["requests"] >= 4  # the smoke test's generations
+    assert all(x["error"] is None and x["waiting"] == 0 for x in snap["replicas"])
     assert cli("scheduler", "apply", *LOCAL, "--dry-run").exit_code == 2  # a diff needs the cluster's EPP
 
     # A replica killed -9 while serving: in-flight requests fail (by class in the report), the rest keep flowing.

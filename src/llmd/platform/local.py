@@ -465,6 +465,10 @@ class LocalPlatform:
         return ShowReport(f"local gateway {gw.url} (scheduler {st['profile']})", st["config"],
                           str(state.dir / EPP_CONFIG))
 
+    def metrics_session(self, settings, runner, ui):
+        state, gw = self._running_gateway(settings)
+        return LocalMetricsSession(state, gw)
+
     def pick_counts(self, settings) -> dict[str, int] | None:
         _, gw = self._running_gateway(settings)
         st = gateway_state(gw.url or "")
@@ -507,3 +511,49 @@ class LocalPlatform:
         state.scheduler = profile
         state.save()
         return st
+
+
+class LocalMetricsSession:
+    """`scheduler metrics` on the local platform: every replica's /metrics read directly (no tunnels), and the
+    gateway's state in the place of the EPP's metrics."""
+
+    def __init__(self, state: LocalState, gw: LocalProcess) -> None:
+        self.replicas = [(p.name, p.url) for p in state.processes if p.role == "replica"]
+        self.gw_url = gw.url or ""
+        self.previous: dict[str, Any] = {}
+
+    def __enter__(self) -> LocalMetricsSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def snapshot(self):
+        import httpx
+
+        from llmd.ops.scheduler_metrics import Epp, Replica, Snapshot, replica_metrics
+
+        snap = Snapshot(time.time(), Epp(), picker=f"local gateway {self.gw_url}")
+        with httpx.Client(timeout=5.0, trust_env=False) as client:
+            for name, url in self.replicas:
+                try:
+                    r = client.get(f"{url}/metrics")
+                    r.raise_for_status()
+                    rep = replica_metrics(f"{name} {url}", r.text, self.previous.get(name))
+                except httpx.HTTPError as exc:
+                    rep = Replica(f"{name} {url}", error=f"{type(exc).__name__}: {exc}")
+                snap.replicas.append(rep)
+                if rep.error is None:
+                    self.previous[name] = rep
+        st = gateway_state(self.gw_url)
+        if st is None:
+            snap.epp = Epp(error=f"the local gateway at {self.gw_url} does not answer /llmd/gateway")
+            return snap
+        ready = [e for e in st["endpoints"] if e["ready"]]
+        sched = st["scheduling"]
+        snap.epp = Epp(requests=st["requests"], request_errors=sum(st["failures"].values()),
+                       scheduled=sched["scheduled"], schedule_failures=sched["failures"],
+                       scheduling_mean_ms=sched["mean_ms"], scheduling_p99_ms=sched["p99_ms"], ready_pods=len(ready),
+                       pool_avg_queue=sum(e["waiting"] for e in ready) / len(ready) if ready else None,
+                       pool_avg_kv=sum(e["kv_usage"] for e in ready) / len(ready) if ready else None)
+        return snap
