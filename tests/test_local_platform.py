@@ -133,6 +133,8 @@ def test_nothing_deployed_is_reported(cli):
     assert r.exit_code == 6 and json.loads(r.stdout)["verdict"] == "not deployed"
     r = cli("test", "--platform", "local")
     assert r.exit_code == 7 and "nothing is deployed on the local platform" in r.stderr
+    for verb in (("scheduler", "metrics"), ("scheduler", "apply"), ("scheduler", "show", "--running")):
+        assert cli(*verb, "--platform", "local").exit_code == 6  # the scheduler verbs' "not deployed"
     r = cli("deploy", "--platform", "nowhere")
     assert r.exit_code == 2 and "platform" in r.stderr
 

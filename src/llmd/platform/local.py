@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from llmd import proc
-from llmd.errors import ConfigError, DeployError, Interrupted, Refused, TestFailed
+from llmd.errors import ConfigError, DeployError, Interrupted, LlmdError, NotReadyError, Refused, TestFailed
 from llmd.ops.target import Target, llmd_command
 from llmd.paths import state_dir
 
@@ -423,14 +423,15 @@ class LocalPlatform:
         (state.dir / STATE_FILE).unlink(missing_ok=True)
 
     # endpoint and scheduler ---------------------------------------------------------------------------------------
-    def _running_gateway(self, settings) -> tuple[LocalState, LocalProcess]:
+    def _running_gateway(self, settings, missing: type[LlmdError] = TestFailed) -> tuple[LocalState, LocalProcess]:
+        """The state and the live gateway; else `missing` (test and bench: exit 7; scheduler verbs: exit 6)."""
         state = LocalState.load(local_dir(settings))
         deploy_cmd = llmd_command(settings, None, "deploy")
         if state is None or state.gateway is None or state.gateway.url is None:
-            raise TestFailed("nothing is deployed on the local platform", hint=f"`{deploy_cmd}` first")
+            raise missing("nothing is deployed on the local platform", hint=f"`{deploy_cmd}` first")
         gw = state.gateway
         if not gw.alive():
-            raise TestFailed(f"the local gateway (pid {gw.pid}) is not running", details=_tail(gw.log),
+            raise missing(f"the local gateway (pid {gw.pid}) is not running", details=_tail(gw.log),
                              hint=f"`{llmd_command(settings, None, 'status')}` shows what else is down; "
                                   f"`{deploy_cmd}` replaces the stack")
         return state, gw
@@ -454,10 +455,9 @@ class LocalPlatform:
                        diagnose=diagnose)
 
     def running_scheduler(self, settings, runner):
-        from llmd.errors import NotReadyError
         from llmd.ops.scheduler_show import ShowReport
 
-        state, gw = self._running_gateway(settings)
+        state, gw = self._running_gateway(settings, NotReadyError)
         st = gateway_state(gw.url or "")
         if st is None:
             raise NotReadyError(f"the local gateway at {gw.url} does not answer /llmd/gateway",
@@ -466,7 +466,7 @@ class LocalPlatform:
                           str(state.dir / EPP_CONFIG))
 
     def metrics_session(self, settings, runner, ui):
-        state, gw = self._running_gateway(settings)
+        state, gw = self._running_gateway(settings, NotReadyError)
         return LocalMetricsSession(state, gw)
 
     def pick_counts(self, settings) -> dict[str, int] | None:
@@ -481,7 +481,7 @@ class LocalPlatform:
             raise ConfigError("--dry-run of a scheduler apply needs the Kubernetes platform",
                               hint="`llmd scheduler show --profile NAME` shows the config the gateway would get")
 
-        state, _ = self._running_gateway(settings)
+        state, _ = self._running_gateway(settings, NotReadyError)
         # the settings' own profile keeps their --scheduler-config / --scorer-weight / --scorer-param; another
         # profile (bench compare) is applied as the profile alone
         target = settings if profile == settings.scheduler else dataclasses.replace(
