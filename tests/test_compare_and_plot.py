@@ -1,4 +1,5 @@
-"""`llmd bench compare` input checks and ratios, `llmd report plot` on perf reports, sweeps and comparisons.
+"""`llmd bench compare` input checks (exit 2), nothing deployed (exit 6) and ratios; `llmd report plot` on perf
+reports, sweeps and comparisons.
 
 `report plot` runs as a real child process: matplotlib loaded into the pytest process would slow every later
 garbage collection (and the timing-sensitive load-engine tests with it)."""
@@ -39,9 +40,9 @@ def test_bench_compare_bad_input_is_exit_2_before_anything_runs(cli):
         assert r.exit_code == 2 and needle in r.stderr, r.stderr
 
 
-def test_bench_compare_with_nothing_deployed_is_exit_7(cli):
+def test_bench_compare_with_nothing_deployed_is_exit_6(cli):
     r = cli("bench", "compare", "--platform", "local", "--scheduler", "random,default", "--requests", "4")
-    assert r.exit_code == 7 and "nothing is deployed on the local platform" in r.stderr
+    assert r.exit_code == 6 and "nothing is deployed on the local platform" in r.stderr
 
 
 def plot(*args: str) -> SimpleNamespace:
