@@ -28,6 +28,7 @@ from llmd.loadgen.loop import run as loop_run
 from llmd.loadgen.options import PerfOptions
 from llmd.loadgen.report import SCHEMA, PerfReport, summarize_stage
 from llmd.ops.endpoint import ServedModel
+from llmd.ops.perf_progress import LiveLine, LogLines
 
 __all__ = ["PerfOptions", "PerfReport", "check_thresholds", "run_perf"]
 
@@ -239,7 +240,11 @@ async def _attribute_tunnel_losses(endpoint: LiveEndpoint, runs) -> None:
 
 async def _one_stage(endpoint: LiveEndpoint, opts, ui, stage, *, workload, timeouts, run_id, t0,
                      stop) -> list[StageRun]:
-    live = _Live(ui, stage) if opts.live and ui.interactive else None
+    live: LiveLine | LogLines | None = None
+    if opts.live and ui.interactive:
+        live = LiveLine(ui, stage)
+    elif not ui.quiet:  # a CI log: a line every ~10 s that says the run is alive and how far it got
+        live = LogLines(ui, stage)
     try:
         if opts.workers > 1:
             from llmd.loadgen.workers import run_stage_workers
@@ -266,33 +271,6 @@ async def _tick(live, progress: Progress) -> None:
         await asyncio.sleep(0.25)
 
 
-class _Live:
-    """One status line (done / in flight / errors / rolling TTFT p50), only on a terminal."""
-
-    def __init__(self, ui, stage) -> None:
-        from rich.live import Live
-
-        self.stage = stage
-        self.t0 = time.monotonic()
-        self.shown = 0.0
-        # refreshed from the event loop (no refresh thread competing with the load for the GIL)
-        self.live = Live("", console=ui.err, auto_refresh=False, transient=True)
-        self.live.start()
-
-    def update(self, p: Progress) -> None:
-        now = time.monotonic()
-        if now - self.shown < 0.2:
-            return
-        self.shown = now
-        recent = sorted(p.ttft_recent)
-        p50 = f"{recent[len(recent) // 2]:.1f} ms" if recent else "-"
-        self.live.update(f"  {self.stage.label()}  {time.monotonic() - self.t0:5.1f} s  done {p.done}  "
-                         f"in flight {p.inflight}  errors {p.errors}  TTFT p50 {p50}", refresh=True)
-
-    def close(self) -> None:
-        self.live.stop()
-
-
 def _fmt(x) -> str:
     return "-" if x is None else (f"{x:.1f}" if x >= 10 else f"{x:.2f}")
 
@@ -316,15 +294,7 @@ def show(report: PerfReport, ui) -> None:
                   _fmt(s["tpot_ms"]["p50"]), f"{_fmt(s['e2e_ms']['p50'])}/{_fmt(s['e2e_ms']['p99'])}",
                   _fmt(s["queue_ms"]["p99"]), "-" if good is None else _fmt(good),
                   f"{s['client']['cpu_per_core_max']:.0%}")
-    if ui.err.is_terminal:
-        ui.render(t)
-    else:  # a log file or CI has no line width: never truncate numbers
-        width = ui.err.width
-        ui.err.width = max(width, 132)
-        try:
-            ui.render(t)
-        finally:
-            ui.err.width = width
+    ui.render(t)  # fits the terminal (wrapped or stacked, never a cut number); plain and stable in a log
     hits = [f"{s['label']} {c['hit_rate']:.1%}" for s in report.stages
             if (c := s["tokens"].get("cached")) and c.get("hit_rate") is not None]
     # 0% says something for shared-prefix only; elsewhere it is noise from servers that always report the field
