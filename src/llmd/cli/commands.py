@@ -78,7 +78,8 @@ COMMANDS: tuple[Verb | Group, ...] = (
     Verb("completion"),
     Group("prereqs", "Install, inspect and remove the cluster prerequisites: Gateway API + InferencePool CRDs, the "
                      "gateway control plane, LWS, Prometheus Operator CRDs.", ("install", "status", "uninstall")),
-    Group("scheduler", "EPP scheduler profiles: validate, show, apply, metrics", ("validate", "show", "apply")),
+    Group("scheduler", "EPP scheduler profiles: validate, show, apply, metrics",
+          ("validate", "show", "apply", "metrics")),
     Group("bench", "Benchmarks across configurations: `bench compare` runs one workload per scheduler profile.",
           ("compare",)),
     Group("report", "Work with perf reports and comparisons: `report plot` draws a chart.", ("plot",)),
