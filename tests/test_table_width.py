@@ -8,8 +8,8 @@ import json
 import pytest
 from rich.console import Console
 
+from llmd.cli import perf_view as perf
 from llmd.loadgen.report import PerfReport
-from llmd.ops import perf
 from llmd.ui import Ui
 
 
