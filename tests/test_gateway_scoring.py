@@ -1,4 +1,4 @@
-"""The local gateway's scorers and pickers against hand-computed scores (docs/epp-semantics.md §1.3, §1.4, §2)."""
+"""The local gateway's scorers and pickers against hand-computed scores (docs/local-platform.md §1, §2)."""
 
 from __future__ import annotations
 

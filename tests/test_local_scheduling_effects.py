@@ -1,4 +1,4 @@
-"""The published qualitative results (docs/epp-semantics.md §5), reproduced by `llmd bench compare` on the local
+"""The published qualitative results (docs/local-platform.md §5), reproduced by `llmd bench compare` on the local
 platform's defaults: real replicas and gateway processes, a few seconds per comparison, margins far from the
 measured values (shared prefix: hit rate ~0.93 vs ~0.25, TTFT p50 ~30 ms vs ~320 ms) so a loaded machine passes.
 """

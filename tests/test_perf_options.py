@@ -69,6 +69,16 @@ def test_slo_parsing():
         parse_slo("attainment=0.9")
 
 
+def test_slo_limits_take_every_duration_the_other_time_flags_take():
+    """--duration 1m works, so --slo e2e=1m must too: one duration parser (a bare number stays milliseconds)."""
+    assert parse_slo("e2e=1m,ttft=1m30s,tpot=250us,itl=20") == {"e2e": 60000.0, "ttft": 90000.0, "tpot": 0.25,
+                                                                 "itl": 20.0, "attainment": 0.95}
+    assert parse_slo("ttft = 200 ms")["ttft"] == 200.0
+    for bad in ("ttft=0", "ttft=-5ms", "ttft=fast", "ttft=1x"):
+        with pytest.raises(ConfigError, match="invalid --slo ttft value"):
+            parse_slo(bad)
+
+
 def test_statistics():
     assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
     assert percentile([5.0], 99) == 5.0

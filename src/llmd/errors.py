@@ -22,6 +22,11 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130  # SIGINT
     TERMINATED = 143  # SIGTERM
 
+    @classmethod
+    def for_signal(cls, signum: int | None) -> ExitCode:
+        """The exit of a run stopped by `signum`: 143 for SIGTERM (CI cancellation), else 130 (Ctrl-C)."""
+        return cls.TERMINATED if signum == 15 else cls.INTERRUPTED
+
 
 class LlmdError(Exception):
     """An error the user can act on: a message, an optional hint, a fixed exit code."""
@@ -78,9 +83,9 @@ class Interrupted(LlmdError):
 
     exit_code = ExitCode.INTERRUPTED
 
-    def __init__(self, message: str = "interrupted", hint: str | None = None, *, signum: int = 2) -> None:
+    def __init__(self, message: str = "interrupted", hint: str | None = None, *, signum: int | None = 2) -> None:
         super().__init__(message, hint)
-        self.exit_code = ExitCode.TERMINATED if signum == 15 else ExitCode.INTERRUPTED
+        self.exit_code = ExitCode.for_signal(signum)
 
 
 class CommandFailed(LlmdError):

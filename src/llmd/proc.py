@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import os
 import re
 import shlex
@@ -55,6 +56,7 @@ class Cmd:
     cwd: str | None = None
     timeout: float | None = None
     title: str = ""
+    secret_output: bool = False  # stdout holds a secret (a token): kept out of the transcript and the -v echo
 
     def display(self) -> str:
         text = shlex.join(self.argv)
@@ -312,11 +314,13 @@ class Runner:
             duration_s=time.monotonic() - started,
             timed_out=timed_out,
         )
+        shown_result = dataclasses.replace(result, stdout="(stdout not shown: it holds a secret)\n") \
+            if cmd.secret_output and result.stdout else result
         self.transcript.write(
-            f"# exit {result.returncode} in {result.duration_s:.2f}s\n{result.stdout}{result.stderr}"
+            f"# exit {result.returncode} in {result.duration_s:.2f}s\n{shown_result.stdout}{result.stderr}"
         )
         if self.on_result is not None:
-            self.on_result(result)
+            self.on_result(shown_result)
         if timed_out:
             raise CommandTimeout(
                 f"timed out after {timeout:.0f}s: {shown}",

@@ -22,6 +22,8 @@ import typer
 from typer import _click as click
 from typer.core import TyperGroup
 
+from llmd.cli import help_format
+
 
 def _ident(name: str) -> str:
     return name.replace("-", "_")
@@ -76,7 +78,8 @@ COMMANDS: tuple[Verb | Group, ...] = (
     Verb("completion"),
     Group("prereqs", "Install, inspect and remove the cluster prerequisites: Gateway API + InferencePool CRDs, the "
                      "gateway control plane, LWS, Prometheus Operator CRDs.", ("install", "status", "uninstall")),
-    Group("scheduler", "EPP scheduler profiles: validate, show, apply, metrics", ("validate", "show", "apply")),
+    Group("scheduler", "EPP scheduler profiles: validate, show, apply, metrics",
+          ("validate", "show", "apply", "metrics")),
     Group("bench", "Benchmarks across configurations: `bench compare` runs one workload per scheduler profile.",
           ("compare",)),
     Group("report", "Work with perf reports and comparisons: `report plot` draws a chart.", ("plot",)),
@@ -90,7 +93,7 @@ _built: dict[str, click.Command] = {}
 
 def _build_verb(verb: Verb, path: str) -> click.Command:
     if path not in _built:
-        single = typer.Typer(add_completion=False)
+        single = typer.Typer(add_completion=False, rich_markup_mode=help_format.MARKUP)
         single.command(verb.name, epilog=verb.epilog() if verb.epilog else None)(verb.load())
         command = typer.main.get_command(single)  # one command and no callback: the command itself
         taken = {o for p in command.params for o in p.opts}
@@ -100,6 +103,7 @@ def _build_verb(verb: Verb, path: str) -> click.Command:
             command.params.append(output_format.option(verb.legacy_output[1] if verb.legacy_output else None))
             command.callback = output_format.wrap(command.callback, verb.legacy_output)
         command.params += [p for p in global_flags.params() if not set(p.opts) & taken]  # `llmd status -v`
+        help_format.group_options(command)
         _built[path] = command
     return _built[path]
 
@@ -107,6 +111,7 @@ def _build_verb(verb: Verb, path: str) -> click.Command:
 def _build_group(group: Group) -> click.Command:
     if group.name not in _built:
         _built[group.name] = LazyGroup(name=group.name, help=group.help, entries=group.verbs(), prefix=group.name,
+                                       rich_markup_mode=help_format.MARKUP,
                                        no_args_is_help=True)
     return _built[group.name]
 

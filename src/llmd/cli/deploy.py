@@ -26,6 +26,7 @@ def deploy(ctx: typer.Context, *, recover: RecoverOpt = False, out: OutOpt = Non
     """Deploy the inference-scheduling stack: preflight, namespace, HF token Secret (stdin only), model cache,
     helmfile sync, HTTPRoute, then wait for the EPP, the gateway and every decode replica.
 
+    --platform local instead starts simulated replicas and a scheduling gateway on 127.0.0.1 (no cluster).
     Idempotent: an identical second run changes nothing. --dry-run prints every command and the rendered
     directory and runs nothing. Exit 3 missing prerequisite, 4 cluster unreachable, 5 deploy failed or
     pending release, 6 not ready, 10 protected namespace (default, kube-*, ...), 130 interrupted.

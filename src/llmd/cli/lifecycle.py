@@ -7,6 +7,18 @@ import contextlib
 from llmd.errors import LlmdError
 
 
+def attach_log(err: LlmdError, runner) -> None:
+    """The run's command transcript goes with its error: the boundary prints it as `log: <path>`."""
+    log = getattr(getattr(runner, "transcript", None), "path", None)
+    if log is not None and err.log_path is None:
+        err.log_path = str(log)
+
+
+def error_fields(err: LlmdError) -> dict:
+    """What every --json failure document says about the error (each command's document places them)."""
+    return {"message": err.message, "hint": err.hint, "details": err.details, "exit_code": int(err.exit_code)}
+
+
 @contextlib.contextmanager
 def json_failure(ui, enabled: bool, runner=None):
     """With --json, a failure still prints one JSON document on stdout before the error boundary exits.
@@ -14,12 +26,11 @@ def json_failure(ui, enabled: bool, runner=None):
     try:
         yield
     except LlmdError as err:
-        log = getattr(getattr(runner, "transcript", None), "path", None)
-        if log is not None and err.log_path is None:
-            err.log_path = str(log)
+        attach_log(err, runner)
         if enabled:
-            ui.json({"status": "failed", "exit_code": int(err.exit_code), "error": err.message,
-                     "details": err.details, "hint": err.hint})
+            e = error_fields(err)
+            ui.json({"status": "failed", "exit_code": e["exit_code"], "error": e["message"], "details": e["details"],
+                     "hint": e["hint"]})
         raise
 
 

@@ -23,18 +23,18 @@ _SETTING_FLAGS: list[tuple[str, tuple[str, ...], Any, str]] = [
     ("namespace", ("-n", "--namespace"), str, "Namespace of the stack [env NAMESPACE]"),
     ("kube_context", ("--context",), str, "kubeconfig context to use (pinned for every call)"),
     ("kubeconfig", ("--kubeconfig",), str, "Path to the kubeconfig file [env KUBECONFIG]"),
-    ("environment", ("-e", "--environment"), str, "Gateway provider: " + "|".join(S.ENVIRONMENTS)),
+    ("environment", ("-e", "--environment"), str, "Gateway provider: " + ", ".join(S.ENVIRONMENTS)),
     ("release_postfix", ("--release-postfix",), str, "Postfix of the release names [env RELEASE_NAME_POSTFIX]"),
     ("model", ("--model",), str, "Hugging Face model id to serve"),
     ("replicas", ("--replicas",), int, "Number of vLLM decode replicas"),
     ("tensor_parallel", ("--tensor-parallel", "--tp"), int, "Tensor parallel size (GPUs per replica)"),
     ("max_model_len", ("--max-model-len",), int, "vLLM --max-model-len"),
     ("gpu_memory_utilization", ("--gpu-memory-utilization",), float, "vLLM --gpu-memory-utilization"),
-    ("accelerator", ("--accelerator",), str, "Accelerator profile: " + "|".join(S.ACCELERATORS)),
+    ("accelerator", ("--accelerator",), str, "Accelerator profile: " + ", ".join(S.ACCELERATORS)),
     ("model_cache", ("--model-cache",), str, "Model cache: pvc (downloaded once) or emptydir"),
     ("pvc_size", ("--pvc-size",), str, "Size of the model-cache PVC"),
     ("storage_class", ("--storage-class",), str, "StorageClass of the model-cache PVC (default: the cluster's)"),
-    ("scheduler", ("--scheduler",), str, "EPP scheduler profile: " + "|".join(S.SCHEDULERS)),
+    ("scheduler", ("--scheduler",), str, "EPP scheduler profile: " + ", ".join(S.SCHEDULERS)),
     ("scorer_weights", ("--scorer-weight",), list[str],
      "Override a scorer's weight, NAME=W (repeatable), e.g. prefix-cache-scorer=5"),
     ("scorer_params", ("--scorer-param",), list[str],
@@ -58,7 +58,7 @@ _SETTING_FLAGS: list[tuple[str, tuple[str, ...], Any, str]] = [
      "Rewrite image prefixes in every rendered value: from=to[,from=to] (ghcr.io/llm-d=registry.corp/llm-d)"),
     ("download_image", ("--download-image",), str,
      "Image of the model-download Job (needs python3 and pip access to huggingface_hub)"),
-    ("platform", ("--platform",), str, "Where the stack runs: " + "|".join(S.PLATFORMS)
+    ("platform", ("--platform",), str, "Where the stack runs: " + ", ".join(S.PLATFORMS)
      + " (local: simulated replicas and a scheduling gateway on 127.0.0.1)"),
 ]
 
@@ -80,7 +80,15 @@ COMPLETIONS: dict[str, Callable[..., list[str]]] = {
 
 
 def _help(field: str, text: str) -> str:
-    return f"{text} [env {S.env_var(field)}]" if "[env" not in text else text
+    """The flag's help with its built-in default (the flag itself defaults to "not given") and its variable."""
+    default = getattr(S.Settings(), field, None)
+    if isinstance(default, bool):
+        default = None if not default else "on"
+    shown = f" [default: {', '.join(default) if isinstance(default, (list, tuple)) else default}]" if (
+        default not in (None, "", (), [])) and "default:" not in text else ""
+    if "[env" in text:
+        return text.replace(" [env", f"{shown} [env", 1)
+    return f"{text}{shown} [env {S.env_var(field)}]"
 
 
 def settings_options(fn: Callable) -> Callable:

@@ -27,6 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,  # our boundary prints errors; locals (tokens) never print
     pretty_exceptions_show_locals=False,
     add_completion=False,
+    rich_markup_mode=None,  # plain help: wraps, never cuts (cli/help_format.py)
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         code = err.exit_code
         _report(err, debug)
     except KeyboardInterrupt:
-        code = ExitCode.TERMINATED if proc.last_signal == signal.SIGTERM else ExitCode.INTERRUPTED
+        code = ExitCode.for_signal(proc.last_signal)
         proc.kill_all_children()
         _stderr("✗ interrupted; child processes stopped")
     except typer.Exit as exc:
@@ -113,7 +114,9 @@ def main(argv: list[str] | None = None) -> None:
         _stderr("✗ aborted")
     except Exception as exc:  # click usage errors and bugs
         show = getattr(exc, "show", None)
-        if callable(show) and hasattr(exc, "exit_code"):  # click usage error
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `llmd`, `llmd prereqs`: the help itself, as asked
+            sys.stdout.write(exc.ctx.get_help() + "\n")  # type: ignore[attr-defined]
+        elif callable(show) and hasattr(exc, "exit_code"):  # click usage error
             show()
             code = ExitCode.USAGE
         else:

@@ -79,8 +79,9 @@ def sim(
     """
     import asyncio
 
+    from llmd.loadgen.loop import new_event_loop
     from llmd.sim.config import FaultSpec, SimConfig, parse_duration
-    from llmd.sim.server import new_event_loop, replica_configs, serve
+    from llmd.sim.server import replica_configs, serve
 
     ui = ctx.obj.ui()
     if replicas < 1:
@@ -117,5 +118,7 @@ def sim(
         asyncio.set_event_loop(None)
     if record:
         ui.info(f"records written to {record}")
-    if signum == signal.SIGTERM:
-        raise typer.Exit(143)
+    if signum == signal.SIGTERM:  # Ctrl-C is the normal way to stop a simulator: exit 0
+        from llmd.errors import ExitCode
+
+        raise typer.Exit(ExitCode.for_signal(signum))

@@ -12,8 +12,8 @@ import typer
 from llmd.cli.common import load, make_runner
 from llmd.cli.options import JsonOpt, settings_options
 from llmd.cli.perf_options import build_perf_options, perf_options
+from llmd.ops.smoke_defaults import DEFAULT_MAX_TOKENS, DEFAULT_PROMPT, DEFAULT_READY_TIMEOUT_S
 
-DEFAULT_PROMPT = "Say hello in one short sentence."  # the same text as llmd.ops.smoke.DEFAULT_PROMPT
 PANEL = "Endpoint and smoke test"
 
 
@@ -35,10 +35,10 @@ def test(
     prompt: Annotated[str, typer.Option("--prompt", help="Prompt of the smoke requests",
                                         rich_help_panel=PANEL)] = DEFAULT_PROMPT,
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="max_tokens of the smoke requests",
-                                            rich_help_panel=PANEL)] = 16,
+                                            rich_help_panel=PANEL)] = DEFAULT_MAX_TOKENS,
     ready_timeout: Annotated[float, typer.Option(
         "--ready-timeout", help="Once connected: seconds to wait for /v1/models to list the model (warm-up 503/404 "
-        "tolerated; a missing or rejected HTTPRoute fails at once)", rich_help_panel=PANEL)] = 120.0,
+        "tolerated; a missing or rejected HTTPRoute fails at once)", rich_help_panel=PANEL)] = DEFAULT_READY_TIMEOUT_S,
     connect_timeout: Annotated[Optional[float], typer.Option(  # noqa: UP045
         "--connect-timeout", help="Seconds to establish the port-forward: until kubectl prints 'Forwarding from' "
         "and a probe through it answers; also the budget of each restart (default 20; port-forward only, so not "
@@ -109,22 +109,19 @@ class _Outcome:
 
     @contextlib.contextmanager
     def guard(self):
-        import signal
 
         from llmd import proc
+        from llmd.cli.lifecycle import attach_log, error_fields
         from llmd.errors import ExitCode, LlmdError
 
         try:
             yield self
         except LlmdError as err:
-            log = getattr(getattr(self.runner, "transcript", None), "path", None)
-            if log is not None and err.log_path is None:
-                err.log_path = str(log)  # the boundary prints `log: <path>`
-            self._emit({"message": err.message, "hint": err.hint, "details": err.details,
-                        "exit_code": int(err.exit_code)})
+            attach_log(err, self.runner)
+            self._emit(error_fields(err))
             raise
         except KeyboardInterrupt:
-            code = ExitCode.TERMINATED if proc.last_signal == signal.SIGTERM else ExitCode.INTERRUPTED
+            code = ExitCode.for_signal(proc.last_signal)
             self._emit({"message": "interrupted", "hint": None, "details": None, "exit_code": int(code)})
             raise
         except typer.Exit:

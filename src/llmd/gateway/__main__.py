@@ -50,7 +50,7 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from llmd.sim.server import new_event_loop
+    from llmd.loadgen.loop import new_event_loop
 
     args = parse_args(argv)
     loop = new_event_loop()

@@ -327,6 +327,7 @@ class Gateway:
         self.requests_done = 0
         self.schedule_s: deque[float] = deque(maxlen=4096)  # the latest scheduling cycles (as the EPP's histogram)
         self.schedule_failures = 0
+        self.scheduled = 0  # successful scheduling cycles since start (the EPP's attempts_total{status=success})
         self.scrapers = [Scraper(ep, *self.addresses[ep.name], scrape_interval) for ep in self.endpoints]
         self._wire_kv_events()
         self.tasks: set[asyncio.Task] = set()
@@ -439,6 +440,7 @@ class Gateway:
             self.count_failure("no_endpoint", None)
             return self._error(conn, keep_alive, err.status, str(err))
         self.schedule_s.append(time.perf_counter() - t0)
+        self.scheduled += 1
         self._forward(conn, decision.targets[0], decision, method, path, headers, body, keep_alive)
 
     def _forward(self, conn, ep, decision, method, path, headers, body, keep_alive) -> None:  # noqa: PLR0917
@@ -476,8 +478,9 @@ class Gateway:
     def _scheduling_stats(self) -> dict[str, Any]:
         samples = sorted(self.schedule_s)
         if not samples:
-            return {"recent": 0, "failures": self.schedule_failures, "mean_ms": None, "p99_ms": None}
-        return {"recent": len(samples), "failures": self.schedule_failures,
+            return {"recent": 0, "failures": self.schedule_failures, "scheduled": self.scheduled, "mean_ms": None,
+                    "p99_ms": None}
+        return {"recent": len(samples), "failures": self.schedule_failures, "scheduled": self.scheduled,
                 "mean_ms": round(sum(samples) / len(samples) * 1000, 4),
                 "p99_ms": round(samples[min(len(samples) - 1, int(len(samples) * 0.99))] * 1000, 4)}
 

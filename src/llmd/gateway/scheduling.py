@@ -1,6 +1,6 @@
 """The EPP's scheduling semantics (GAIE v1.4.0 + llm-d-inference-scheduler v0.7), built from an EndpointPickerConfig.
 
-One cycle per request (docs/epp-semantics.md §1.3): filters in profile order, then every scorer's score clamped to
+One cycle per request (docs/local-platform.md §1): filters in profile order, then every scorer's score clamped to
 [0, 1] times its weight, summed (a plain weighted sum: no division by the sum of weights), then the picker. After the
 pick, the PreRequest hook of every *declared* plugin runs with the primary target, as the EPP registers them all; that
 is where the approximate prefix index and the no-hit LRU learn. Pure code: no sockets, an injectable RNG.

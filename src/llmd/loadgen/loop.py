@@ -1,6 +1,6 @@
-"""The event loop the load engine runs on: uvloop when installed (measured: about half the wake-up delay of the
-stdlib loop, hence more accurate TTFT/ITL, and more requests per core), else asyncio's.
-`LLMD_LOOP=asyncio` forces the stdlib loop (for comparisons)."""
+"""The event loop the load engine, the simulator and the local gateway run on: uvloop when installed (measured:
+about half the wake-up delay of the stdlib loop, hence more accurate TTFT/ITL, and more requests per core), else
+asyncio's. `LLMD_LOOP=asyncio` forces the stdlib loop (for comparisons)."""
 
 from __future__ import annotations
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-import re
 
+from llmd.durations import parse_duration
 from llmd.errors import ConfigError
 
 METRICS: dict[str, str] = {
@@ -64,7 +64,6 @@ def _r(x: float) -> float:
 
 
 _SLO_KEYS = ("ttft", "tpot", "itl", "e2e")
-_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|us)?\s*$")
 
 
 def parse_slo(text: str | None) -> dict[str, float]:
@@ -94,11 +93,14 @@ def parse_slo(text: str | None) -> dict[str, float]:
                 raise ConfigError(f"invalid --slo attainment {value!r}", "use a fraction in (0, 1], e.g. 0.95")
             out[key] = frac
             continue
-        m = _DURATION.match(value)
-        if not m or float(m.group(1)) <= 0:
-            raise ConfigError(f"invalid --slo {key} value {value!r}", "use a positive duration such as 200ms or 1.5s")
-        unit = m.group(2) or "ms"
-        out[key] = float(m.group(1)) * {"ms": 1.0, "s": 1000.0, "us": 0.001}[unit]
+        try:  # the duration parser of every other time flag; a bare number is milliseconds here
+            seconds = parse_duration(value.replace(" ", ""), name=f"--slo {key}", bare_unit=1e-3)
+        except ConfigError:
+            seconds = 0.0
+        if seconds <= 0:
+            raise ConfigError(f"invalid --slo {key} value {value!r}",
+                              "use a positive duration such as 200ms, 1.5s or 1m")
+        out[key] = seconds * 1000.0
     if not any(k in out for k in _SLO_KEYS):
         raise ConfigError(f"--slo {text!r} sets no latency limit", "give at least one of ttft, tpot, itl, e2e")
     out.setdefault("attainment", 0.95)

@@ -21,6 +21,7 @@ from llmd.ops.reach import reach_target
 from llmd.ops.target import Target, llmd_command
 from llmd.presets import facts
 from llmd.proc import Runner
+from llmd.render.manifests import MANAGED_BY, is_managed, label_selector, owner_labels
 
 PVC_WAIT_S = 60.0
 NAMESPACE_WAIT_S = 120.0
@@ -46,7 +47,7 @@ def guard(settings) -> None:
 
 
 def selector(settings) -> str:
-    return f"app.kubernetes.io/managed-by=llmd,app.kubernetes.io/instance={settings.release_postfix}"
+    return label_selector(owner_labels(settings))
 
 
 @dataclass
@@ -69,8 +70,7 @@ class Inventory:
 
     @property
     def namespace_owned(self) -> bool:
-        labels = ((self.namespace or {}).get("metadata") or {}).get("labels") or {}
-        return labels.get("app.kubernetes.io/managed-by") == "llmd"
+        return is_managed(self.namespace)
 
     def empty(self, remove_namespace: bool) -> bool:
         if self.namespace is None:
@@ -240,7 +240,7 @@ class Cleaner:
 def plan_dry_run(settings) -> Inventory:
     """Without calls nothing is known: plan the removal of everything llmd could have created (the
     namespace delete is planned as if it carried the llmd label; a real run checks that first)."""
-    inv = Inventory({"metadata": {"labels": {"app.kubernetes.io/managed-by": "llmd"}}},
+    inv = Inventory({"metadata": {"labels": dict(MANAGED_BY)}},
                     releases=list(reversed(settings.releases)))
     inv.owned = {key: ["(all labelled)"] for key, _ in OWNED_KINDS}
     return inv
@@ -277,5 +277,5 @@ def cleanup(settings, runner: Runner, ui, *, keep_pvc: bool = False, remove_name
         done = [f"{r.what} {r.name}" for r in report.rows if r.status == "removed"]
         raise Interrupted("interrupted during cleanup; removed so far: " + (", ".join(done) or "nothing"),
                           hint=f"re-run `{llmd_command(settings, target.context, 'cleanup')}` to remove the rest "
-                               "(safe to repeat)", signum=15 if proc.last_signal == 15 else 2) from None
+                               "(safe to repeat)", signum=proc.last_signal) from None
     return report

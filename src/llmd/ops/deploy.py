@@ -185,7 +185,7 @@ class Deployer:
                                   "starting in the cluster",
                                   hint=f"`{self.llmd('status')}` shows progress; re-run `llmd deploy` "
                                        "to resume waiting (nothing is re-installed)",
-                                  signum=15 if proc.last_signal == 15 else 2) from None
+                                  signum=proc.last_signal) from None
             report.step("wait", "done", f"ready in {report.readiness.elapsed_s:.0f}s")
             report.releases = {k: v for k, v in self.helm.releases().items() if k in self.s.releases}
         report.planned = [c.display() for c in self.runner.planned]
@@ -271,7 +271,7 @@ class Deployer:
                               f"filling PVC {self.s.pvc_name} in the cluster (no chart is installed yet)",
                               hint="re-run `llmd deploy` with the same flags to resume (the download is not "
                                    f"restarted), or remove what was created with `{self.llmd('cleanup')}`",
-                              signum=15 if proc.last_signal == 15 else 2) from None
+                              signum=proc.last_signal) from None
         self.report.step("model download", "done", f"complete after {done.elapsed_s:.0f}s")
 
     def _delete_job(self) -> None:
@@ -311,7 +311,7 @@ class Deployer:
                 f"interrupted during helmfile sync; release {', '.join(maybe)} may be pending; "
                 f"run `{self.llmd('deploy', '--recover')}` with the rest of this deploy's flags",
                 hint=f"`{self.llmd('status')}` shows what was installed",
-                signum=15 if proc.last_signal == 15 else 2) from None
+                signum=proc.last_signal) from None
         except CommandFailed as exc:
             raise self._sync_failed(exc) from None
         self.report.changed = True

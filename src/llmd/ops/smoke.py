@@ -25,10 +25,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from llmd.ops.endpoint import Endpoint, ServedModel
+from llmd.ops.smoke_defaults import DEFAULT_MAX_TOKENS, DEFAULT_PROMPT, DEFAULT_READY_TIMEOUT_S
 from llmd.redact import redact
 
-DEFAULT_PROMPT = "Say hello in one short sentence."
-DEFAULT_MAX_TOKENS = 16
 RETRY_STATUSES = frozenset({408, 425, 429, 502, 503, 504})
 WARMUP_STATUSES = frozenset({502, 503, 504, 429, 408, 425})  # while polling /v1/models
 ROUTE_SUSPECT_STATUSES = frozenset({404, 502, 503, 504})  # warm-up or a broken route: ask the cluster (route_probe)
@@ -580,7 +579,8 @@ class Smoke:
 
 
 def run_smoke(endpoint: Endpoint, model: str | None, prompt: str = DEFAULT_PROMPT,  # noqa: PLR0917 (shared contract)
-              max_tokens: int = DEFAULT_MAX_TOKENS, deadline: float = 120.0, ui=None, **kw) -> SmokeReport:
+              max_tokens: int = DEFAULT_MAX_TOKENS, deadline: float = DEFAULT_READY_TIMEOUT_S, ui=None,
+              **kw) -> SmokeReport:
     """Run the smoke test against `endpoint`. `deadline`: seconds allowed for warm-up."""
     return Smoke(endpoint, model=model, prompt=prompt, max_tokens=max_tokens, ready_timeout=deadline, ui=ui,
                  **kw).run()

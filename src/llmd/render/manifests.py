@@ -8,7 +8,17 @@ from typing import Any
 from llmd import presets
 from llmd.settings import Settings
 
-MANAGED_BY = {"app.kubernetes.io/managed-by": "llmd"}
+MANAGED_BY = {"app.kubernetes.io/managed-by": "llmd"}  # what llmd created, and the only thing it deletes
+
+
+def is_managed(obj: dict | None) -> bool:
+    """True when the object carries llmd's managed-by label."""
+    labels = ((obj or {}).get("metadata") or {}).get("labels") or {}
+    return all(labels.get(k) == v for k, v in MANAGED_BY.items())
+
+
+def label_selector(labels: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in labels.items())
 
 
 def owner_labels(settings: Settings, component: str | None = None) -> dict[str, str]:

@@ -17,18 +17,11 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from llmd.errors import ConfigError
+from llmd.loadgen.loop import new_event_loop  # the one loop factory
 from llmd.sim.app import SimApp
 from llmd.sim.config import SimConfig
 from llmd.sim.protocol import HttpConnection
 from llmd.sim.record import Recorder
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 def _url(host: str, port: int) -> str:

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmd import presets
+from llmd.render.manifests import MANAGED_BY  # noqa: F401  # the one managed-by label, re-exported
 
-MANAGED_BY = {"app.kubernetes.io/managed-by": "llmd"}
 COMPONENT_LABEL = "llmd.ai/prereq"  # which prerequisite an object llmd installed belongs to
 VERSION_ANNOTATION = "llmd.ai/prereq-version"
 RECORD = "llmd-prereqs"  # the ConfigMap, in a chart component's namespace, recording what llmd installed there

@@ -216,7 +216,7 @@ class Installer:
             raise Interrupted(f"interrupted; installed so far: {', '.join(done) or 'nothing'}",
                               hint="re-run the same `llmd prereqs install` to finish (what is present is left "
                                    "alone); `llmd prereqs status` shows what is there",
-                              signum=15 if proc.last_signal == 15 else 2) from None
+                              signum=proc.last_signal) from None
         if not todo:
             self.ui.ok("nothing to install: every prerequisite is present (no change)")
         from llmd.ops.doctor import run_checks
