@@ -740,3 +740,18 @@ def test_namespace_that_finishes_terminating_is_recreated(cli, fp, fake, clock):
     r = cli("deploy", "--context", CTX, *SIM)
     assert r.exit_code == 0, r.stderr
     assert len(clock.sleeps) == 2
+
+
+def test_the_dry_run_plan_and_renders_by_hand_list_follow_the_one_step_order(cli, fp, tmp_path, monkeypatch):
+    """llmd deploy's plan, llmd render's by-hand hint: both from llmd.ops.deploy_steps, so neither can drift."""
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setenv("HF_TOKEN", "hf_dryrunDRYRUNdryrun0123456789")
+    doc = json.loads(cli("deploy", "--dry-run", "--json").stdout)
+    marks = ("# apply namespace", "# apply Secret", "model-cache-pvc.yaml", "model-download-job.yaml", " sync",
+             "httproute.yaml")
+    plan = [next(i for i, line in enumerate(doc["plan"]) if mark in line) for mark in marks]
+    assert plan == sorted(plan), doc["plan"]
+    hint = cli("render", "--out", str(tmp_path / "r")).stderr.split("in this order:", 1)[1]
+    by_hand = [hint.index(mark) for mark in ("create namespace", "create secret", "model-cache-pvc.yaml",
+                                             "model-download-job.yaml", " sync", "httproute.yaml")]
+    assert by_hand == sorted(by_hand), hint

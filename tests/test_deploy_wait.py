@@ -7,6 +7,7 @@ import io
 import pytest
 from rich.console import Console
 
+from llmd.cli.readiness_view import ReadinessTable
 from llmd.errors import DeployError, NotReadyError
 from llmd.ops import diagnose, wait
 from llmd.settings import Settings
@@ -133,7 +134,7 @@ def test_live_display_renders_on_a_terminal(monkeypatch):
     ui.err = Console(file=buf, force_terminal=True, width=120)
     assert ui.interactive
     state = wait.Readiness([wait.Component("decode", S.decode_deployment, 1, 2, "")], 12.0, "starting model servers")
-    with wait.Display(ui) as display:
+    with ReadinessTable(ui) as display:
         display.update(state)
     assert "starting model servers" in buf.getvalue()
 
@@ -155,7 +156,7 @@ def test_live_display_elapsed_time_ticks_between_polls(monkeypatch):
     buf = io.StringIO()
     ui.err = Console(file=buf, force_terminal=True, width=120)
     state = wait.Readiness([wait.Component("decode", S.decode_deployment, 1, 2, "")], 12.0, "starting model servers")
-    with wait.Display(ui) as display:
+    with ReadinessTable(ui) as display:
         display.update(state)
         assert "starting model servers — 12s" in buf.getvalue()
         clock.t += 3  # no new poll yet: the next refresh still shows the time going on
@@ -168,7 +169,7 @@ def test_plain_display_prints_only_changes(capsys):
 
     ui = Ui()
     comps = [wait.Component("decode", S.decode_deployment, 1, 2, "")]
-    with wait.Display(ui) as display:
+    with ReadinessTable(ui) as display:
         for elapsed in (0.0, 5.0, 10.0):
             display.update(wait.Readiness(comps, elapsed, "starting model servers"))
     assert capsys.readouterr().err.count("decode 1/2") == 1
@@ -179,5 +180,5 @@ def test_dumb_terminal_gets_plain_lines(capsys, monkeypatch):
 
     ui = Ui()
     ui.err = Console(file=io.StringIO(), force_terminal=True, width=120)  # TERM=dumb from the test isolation
-    with wait.Display(ui) as display:
+    with ReadinessTable(ui) as display:
         assert display.live is None

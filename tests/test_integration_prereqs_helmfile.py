@@ -13,7 +13,7 @@ from llmd.kube.helm import Helm, Helmfile
 from llmd.kube.kubectl import Scope
 from llmd.ops.prereqs.catalog import catalog
 from llmd.proc import Cmd, Runner
-from llmd.render.prereqs import ChartSources, render_helmfile
+from llmd.render.prereqs import ChartSources, release_charts, render_helmfile
 from test_integration_helmfile import opt, subcommand
 
 pytestmark = pytest.mark.integration
@@ -119,7 +119,7 @@ def test_mirrors_and_local_charts_replace_the_sources(tmp_path, real_tools, fake
     (local / "Chart.yaml").write_text("apiVersion: v2\nname: istiod\nversion: 1.29.1\n")
     (local / "values.yaml").write_text("{}\n")
     cat = catalog()
-    releases = [r.name for k in ("istio", "lws") for r in cat.charts[k].releases]
+    releases = release_charts([cat.charts[k] for k in ("istio", "lws")])
     sources = ChartSources.parse([f"istiod={local}", "lws=oci://mirror.example/lws/lws"],
                                  ["istio=https://mirror.example/istio"], releases, ["istio"])
     path = write(tmp_path, ("istio", "lws"), sources)
@@ -133,6 +133,18 @@ def test_mirrors_and_local_charts_replace_the_sources(tmp_path, real_tools, fake
     assert pulls == ["oci://mirror.example/lws/lws"]
     assert not any("istio-release.storage.googleapis.com" in a or "registry.k8s.io" in a
                    for c in fake_helm.calls() for a in c)
+
+
+def test_a_repository_url_as_chart_source_serves_the_chart_under_its_own_name(tmp_path, real_tools, fake_helm):
+    """The same form as the stack's --chart-source-*: https://... is a Helm repository holding the chart."""
+    releases = release_charts([catalog().charts["istio"]])
+    sources = ChartSources.parse(["istiod=https://charts.corp/istio"], [], releases, ["istio"])
+    path = write(tmp_path, ("istio",), sources)
+    sync(runner_for(real_tools, fake_helm), path)
+    adds = {c[2]: c[3] for c in calls(fake_helm) if c[:2] == ["repo", "add"]}
+    assert adds == {"istio": ISTIO_REPO, "llmd-mirror-istiod": "https://charts.corp/istio"}
+    got = {r: (chart, v) for r, chart, v, _ in upgrades(fake_helm)}
+    assert got["istiod"] == ("llmd-mirror-istiod/istiod", "1.29.1") and got["istio-base"][0] == "istio/base"
 
 
 def test_plain_helmfile_sync_of_the_file_installs_every_release_in_its_own_namespace(tmp_path, real_tools,

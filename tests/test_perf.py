@@ -17,6 +17,7 @@ import pytest
 from rich.console import Console
 
 import test_loadgen_server
+from llmd.cli.perf_view import PerfTable
 from llmd.errors import ExitCode, Interrupted, ThresholdBreached
 from llmd.loadgen.engine import Stage, StageRun
 from llmd.loadgen.metrics import METRICS
@@ -172,7 +173,7 @@ def test_benchmark_report_v02_export(stream_server, tmp_path):
     br = tmp_path / "br.json"
     ui = Ui()
     ui.err = Console(file=io.StringIO(), force_terminal=False, width=400, theme=THEME)
-    report = run_perf(EP(srv.url), opts(sweep="1,2", requests=4, benchmark_report=str(br)), ui)
+    report = run_perf(EP(srv.url), opts(sweep="1,2", requests=4, benchmark_report=str(br)), ui, view=PerfTable(ui))
     paths = [Path(p) for p in report.files["benchmark_report"]]
     assert [p.name for p in paths] == ["br-c1.json", "br-c2.json"]
     # one file per stage, named after the stage: the user asked for br.json, so say where they went
@@ -208,12 +209,12 @@ def test_live_progress_only_on_a_terminal(stream_server, monkeypatch):
     buf = io.StringIO()
     ui.err = Console(file=buf, force_terminal=True, width=120, theme=THEME)
     assert ui.interactive
-    run_perf(EP(srv.url), opts(concurrency=2, requests=6), ui)
+    run_perf(EP(srv.url), opts(concurrency=2, requests=6), ui, view=PerfTable(ui))
     assert "in flight" in buf.getvalue() and "TTFT p50" in buf.getvalue()
     quiet = Ui()
     quiet.err = Console(file=io.StringIO(), force_terminal=False, theme=THEME)
     assert not quiet.interactive
-    run_perf(EP(srv.url), opts(concurrency=2, requests=2), quiet)
+    run_perf(EP(srv.url), opts(concurrency=2, requests=2), quiet, view=PerfTable(quiet))
     assert "in flight" not in quiet.err.file.getvalue()
 
 
@@ -270,24 +271,24 @@ def test_table_shows_prefix_cache_hits_when_reported(stream_server):
     srv = stream_server(tokens=2, cached=3)
     ui = Ui()
     ui.err = Console(file=io.StringIO(), force_terminal=False, width=200, theme=THEME)
-    report = run_perf(EP(srv.url), opts(concurrency=2, requests=4), ui)
+    report = run_perf(EP(srv.url), opts(concurrency=2, requests=4), ui, view=PerfTable(ui))
     cached = report.stages[0]["tokens"]["cached"]
     out = ui.err.file.getvalue()
     assert f"prefix cache: c=2 {cached['hit_rate']:.1%} of prompt tokens cached" in out, out
     plain = Ui()
     plain.err = Console(file=io.StringIO(), force_terminal=False, width=200, theme=THEME)
-    run_perf(EP(stream_server(tokens=2).url), opts(requests=2), plain)
+    run_perf(EP(stream_server(tokens=2).url), opts(requests=2), plain, view=PerfTable(plain))
     assert "prefix cache" not in plain.err.file.getvalue()  # the server reported no cached_tokens
     zero = Ui()
     zero.err = Console(file=io.StringIO(), force_terminal=False, width=200, theme=THEME)
-    run_perf(EP(stream_server(tokens=2, cached=0).url), opts(requests=2), zero)
+    run_perf(EP(stream_server(tokens=2, cached=0).url), opts(requests=2), zero, view=PerfTable(zero))
     assert "prefix cache" not in zero.err.file.getvalue()  # 0 hits on a synthetic workload: noise
 
 
 def test_table_caption_defines_every_abbreviated_column(stream_server):
     ui = Ui()
     ui.err = Console(file=io.StringIO(), force_terminal=False, width=300, theme=THEME)
-    run_perf(EP(stream_server(tokens=2).url), opts(requests=2), ui)
+    run_perf(EP(stream_server(tokens=2).url), opts(requests=2), ui, view=PerfTable(ui))
     out = " ".join(ui.err.file.getvalue().split())  # the caption wraps at the table's width
     for words in ("times in ms", "tok/s = output tokens/s", "q99 = client queue delay p99",
                   "good = goodput (req/s meeting --slo)", "CPU = busiest client process"):

@@ -4,6 +4,7 @@ every kubectl/helmfile call is registered with its exact argv; anything else fai
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -300,6 +301,9 @@ def test_dry_run_runs_nothing_and_prints_the_helmfile(cli, fp, fake, tmp_path):
     (("--chart", "istiod"), "--chart 'istiod': expected NAME=VALUE"),
     (("--chart", "nginx=oci://x/nginx"), "--chart 'nginx=oci://x/nginx': no release named 'nginx' in this install"),
     (("--repo", "bitnami=https://x"), "no repository named 'bitnami'"),
+    (("--chart", "istiod=./no-such-chart"), "--chart istiod=./no-such-chart: "),
+    (("--chart", f"istiod={Path(__file__).parent / 'e2e' / 'charts' / 'istio-base'}"), "that chart is 'base', not "
+                                                                                      "'istiod'"),
     (("-e", "traefik"), "environment: 'traefik' is not one of istio, agentgateway, kgateway, gke"),
 ])
 def test_bad_input_is_exit_2_before_any_call(cli, fp, fake, tmp_path, args, message):

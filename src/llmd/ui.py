@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
@@ -38,6 +39,8 @@ class Ui:
         no_color = None if color is None else not color
         self.err = Console(stderr=True, theme=THEME, highlight=False, no_color=no_color, soft_wrap=True)
         self.out = Console(theme=THEME, highlight=False, no_color=True, soft_wrap=True)
+        # The CLI's view of a readiness wait (a live table); None: plain lines (llmd.ops.wait.PlainProgress).
+        self.readiness_view: Callable[[Ui], Any] | None = None
 
     @property
     def interactive(self) -> bool:

@@ -6,7 +6,7 @@ kwok), driven as a user would, through whole `llmd` processes with the real kube
 
 The CRDs are the pinned upstream files from the Go module cache (`--crd-dir`, the air-gap path); Istio is the
 stand-in charts in tests/e2e/charts (`--chart istio-base=... --chart istiod=...`); the stack's charts are the
-issue-8 stand-ins (`--chart-source-*`). Skipped when the e2e binaries (`python3 e2e/build.py`) or Go are absent.
+suite's stand-ins (`LLMD_CHART_SOURCE_*`). Run with `make e2e`.
 """
 
 from __future__ import annotations
@@ -20,138 +20,126 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cluster import DEFAULT_BIN, LocalCluster, cpu_node, crd_files
+from e2e_support import HF_TOKEN, Run
+from gateway_controller import GatewayController
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-TOOLS = Path(os.environ.get("LLMD_TEST_TOOLS", ROOT / ".tools" / "bin"))
-BIN = Path(os.environ.get("LLMD_E2E_BIN", ROOT / ".e2e" / "bin"))
 CHARTS = HERE / "charts"
 NS = "e2e-prereqs"
 STEP_TIMEOUT_S = 600
+OURS = "app.kubernetes.io/managed-by=llmd,llmd.ai/prereq"
 
 pytestmark = pytest.mark.e2e
 
-cluster_mod = pytest.importorskip("cluster", reason="tests/e2e/cluster.py (issue 8) not present")
-
-
-def _missing() -> str | None:
-    if not (BIN / "kube-apiserver").exists():
-        return f"e2e binaries not built in {BIN} (python3 e2e/build.py)"
-    if not all((TOOLS / t).exists() for t in ("kubectl", "helm", "helmfile")):
-        return f"real kubectl/helm/helmfile not in {TOOLS} (make tools)"
-    if shutil.which("go") is None:
-        return "go not found: the pinned CRD files come from the Go module cache"
-    return None
-
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory) -> Iterator[object]:
-    why = _missing()
-    if why:
-        pytest.skip(why)
-    from gateway_controller import GatewayController
-
-    work = tmp_path_factory.mktemp("prereqs-cluster")
-    c = cluster_mod.LocalCluster(BIN, work).start()
-    controller = None
+def bare(tmp_path_factory, tools) -> Iterator[LocalCluster]:
+    """A control plane of its own: the session cluster gets the CRDs from the suite's `crds` fixture, and this
+    test starts from a cluster that has none (and leaves nothing behind for the others)."""
+    if not (DEFAULT_BIN / ".lock-sha256").exists():
+        pytest.fail("e2e binaries missing: run `make e2e` (it builds them with e2e/build.py)")
+    c = LocalCluster(DEFAULT_BIN, tmp_path_factory.mktemp("prereqs-cluster")).start()
+    controller = GatewayController(c.client)
     try:
-        c.add_nodes(str(TOOLS / "kubectl"), [cluster_mod.cpu_node("cpu-1"), cluster_mod.cpu_node("cpu-2")])
-        controller = GatewayController(c.client).start()
+        c.add_nodes(tools["kubectl"], [cpu_node("cpu-1"), cpu_node("cpu-2")])
+        controller.start()
         yield c
     finally:
-        if controller is not None:
-            controller.stop()
+        controller.stop()
         c.stop()
+    assert not controller.errors, "gateway controller errors:\n" + "\n".join(controller.errors)
 
 
 @pytest.fixture(scope="module")
 def crd_dir(tmp_path_factory) -> Path:
-    """The Gateway API v1.5.1 standard channel and GAIE v1.4.0 CRD files, as an air-gapped user would copy them."""
+    """The pinned Gateway API v1.5.1 standard channel and GAIE v1.4.0 CRD files (Go module cache), copied into one
+    directory as an air-gapped user would."""
     d = tmp_path_factory.mktemp("crds")
-    for f in cluster_mod.crd_files():
+    for f in crd_files():
         shutil.copy(f, d / f.name)
     return d
 
 
-@pytest.fixture(scope="module")
-def llmd(cluster, tmp_path_factory):
-    state = tmp_path_factory.mktemp("state")
-    helm_home = tmp_path_factory.mktemp("helm-home")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMD_") and k not in ("HF_TOKEN", "KUBECONFIG")}
-    env.update({"KUBECONFIG": str(cluster.kubeconfig_path), "PATH": f"{TOOLS}{os.pathsep}{env.get('PATH', '')}",
-                "LLMD_STATE_DIR": str(state), "NO_COLOR": "1", "COLUMNS": "200",
-                "HELM_CACHE_HOME": str(helm_home), "HELM_CONFIG_HOME": str(helm_home),
-                "HELM_DATA_HOME": str(helm_home)})
-    exe = [sys.executable, "-m", "llmd"]
+@pytest.fixture
+def run(bare, tools, tmp_path_factory):
+    """Whole `llmd` processes against the bare cluster; the stack's charts are the suite's stand-ins."""
+    home = tmp_path_factory.mktemp("prereqs-home")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("LLMD_") and k not in ("HF_TOKEN", "KUBECONFIG", "NAMESPACE")}
+    env.update({**bare.env(), "LLMD_KUBECTL": tools["kubectl"], "LLMD_HELM": tools["helm"],
+                "LLMD_HELMFILE": tools["helmfile"], "LLMD_STATE_DIR": str(home / "state"), "HOME": str(home),
+                "HELM_CACHE_HOME": str(home / "helm"), "HELM_CONFIG_HOME": str(home / "helm"),
+                "HELM_DATA_HOME": str(home / "helm"), "HF_TOKEN": HF_TOKEN, "NO_COLOR": "1", "COLUMNS": "200",
+                "LLMD_CHART_SOURCE_INFRA": str(CHARTS / "llm-d-infra"),
+                "LLMD_CHART_SOURCE_GAIE": str(CHARTS / "inferencepool"),
+                "LLMD_CHART_SOURCE_MS": str(CHARTS / "llm-d-modelservice")})
 
-    def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([*exe, *args], env=env, capture_output=True, text=True, timeout=STEP_TIMEOUT_S,
-                              stdin=subprocess.DEVNULL, check=False)
+    def llmd(*args: str) -> Run:
+        argv = [sys.executable, "-m", "llmd", *args]
+        p = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=STEP_TIMEOUT_S,
+                           stdin=subprocess.DEVNULL, check=False)
+        assert HF_TOKEN not in p.stdout + p.stderr, "the HF token leaked into llmd's output"
+        return Run(argv, p.returncode, p.stdout, p.stderr)
 
-    return run
+    return llmd
 
 
-def kubectl_json(cluster, *args: str) -> dict:
-    out = cluster.kubectl(str(TOOLS / "kubectl"), *args, "--output", "json", check=False)
+def get(cluster: LocalCluster, tools, *args: str) -> dict:
+    out = cluster.kubectl(tools["kubectl"], *args, "--output", "json", check=False)
     return json.loads(out.stdout) if out.returncode == 0 and out.stdout.strip() else {}
 
 
-def test_bare_cluster_to_deploy_and_back(cluster, crd_dir, llmd):
+def test_bare_cluster_to_deploy_and_back(bare, tools, crd_dir, run):
     istio = ("--chart", f"istio-base={CHARTS / 'istio-base'}", "--chart", f"istiod={CHARTS / 'istiod'}")
     install = ("prereqs", "install", "--accelerator", "sim", "--crd-dir", str(crd_dir), *istio,
                "--wait-timeout", "180")
-    assert kubectl_json(cluster, "get", "customresourcedefinitions").get("items", []) == []  # bare
+    assert get(bare, tools, "get", "customresourcedefinitions").get("items", []) == []  # bare
 
-    r = llmd(*install, "--json")
-    assert r.returncode == 0, r.stderr
-    doc = json.loads(r.stdout)
+    r = run(*install, "--json")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
     assert {s["component"]: s["action"] for s in doc["steps"]} == {
         "gateway-api": "install", "inference-extension": "install", "istio": "install"}
     assert doc["doctor"]["status"] in ("ok", "warn")
-    crds = kubectl_json(cluster, "get", "customresourcedefinitions", "--selector",
-                        "app.kubernetes.io/managed-by=llmd,llmd.ai/prereq")["items"]
+    crds = get(bare, tools, "get", "customresourcedefinitions", "--selector", OURS)["items"]
     names = {c["metadata"]["name"] for c in crds}
     assert {"gateways.gateway.networking.k8s.io", "httproutes.gateway.networking.k8s.io",
             "inferencepools.inference.networking.k8s.io"} <= names
     for c in crds:  # applied and waited on until Established, by the real API server
         assert any(x["type"] == "Established" and x["status"] == "True" for x in c["status"]["conditions"])
-    istiod = kubectl_json(cluster, "get", "deployment", "istiod", "--namespace", "istio-system")
+    istiod = get(bare, tools, "get", "deployment", "istiod", "--namespace", "istio-system")
     env = {e["name"]: e["value"] for e in istiod["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["ENABLE_GATEWAY_API_INFERENCE_EXTENSION"] == "true"
-    record = kubectl_json(cluster, "get", "configmap", "llmd-prereqs", "--namespace", "istio-system")
+    record = get(bare, tools, "get", "configmap", "llmd-prereqs", "--namespace", "istio-system")
     assert record["data"]["releases"] == "istio-base,istiod" and record["data"]["namespace-created"] == "true"
 
-    again = llmd(*install)
-    assert again.returncode == 0, again.stderr
-    assert "nothing to install: every prerequisite is present (no change)" in again.stderr
+    again = run(*install)
+    assert again.code == 0, again.err
+    assert "nothing to install: every prerequisite is present (no change)" in again.err
 
-    status = llmd("prereqs", "status", "--json")
-    assert status.returncode == 0, status.stderr
-    got = {p["name"]: (p["installed"], p["installed_by_llmd"]) for p in json.loads(status.stdout)["prerequisites"]}
+    status = run("prereqs", "status", "--json")
+    assert status.code == 0, status.err
+    got = {p["name"]: (p["installed"], p["installed_by_llmd"]) for p in json.loads(status.out)["prerequisites"]}
     assert got["gateway-api"] == got["inference-extension"] == got["istio"] == (True, True)
 
-    doctor = llmd("doctor", "--accelerator", "sim")
-    assert doctor.returncode == 0, doctor.stderr
+    doctor = run("doctor", "--accelerator", "sim")
+    assert doctor.code == 0, doctor.err
 
-    stack = ("-n", NS, "--accelerator", "sim", "--chart-source-infra", str(CHARTS / "llm-d-infra"),
-             "--chart-source-gaie", str(CHARTS / "inferencepool"), "--chart-source-ms",
-             str(CHARTS / "llm-d-modelservice"))
-    deploy = llmd("deploy", *stack, "--timeout", "300")
-    assert deploy.returncode == 0, deploy.stderr
+    deploy = run("deploy", "-n", NS, "--accelerator", "sim", "--no-hf-token", "--replicas", "2", "--timeout", "300")
+    assert deploy.code == 0, deploy.err
 
-    refused = llmd("prereqs", "uninstall", "--yes")
-    assert refused.returncode == 10, refused.stderr
-    assert f"InferencePool {NS}/gaie-inference-scheduling" in refused.stderr
-    assert f"`llmd cleanup -n <namespace>` for {NS}" in refused.stderr
-    assert kubectl_json(cluster, "get", "deployment", "istiod", "--namespace", "istio-system")  # nothing removed
+    refused = run("prereqs", "uninstall", "--yes")
+    assert refused.code == 10, refused.err
+    assert f"InferencePool {NS}/gaie-inference-scheduling" in refused.err
+    assert f"`llmd cleanup -n <namespace>` for {NS}" in refused.err
+    assert get(bare, tools, "get", "deployment", "istiod", "--namespace", "istio-system")  # nothing removed
 
-    cleanup = llmd("cleanup", "-n", NS, "--force", "--remove-namespace")
-    assert cleanup.returncode == 0, cleanup.stderr
+    cleanup = run("cleanup", "-n", NS, "--force", "--remove-namespace")
+    assert cleanup.code == 0, cleanup.err
 
-    removed = llmd("prereqs", "uninstall", "--yes", "--json")
-    assert removed.returncode == 0, removed.stderr
-    assert json.loads(removed.stdout)["status"] == "removed"
-    left = kubectl_json(cluster, "get", "customresourcedefinitions", "--selector",
-                        "app.kubernetes.io/managed-by=llmd,llmd.ai/prereq")
-    assert left.get("items", []) == []
-    assert llmd("prereqs", "uninstall", "--yes").returncode == 0  # a second uninstall is a no-op
+    removed = run("prereqs", "uninstall", "--yes", "--json")
+    assert removed.code == 0, removed.err
+    assert json.loads(removed.out)["status"] == "removed"
+    assert get(bare, tools, "get", "customresourcedefinitions", "--selector", OURS).get("items", []) == []
+    assert run("prereqs", "uninstall", "--yes").code == 0  # a second uninstall is a no-op

@@ -2,7 +2,6 @@
 
 # No `from __future__ import annotations` here: @settings_options rebuilds the signature, and Typer must see
 # the Annotated option objects themselves (string annotations would lose --out's help and its -o alias).
-import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -79,24 +78,7 @@ def _render(ui, settings, out: str, json: bool) -> None:
     for path in written:
         ui.result(path)
     ui.ok(f"rendered {len(written)} files into {directory}")
+    from llmd.ops.deploy_steps import by_hand
+
     ui.hint("deploy with `llmd deploy`, or by hand in this order:\n"
             + "\n".join(f"  {line}" for line in by_hand(settings, bundle.files, directory)))
-
-
-def by_hand(settings, files, directory: Path) -> list[str]:
-    """What `llmd deploy` does, as plain commands: the charts read the token Secret and (with a PVC cache) a
-    model the download Job has already put there, so both come before `helmfile sync`."""
-    from llmd.render import bundle as B
-
-    ns = shlex.quote(settings.namespace)
-    steps = [f"kubectl create namespace {ns}"]
-    if settings.needs_hf_token:  # the token on stdin, never in argv
-        steps.append(f'printf %s "$HF_TOKEN" | kubectl create secret generic {settings.hf_secret_name} -n {ns} '
-                     "--from-file=HF_TOKEN=/dev/stdin")
-    if B.PVC in files:
-        steps.append(f"kubectl apply -n {ns} -f {shlex.quote(str(directory / B.PVC))} "
-                     f"-f {shlex.quote(str(directory / B.DOWNLOAD_JOB))}")
-        steps.append(f"kubectl wait -n {ns} --for=condition=complete job/{settings.download_job_name} --timeout=4h")
-    steps.append(f"helmfile -f {shlex.quote(str(directory / B.HELMFILE))} sync")
-    steps.append(f"kubectl apply -n {ns} -f {shlex.quote(str(directory / B.HTTPROUTE))}")
-    return steps

@@ -51,8 +51,16 @@ class State:
     def ui(self, json_mode: bool = False):
         from llmd.ui import Ui
 
-        return Ui(json_mode=json_mode, verbose=self.verbose, quiet=self.quiet,
-                  color=False if self.no_color else None, doc_format=self.doc_format)
+        ui = Ui(json_mode=json_mode, verbose=self.verbose, quiet=self.quiet,
+                color=False if self.no_color else None, doc_format=self.doc_format)
+        ui.readiness_view = _readiness_table
+        return ui
+
+
+def _readiness_table(ui):
+    from llmd.cli.readiness_view import ReadinessTable  # imported when a deploy waits, not at start-up
+
+    return ReadinessTable(ui)
 
 
 def _version(value: bool) -> None:

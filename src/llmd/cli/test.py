@@ -89,8 +89,11 @@ def test(
         with open_endpoint(settings=settings, runner=runner, ui=ui, url=url, sim=sim, sim_model=explicit_model,
                            local_port=local_port, pf_ready_timeout=connect_timeout or PF_READY_TIMEOUT_S,
                            route_manifest=_deployed_route_manifest(settings)) as endpoint:
+            from llmd.cli.perf_view import PerfTable
+
             smoke_then_perf(endpoint, SmokeRequest(model, prompt, max_tokens, ready_timeout), ui,
-                            perf=perf_opts if perf else None, on_smoke=on_smoke, on_perf=on_perf)
+                            perf=perf_opts if perf else None, on_smoke=on_smoke, on_perf=on_perf,
+                            perf_view=PerfTable(ui))
 
 
 class _Outcome:

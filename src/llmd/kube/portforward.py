@@ -29,6 +29,7 @@ from llmd.errors import LlmdError, TestFailed
 from llmd.kube.kubectl import Kubectl
 from llmd.proc import stop_process
 from llmd.redact import redact
+from llmd.retry import RetryPolicy
 
 if TYPE_CHECKING:  # only llmd.proc starts processes
     import subprocess
@@ -159,8 +160,8 @@ class PortForward:
         self.probe_interval = probe_interval
         self.probe_failures = probe_failures
         self.restart_budget = restart_budget
-        self.backoff_base = backoff_base
-        self.backoff_max = backoff_max
+        # restarts paced by the one retry policy, unjittered: one tunnel has nobody to de-synchronise from
+        self.restart_policy = RetryPolicy(base=backoff_base, cap=backoff_max, jitter=False)
         self.on_event = on_event or (lambda _msg: None)
 
         self.url: str | None = None
@@ -329,7 +330,7 @@ class PortForward:
                         hint=self._hint(), details=reason)
                     self._record("gave_up", reason)
                     return
-                delay = min(self.backoff_max, self.backoff_base * (2 ** attempt))
+                delay = self.restart_policy.delay(attempt + 1)
                 attempt += 1
                 if self._stop.wait(delay):
                     return

@@ -100,7 +100,9 @@ def default_output() -> Path:
     return d / f"compare-{time.strftime('%Y%m%dT%H%M%S')}.json"
 
 
-def run_compare(settings, runner, ui, profiles: list[str], perf_opts, *, output: Path) -> CompareReport:
+def run_compare(settings, runner, ui, profiles: list[str], perf_opts, *, output: Path,
+                view=None) -> CompareReport:
+    """`view`: how each profile's perf run shows itself (llmd.ops.perf.PerfView)."""
     from llmd.ops.endpoint import ServedModel, open_endpoint
     from llmd.ops.perf import run_perf
     from llmd.platform import select
@@ -119,7 +121,7 @@ def run_compare(settings, runner, ui, profiles: list[str], perf_opts, *, output:
         per_profile = dataclasses.replace(opts, output=f"{stem}.{profile}.perf.json", csv=None, benchmark_report=None)
         with open_endpoint(settings=settings, runner=runner, ui=ui) as endpoint:
             perf = run_perf(endpoint, per_profile.with_model(settings.served_model_name), ui,
-                            served=ServedModel(settings.served_model_name, settings.max_model_len))
+                            served=ServedModel(settings.served_model_name, settings.max_model_len), view=view)
         after = platform.pick_counts(settings)
         stages = [stage_summary(s) for s in perf.stages]
         entry: dict[str, Any] = {"profile": profile, "applied": applied, "perf_report": per_profile.output,

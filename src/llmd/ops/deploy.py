@@ -22,6 +22,7 @@ from llmd.kube.helm import Helm, Helmfile, Release
 from llmd.kube.kubectl import Kubectl, classify_failure
 from llmd.ops import state, wait
 from llmd.ops.cleanup import is_protected
+from llmd.ops.deploy_steps import DEPLOY_STEPS
 from llmd.ops.preflight import PreflightReport, check_tools, preflight, recover_hint
 from llmd.ops.target import Target, llmd_command, pin_target
 from llmd.proc import Runner
@@ -152,8 +153,8 @@ class Deployer:
         for line in summary(self.s):
             self.ui.info(f"  {line}")
 
-        report.preflight = preflight(self.s, self.runner, self.kubectl, target, checks,
-                                     needs_pvc=B.PVC in bundle.files, say=self.ui.step)
+        report.preflight = checked = preflight(self.s, self.runner, self.kubectl, target, checks,
+                                               needs_pvc=B.PVC in bundle.files, say=self.ui.step)
         for c in report.preflight.checks:
             if c.status == "warn":
                 self.ui.warn(f"{c.name}: {c.message}")
@@ -162,13 +163,19 @@ class Deployer:
                     "; ".join(f"{c.name} {c.status}" for c in report.preflight.checks))
 
         releases = self.check_pending()
-        self.ensure_namespace(report.preflight)
-        self.ensure_secret()
-        if B.PVC in bundle.files:
-            self.ensure_model_cache(rendered)
-        self.sync_charts(rendered, bundle, releases)
-        self.apply("HTTPRoute", path=rendered / B.HTTPROUTE)
-        report.step("httproute", "done", self.s.httproute_name)
+        run_step = {  # the order and what applies: llmd.ops.deploy_steps (render's by-hand list reads it too)
+            "namespace": lambda: self.ensure_namespace(checked),
+            "secret": self.ensure_secret,
+            "model_cache": lambda: self.ensure_model_cache(rendered),
+            "charts": lambda: self.sync_charts(rendered, bundle, releases),
+            "route": lambda: self.ensure_route(rendered),
+        }
+        for step in DEPLOY_STEPS:
+            if step.applies(self.s, bundle.files):
+                run_step[step.key]()
+            elif step.skipped:
+                name, why = step.skipped
+                report.step(name, "skipped", why)
 
         if self.runner.dry_run:
             report.step("wait", "planned", "wait for the EPP, the gateway, every decode replica and the HTTPRoute")
@@ -235,6 +242,10 @@ class Deployer:
             return
         self.apply(f"Secret {self.s.hf_secret_name}", stdin=secret_manifest(self.s))
         self.report.step("hf token secret", "done", f"{self.s.hf_secret_name} (key HF_TOKEN, sent on stdin)")
+
+    def ensure_route(self, rendered: Path) -> None:
+        self.apply("HTTPRoute", path=rendered / B.HTTPROUTE)
+        self.report.step("httproute", "done", self.s.httproute_name)
 
     def ensure_model_cache(self, rendered: Path) -> None:
         self.apply(f"PVC {self.s.pvc_name}", path=rendered / B.PVC)

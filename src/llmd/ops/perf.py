@@ -1,6 +1,8 @@
 """`llmd test --perf`: run the load stages against an endpoint and produce a PerfReport.
 
-Contract: `run_perf(endpoint, opts, ui) -> PerfReport`. It does NOT raise ThresholdBreached: the caller decides,
+Contract: `run_perf(endpoint, opts, ui, served=, view=) -> PerfReport`. It draws nothing itself: `view` (the
+CLI's llmd.cli.perf_view.PerfTable) gets a live display per stage and the finished report, before run_perf returns
+or raises. It does NOT raise ThresholdBreached: the caller decides,
 usually with `check_thresholds(report)` (exit 8). It always writes the JSON report (to --output, else under the
 state directory) and --csv when given. On Ctrl-C/SIGTERM it stops issuing, drains in-flight requests for 2 s,
 cancels the rest, writes a partial report (`complete: false`) and raises Interrupted (exit 130/143).
@@ -15,18 +17,18 @@ import signal
 import time
 import uuid
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from llmd import __version__
 from llmd.errors import Interrupted, TestFailed, ThresholdBreached
 from llmd.loadgen import workloads
 from llmd.loadgen.client import Timeouts
 from llmd.loadgen.endpoint import LiveEndpoint
-from llmd.loadgen.engine import Progress, StageRun, run_stage
+from llmd.loadgen.engine import Progress, Stage, StageRun, run_stage
 from llmd.loadgen.loop import loop_kind
 from llmd.loadgen.loop import run as loop_run
 from llmd.loadgen.options import PerfOptions
-from llmd.loadgen.report import SCHEMA, PerfReport, summarize_stage
+from llmd.loadgen.report import PerfReport, summarize_stage
 from llmd.ops.endpoint import ServedModel
 
 __all__ = ["PerfOptions", "PerfReport", "check_thresholds", "run_perf"]
@@ -98,8 +100,25 @@ def _default_output(run_id: str) -> str:
     return str(out / f"perf-{run_id}.json")
 
 
-def run_perf(endpoint: LiveEndpoint, opts: PerfOptions, ui, served: ServedModel | None = None) -> PerfReport:
-    """Load `endpoint`; `served` is what its smoke test found (perf then needs no /v1/models of its own)."""
+class StageLive(Protocol):
+    def update(self, p: Progress) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class PerfView(Protocol):
+    """How a perf run shows itself (llmd.cli.perf_view.PerfTable): `stage` gives a live display for one stage (or
+    None), `report` shows the finished (or interrupted) run before run_perf returns or raises."""
+
+    def stage(self, stage: Stage) -> StageLive | None: ...
+
+    def report(self, report: PerfReport) -> None: ...
+
+
+def run_perf(endpoint: LiveEndpoint, opts: PerfOptions, ui, served: ServedModel | None = None, *,
+             view: PerfView | None = None) -> PerfReport:
+    """Load `endpoint`; `served` is what its smoke test found (perf then needs no /v1/models of its own); `view`
+    shows progress and the result (none: the run only reports its steps through `ui`)."""
     opts.validate()
     opts.check_model_len(served.max_model_len if served else None)
     stages = opts.stages()
@@ -116,7 +135,7 @@ def run_perf(endpoint: LiveEndpoint, opts: PerfOptions, ui, served: ServedModel 
                                "connection, so latency and throughput are not those of the gateway itself")
     timeouts = Timeouts(connect_s=opts.connect_timeout, read_s=opts.stall_timeout, total_s=opts.request_timeout)
     signum = _run_stages(endpoint, opts, ui, stages, workload=workload, timeouts=timeouts, run_id=run_id, slo=slo,
-                         report=report)
+                         report=report, view=view)
     report.finished_at = _now()
     report.environment["tunnel_generation_end"] = endpoint.generation
     report.complete = signum is None and all(s["complete"] for s in report.stages) and len(report.stages) == len(stages)
@@ -128,7 +147,8 @@ def run_perf(endpoint: LiveEndpoint, opts: PerfOptions, ui, served: ServedModel 
                 f"{c['cpu_per_core_max']:.0%} of a core, event-loop lag p99 {c['loop_lag_p99_ms']:.1f} ms); "
                 "use --workers N or a bigger client machine")
     _write_files(report, opts, run_id)
-    show(report, ui)
+    if view is not None:
+        view.report(report)
     if signum is not None:
         where = (f"partial report written to {report.files['json']}" if "json" in report.files
                  else "the partial report could not be written")
@@ -166,7 +186,8 @@ def check_written(report: PerfReport) -> None:
                                "and re-run")
 
 
-def _run_stages(endpoint: LiveEndpoint, opts, ui, stages, *, workload, timeouts, run_id, slo, report) -> int | None:
+def _run_stages(endpoint: LiveEndpoint, opts, ui, stages, *, workload, timeouts, run_id, slo, report,
+                view: PerfView | None) -> int | None:
     """Run every stage on one event loop; returns the signal number when interrupted."""
     got: list[int] = []
 
@@ -199,8 +220,8 @@ def _run_stages(endpoint: LiveEndpoint, opts, ui, stages, *, workload, timeouts,
                 stage_wl = workload
                 if opts.workload == "shared-prefix":  # fresh group prefixes per stage: every stage starts cold
                     stage_wl = build_workload(opts, opts.model, salt=f"{run_id}:{stage.name}")
-                runs = await _one_stage(endpoint, opts, ui, stage, workload=stage_wl, timeouts=timeouts, run_id=run_id,
-                                        t0=t0, stop=stop)
+                runs = await _one_stage(endpoint, opts, stage, workload=stage_wl, timeouts=timeouts, run_id=run_id,
+                                        t0=t0, stop=stop, view=view)
                 await _attribute_tunnel_losses(endpoint, runs)
                 report.records.extend(r for run in runs for r in run.records)
                 report.stages.append(summarize_stage(runs, slo, opts.max_error_rate, stage))
@@ -237,9 +258,9 @@ async def _attribute_tunnel_losses(endpoint: LiveEndpoint, runs) -> None:
             rec["failure"] = "tunnel_lost"
 
 
-async def _one_stage(endpoint: LiveEndpoint, opts, ui, stage, *, workload, timeouts, run_id, t0,
-                     stop) -> list[StageRun]:
-    live = _Live(ui, stage) if opts.live and ui.interactive else None
+async def _one_stage(endpoint: LiveEndpoint, opts, stage, *, workload, timeouts, run_id, t0, stop,
+                     view: PerfView | None) -> list[StageRun]:
+    live = view.stage(stage) if view is not None and opts.live else None
     try:
         if opts.workers > 1:
             from llmd.loadgen.workers import run_stage_workers
@@ -260,89 +281,7 @@ async def _one_stage(endpoint: LiveEndpoint, opts, ui, stage, *, workload, timeo
             live.close()
 
 
-async def _tick(live, progress: Progress) -> None:
+async def _tick(live: StageLive, progress: Progress) -> None:
     while True:
         live.update(progress)
         await asyncio.sleep(0.25)
-
-
-class _Live:
-    """One status line (done / in flight / errors / rolling TTFT p50), only on a terminal."""
-
-    def __init__(self, ui, stage) -> None:
-        from rich.live import Live
-
-        self.stage = stage
-        self.t0 = time.monotonic()
-        self.shown = 0.0
-        # refreshed from the event loop (no refresh thread competing with the load for the GIL)
-        self.live = Live("", console=ui.err, auto_refresh=False, transient=True)
-        self.live.start()
-
-    def update(self, p: Progress) -> None:
-        now = time.monotonic()
-        if now - self.shown < 0.2:
-            return
-        self.shown = now
-        recent = sorted(p.ttft_recent)
-        p50 = f"{recent[len(recent) // 2]:.1f} ms" if recent else "-"
-        self.live.update(f"  {self.stage.label()}  {time.monotonic() - self.t0:5.1f} s  done {p.done}  "
-                         f"in flight {p.inflight}  errors {p.errors}  TTFT p50 {p50}", refresh=True)
-
-    def close(self) -> None:
-        self.live.stop()
-
-
-def _fmt(x) -> str:
-    return "-" if x is None else (f"{x:.1f}" if x >= 10 else f"{x:.2f}")
-
-
-def show(report: PerfReport, ui) -> None:
-    """The final table on stderr (stdout stays free for --json); -q keeps it: it is what --perf is for."""
-    from rich.table import Table
-
-    title = "perf" + ("" if report.complete else " (INCOMPLETE)") + (
-        " via port-forward" if report.environment.get("via_port_forward") else "")
-    t = Table(title=title)
-    t.caption = ("times in ms; TTFT/E2E p50/p99; tok/s = output tokens/s; q99 = client queue delay p99; "
-                 "good = goodput (req/s meeting --slo); CPU = busiest client process")
-    for col in ("stage", "ok/fail", "req/s", "tok/s", "TTFT", "ITL50", "TPOT50", "E2E", "q99", "good", "CPU"):
-        t.add_column(col, justify="right" if col != "stage" else "left", no_wrap=True)
-    for s in report.stages:
-        r, th = s["requests"], s["throughput"]
-        good = s.get("slo", {}).get("goodput")
-        t.add_row(s["label"], f"{r['ok']}/{r['failed']}", _fmt(th["request_rate"]), _fmt(th["output_token_rate"]),
-                  f"{_fmt(s['ttft_ms']['p50'])}/{_fmt(s['ttft_ms']['p99'])}", _fmt(s["itl_ms"]["p50"]),
-                  _fmt(s["tpot_ms"]["p50"]), f"{_fmt(s['e2e_ms']['p50'])}/{_fmt(s['e2e_ms']['p99'])}",
-                  _fmt(s["queue_ms"]["p99"]), "-" if good is None else _fmt(good),
-                  f"{s['client']['cpu_per_core_max']:.0%}")
-    if ui.err.is_terminal:
-        ui.render(t)
-    else:  # a log file or CI has no line width: never truncate numbers
-        width = ui.err.width
-        ui.err.width = max(width, 132)
-        try:
-            ui.render(t)
-        finally:
-            ui.err.width = width
-    hits = [f"{s['label']} {c['hit_rate']:.1%}" for s in report.stages
-            if (c := s["tokens"].get("cached")) and c.get("hit_rate") is not None]
-    # 0% says something for shared-prefix only; elsewhere it is noise from servers that always report the field
-    if hits and (report.config.get("workload") == "shared-prefix" or any(
-            (s["tokens"].get("cached") or {}).get("cached_tokens") for s in report.stages)):
-        # from usage.prompt_tokens_details.cached_tokens: what prefix-aware routing buys shows here
-        ui.info("prefix cache: " + ", ".join(h + " of prompt tokens cached" for h in hits))
-    for s in report.stages:
-        if s["failures"]:
-            ui.warn(f"{s['label']}: failures " + ", ".join(f"{k} {v}" for k, v in s["failures"].items())
-                    + (f" (429 shed rate {s['shed_429'] / max(1, s['requests']['measured']):.1%})"
-                       if s["shed_429"] else ""))
-    for w in report.warnings:
-        ui.warn(w)
-    for b in report.breaches:
-        ui.error(b)
-    if report.files.get("json"):
-        ui.result(f"report ({SCHEMA}): {report.files.get('json')}" + (
-            f", records CSV: {report.files['csv']}" if report.files.get("csv") else ""))
-    if report.files.get("benchmark_report"):  # one file per stage, named after it: not the path the user gave
-        ui.info("benchmark reports (v0.2): " + ", ".join(report.files["benchmark_report"]))

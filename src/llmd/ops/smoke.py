@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import email.utils
 import json
-import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -27,6 +26,7 @@ from typing import Any
 from llmd.ops.endpoint import Endpoint, ServedModel
 from llmd.ops.smoke_defaults import DEFAULT_MAX_TOKENS, DEFAULT_PROMPT, DEFAULT_READY_TIMEOUT_S
 from llmd.redact import redact
+from llmd.retry import RetryPolicy, backoff  # backoff: re-exported (tests, older imports)
 
 RETRY_STATUSES = frozenset({408, 425, 429, 502, 503, 504})
 WARMUP_STATUSES = frozenset({502, 503, 504, 429, 408, 425})  # while polling /v1/models
@@ -248,21 +248,6 @@ def retry_after(value: str | None) -> float | None:
     return max(0.0, min(RETRY_AFTER_CAP_S, secs))
 
 
-def backoff(attempt: int, base: float = 0.25, cap: float = 4.0, rng: random.Random | None = None) -> float:
-    """Jittered exponential backoff: uniform in [x/2, x] with x = base * 2^(attempt-1), capped."""
-    x = min(cap, base * (2 ** max(0, attempt - 1)))
-    return (rng or random).uniform(x / 2, x)
-
-
-@dataclass
-class RetryPolicy:
-    max_attempts: int = 5
-    window_s: float = 30.0  # total time spent retrying one check
-    base: float = 0.25  # first backoff step (seconds); jittered, doubled per attempt, capped
-    cap: float = 4.0
-    sleep: Callable[[float], None] = time.sleep
-
-
 def send_with_retry(call: Callable[[], _Reply], policy: RetryPolicy) -> tuple[_Reply | _Transport, int, list[str]]:
     """Run `call` until a final answer. Returns (reply or transport error, attempts, notes on retries)."""
     started = time.monotonic()
@@ -283,7 +268,7 @@ def send_with_retry(call: Callable[[], _Reply], policy: RetryPolicy) -> tuple[_R
                 five_hundreds, retryable = 1, True
         if not retryable or attempt >= policy.max_attempts:
             return result, attempt, notes
-        delay = wait if wait is not None else backoff(attempt, policy.base, policy.cap)
+        delay = wait if wait is not None else policy.delay(attempt)
         if time.monotonic() - started + delay > policy.window_s:
             return result, attempt, notes
         notes.append(f"{label}, retried after {delay:.2f}s" + (" (Retry-After)" if wait is not None else ""))

@@ -16,6 +16,7 @@ from llmd.ops.endpoint import Endpoint
 if TYPE_CHECKING:
     from llmd.loadgen.options import PerfOptions
     from llmd.loadgen.report import PerfReport
+    from llmd.ops.perf import PerfView
     from llmd.ops.smoke import SmokeReport
 
 
@@ -33,7 +34,7 @@ def _ignore(_report: object) -> None:
 
 def smoke_then_perf(endpoint: Endpoint, request: SmokeRequest, ui, *, perf: PerfOptions | None = None,
                     on_smoke: Callable[[SmokeReport], None] = _ignore,
-                    on_perf: Callable[[PerfReport], None] = _ignore) -> None:
+                    on_perf: Callable[[PerfReport], None] = _ignore, perf_view: PerfView | None = None) -> None:
     """TestFailed (exit 7) when the smoke test fails; after perf ConfigError (exit 2) when a report file could not
     be written, ThresholdBreached (exit 8) when a limit was breached."""
     from llmd.ops.smoke import run_smoke
@@ -51,7 +52,7 @@ def smoke_then_perf(endpoint: Endpoint, request: SmokeRequest, ui, *, perf: Perf
     from llmd.ops.perf import check_thresholds, check_written, run_perf
 
     endpoint.ensure_alive()  # the smoke test may have left an idle port-forward behind
-    perf_report = run_perf(endpoint, perf, ui, served=served)
+    perf_report = run_perf(endpoint, perf, ui, served=served, view=perf_view)
     on_perf(perf_report)
     check_written(perf_report)
     check_thresholds(perf_report)

@@ -3,7 +3,8 @@
 One `kubectl get <kinds> -o json` per poll lists every object we watch. Components become ready
 (ready/desired), terminal pod states fail fast with a hint (exit 6), a rejected HTTPRoute fails with
 its condition (exit 5), and the deadline ends in exit 6 with diagnostics. Time comes from `CLOCK`, so
-tests swap in a fake clock instead of sleeping.
+tests swap in a fake clock instead of sleeping. Progress goes to a ReadinessView: the CLI's live table
+(`Ui.readiness_view`, llmd.cli.readiness_view), else plain lines; this module draws nothing itself.
 """
 # The IDs cited here (rule N, F##) are defined in docs/behaviours.md.
 
@@ -13,15 +14,12 @@ import contextlib
 import json
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from llmd.errors import ClusterError, DeployError, NotReadyError
 from llmd.kube.kubectl import Kubectl, classify_failure, raise_cluster_error
 from llmd.ops import diagnose
 from llmd.ops.target import llmd_command
-
-if TYPE_CHECKING:
-    from rich.live import Live
 
 POLL_S = 5.0
 UNSCHEDULABLE_GRACE_S = 120.0  # a pod the scheduler cannot place for this long fails the deploy
@@ -241,52 +239,35 @@ class Watcher:
                                 hint=hint, details=f"scheduler: {msg}")
 
 
-class Display:
-    """A rich Live table on a terminal; otherwise one plain line whenever the state changes."""
+class ReadinessView(Protocol):
+    """How a readiness wait shows its progress: a context manager told every polled state (the CLI's is a live
+    table on a terminal, llmd.cli.readiness_view.ReadinessTable; `Ui.readiness_view` names it)."""
+
+    def __enter__(self) -> ReadinessView: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def update(self, state: Readiness) -> None: ...
+
+
+class PlainProgress:
+    """One plain line whenever the state changes (no terminal, or no view given)."""
 
     def __init__(self, ui) -> None:
         self.ui = ui
-        self.live: Live | None = None
         self.last = ""
-        self.state: Readiness | None = None
-        self.stamp = 0.0  # CLOCK time of the last update
 
-    def __enter__(self) -> Display:
-        if self.ui.interactive and not self.ui.err.is_dumb_terminal:  # TERM=dumb: Live would show nothing
-            from rich.live import Live
-
-            # Built at each refresh, so the elapsed time ticks between polls (they are POLL_S apart).
-            self.live = Live(console=self.ui.err, refresh_per_second=4, transient=True, get_renderable=self.table)
-            self.live.__enter__()
+    def __enter__(self) -> PlainProgress:
         return self
 
-    def table(self):
-        from rich.table import Table
-
-        state = self.state
-        if state is None:
-            return Table()
-        elapsed = state.elapsed_s + max(0.0, CLOCK.now() - self.stamp)
-        t = Table(title=f"{state.phase} — {elapsed:.0f}s", title_justify="left")
-        for col in ("component", "object", "ready", "note"):
-            t.add_column(col)
-        for c in state.components:
-            t.add_row(c.key, c.name, f"{c.ready}/{c.desired}", "✓" if c.done else c.note)
-        return t
+    def __exit__(self, *exc: object) -> None:
+        return None
 
     def update(self, state: Readiness) -> None:
-        if self.live is not None:
-            self.state, self.stamp = state, CLOCK.now()
-            self.live.refresh()
-            return
         text = state.line()
         if text != self.last:
             self.last = text
             self.ui.info(f"  [{state.elapsed_s:4.0f}s] {text}")
-
-    def __exit__(self, *exc) -> None:
-        if self.live is not None:
-            self.live.__exit__(*exc)
 
 
 @contextlib.contextmanager
@@ -308,7 +289,8 @@ def wait_ready(settings, kubectl: Kubectl, ui, keys: tuple[str, ...], *, timeout
     watcher = Watcher(settings, kubectl, keys, unschedulable_grace_s=unschedulable_grace_s)
     t0 = CLOCK.now() if started is None else started
     state = Readiness()
-    with Display(ui) as display, _quiet_polls(kubectl.runner, ui):
+    view = ui.readiness_view
+    with (view(ui) if view is not None else PlainProgress(ui)) as display, _quiet_polls(kubectl.runner, ui):
         while True:
             now = CLOCK.now()
             state.components = watcher.evaluate(watcher.fetch(), now)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from llmd.errors import ConfigError
@@ -19,17 +20,22 @@ HELMFILE = "helmfile.yaml"
 
 @dataclass(frozen=True)
 class ChartSources:
-    """Overrides of where charts come from: `charts` release name -> chart reference (`oci://mirror/x`,
-    `repo/chart` or a local path), `repos` repository name -> URL."""
+    """Overrides of where charts come from. `charts`: release name -> source, the same forms as the stack's
+    `--chart-source-*`: an OCI reference ending in the chart name (`oci://mirror/istio/istiod`), a Helm repository
+    URL holding the chart under its own name (`https://mirror/istio`), a local chart directory or `.tgz`; or a
+    `repo/chart` reference into one of the file's repositories. `repos`: repository name -> URL."""
 
     charts: Mapping[str, str] = field(default_factory=dict)
     repos: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, charts: Sequence[str], repos: Sequence[str], known_releases: Sequence[str],
+    def parse(cls, charts: Sequence[str], repos: Sequence[str], known_releases: Mapping[str, str],
               known_repos: Sequence[str]) -> ChartSources:
-        """`NAME=VALUE` items; an unknown name is bad input (exit 2) naming the names that exist."""
-        return cls(_pairs("--chart", charts, known_releases), _pairs("--repo", repos, known_repos))
+        """`NAME=VALUE` items; an unknown name is bad input (exit 2) naming the names that exist.
+        `known_releases`: release name -> the chart's own name (istiod -> istiod, istio-base -> base)."""
+        pairs = _pairs("--chart", charts, list(known_releases))
+        return cls({name: _source(name, value, known_releases[name]) for name, value in pairs.items()},
+                   _pairs("--repo", repos, known_repos))
 
 
 def _pairs(flag: str, items: Sequence[str], known: Sequence[str]) -> dict[str, str]:
@@ -48,6 +54,33 @@ def _pairs(flag: str, items: Sequence[str], known: Sequence[str]) -> dict[str, s
     return out
 
 
+def _source(release: str, value: str, chart: str) -> str:
+    """A local chart becomes its absolute path (helmfile runs from the file's directory), checked as the stack's
+    local chart sources are (a chart directory or .tgz whose Chart.yaml names `chart`): bad input before any call."""
+    if value.startswith(("oci://", "http://", "https://")):
+        return value
+    path = Path(value).expanduser()
+    if not (value.startswith(("/", ".", "~")) or path.exists()):
+        return value  # `repo/chart`
+    from llmd.render.mirror import _local_chart_meta
+
+    try:
+        name = _local_chart_meta(path.resolve()).get("name")
+    except ValueError as exc:
+        raise ConfigError(f"--chart {release}={value}: {exc}",
+                          hint="pass a chart directory, a packaged .tgz, an oci:// reference or a Helm repository "
+                               "URL") from None
+    if name != chart:
+        raise ConfigError(f"--chart {release}={value}: that chart is {name!r}, not {chart!r}",
+                          hint=f"point {release} at a copy of the {chart} chart")
+    return str(path.resolve())
+
+
+def release_charts(components: Sequence[ChartComponent]) -> dict[str, str]:
+    """Release name -> the chart's own name (the last element of its reference), for --chart."""
+    return {r.name: r.chart.rsplit("/", 1)[-1] for c in components for r in c.releases}
+
+
 def helmfile_doc(components: Sequence[ChartComponent], sources: ChartSources | None = None) -> dict[str, Any]:
     sources = sources or ChartSources()
     repos: dict[str, str] = {}
@@ -56,10 +89,14 @@ def helmfile_doc(components: Sequence[ChartComponent], sources: ChartSources | N
         for name, url in comp.repositories.items():
             repos[name] = sources.repos.get(name, url)
         for rel in comp.releases:
+            chart = sources.charts.get(rel.name, rel.chart)
+            if chart.startswith(("http://", "https://")):  # a repository holding the chart under its own name
+                repos[f"llmd-mirror-{rel.name}"] = chart
+                chart = f"llmd-mirror-{rel.name}/{rel.chart.rsplit('/', 1)[-1]}"
             doc: dict[str, Any] = {
                 "name": rel.name,
                 "namespace": comp.namespace,
-                "chart": sources.charts.get(rel.name, rel.chart),
+                "chart": chart,
                 "version": comp.version,
                 "labels": {"component": comp.key, "managed-by": "llmd"},
             }

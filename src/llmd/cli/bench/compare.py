@@ -39,7 +39,9 @@ def compare(ctx: typer.Context, *, no_chart: Annotated[bool, typer.Option(
     from llmd.ops.compare import run_compare
 
     with json_failure(ui, json, runner):
-        report = run_compare(settings, runner, ui, profiles, perf_opts, output=output)
+        from llmd.cli.perf_view import PerfTable
+
+        report = run_compare(settings, runner, ui, profiles, perf_opts, output=output, view=PerfTable(ui))
         if not no_chart:
             from llmd.ops.chart import chart_path, draw
 

@@ -11,7 +11,7 @@ LwsOpt = Annotated[bool, typer.Option("--lws", help="Also LeaderWorkerSet 0.7.0 
 CrdDirOpt = Annotated[Optional[list[Path]], typer.Option(  # noqa: UP045
     "--crd-dir", help="Directory of CRD manifests used instead of downloading them (air-gapped clusters); repeatable")]
 ChartOpt = Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
-    "--chart", help="RELEASE=REF: install a release from another chart source (mirror, local chart dir); repeatable")]
+    "--chart", help="RELEASE=SOURCE: oci://.../<chart>, a Helm repository URL, or a local chart dir/.tgz; repeatable")]
 RepoOpt = Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
     "--repo", help="NAME=URL: use another URL for a chart repository (e.g. istio=https://mirror/istio); repeatable")]
 OutOpt = Annotated[Optional[Path], typer.Option(  # noqa: UP045

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import typer
@@ -33,7 +34,7 @@ def install(ctx: typer.Context, *, lws: LwsOpt = False, crd_dir: CrdDirOpt = Non
     from llmd.ops.prereqs.install import Request, wanted
     from llmd.ops.prereqs.install import install as run_install
     from llmd.paths import state_dir
-    from llmd.render.prereqs import ChartSources
+    from llmd.render.prereqs import ChartSources, release_charts
 
     runner = make_runner(ctx, ui, dry_run=dry_run, echo=ui.verbose > 0)
     with json_failure(ui, json, runner):
@@ -41,9 +42,9 @@ def install(ctx: typer.Context, *, lws: LwsOpt = False, crd_dir: CrdDirOpt = Non
                       crd_dirs=tuple(crd_dir or ()), out_dir=out or state_dir() / "prereqs", dry_run=dry_run,
                       wait_timeout_s=float(wait_timeout))
         _, charts = wanted(catalog(), req)
-        releases = [r.name for c in charts for r in c.releases]
         repos = [n for c in charts for n in c.repositories]
-        req = Request(**{**req.__dict__, "sources": ChartSources.parse(chart or [], repo or [], releases, repos)})
+        sources = ChartSources.parse(chart or [], repo or [], release_charts(charts), repos)
+        req = dataclasses.replace(req, sources=sources)
         report = run_install(settings, runner, ui, req)
     if json:
         ui.json(report.to_dict())
