@@ -501,3 +501,23 @@ def test_ctrl_c_while_waiting_says_what_is_installed_and_how_to_finish(cli, fp, 
     assert r.exit_code == 130, r.stderr
     assert "interrupted; installed so far: gateway-api, inference-extension, istio" in r.stderr
     assert "re-run the same `llmd prereqs install` to finish" in r.stderr
+
+
+def test_uninstall_refuses_while_leaderworkersets_use_the_lws_llmd_installed(cli, fp, fake):
+    fake.context()
+    fake.reachable()
+    sel = "app.kubernetes.io/managed-by=llmd,llmd.ai/prereq"
+    fake.reg(fake.k("get", "customresourcedefinitions", "--selector", sel, "--output", "json", namespaced=False),
+             lst())
+    rec = {"kind": "ConfigMap", "metadata": {"name": "llmd-prereqs", "namespace": "lws-system",
+                                             "labels": {**OURS, "llmd.ai/prereq": "lws"}},
+           "data": {"releases": "lws", "namespace-created": "true", "version": "0.7.0"}}
+    fake.reg(fake.k("get", "configmaps", "--all-namespaces", "--selector", sel, "--output", "json", namespaced=False),
+             lst(rec))
+    fake.reg(fake.k("get", "leaderworkersets.leaderworkerset.x-k8s.io", "--all-namespaces", "--output", "json",
+                    namespaced=False),
+             lst({"kind": "LeaderWorkerSet", "metadata": {"name": "ms-wide", "namespace": "team-b"}}))
+    r = cli("prereqs", "uninstall", "--context", CTX, "--yes")
+    assert r.exit_code == 10, r.stderr
+    assert "LeaderWorkerSet team-b/ms-wide" in r.stderr and "(LeaderWorkerSets stop their pods)" in r.stderr
+    assert not [c for c in tool_calls(fp) if c[0] == "helm"]

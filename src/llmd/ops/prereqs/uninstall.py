@@ -135,6 +135,9 @@ def uninstall(settings, runner: Runner, ui, *, force: bool = False,
     blocking = [o for o in objects if o.get("kind") not in NOT_BLOCKING]
     gw_names = {describe(o) for o in blocking}
     blocking += [g for g in gateways_of(kubectl, classes) if describe(g) not in gw_names]
+    for comp, _ in comps:  # a chart's own CRD (LWS): its objects stop working when the controller goes
+        if comp.crd:
+            blocking += _list(kubectl, comp.crd, "--all-namespaces")
     lws = [o for o in blocking if o.get("kind") == "LeaderWorkerSet"]
     if blocking and not force:
         namespaces = sorted({(o.get("metadata") or {}).get("namespace", "") for o in blocking} - {""})
