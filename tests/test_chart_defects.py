@@ -12,12 +12,7 @@ from llmd.ops import preflight as pf
 from llmd.proc import Runner
 from llmd.render import render_bundle, yamlsafe
 from llmd.settings import load_settings
-from test_deploy_support import CTX, Fake, clock_fixture, lst, no_killpg_fixture  # noqa: F401
-
-
-@pytest.fixture
-def fake(fp, tmp_path, fake_tools_on_path, clock, no_killpg):
-    return Fake(fp, tmp_path)
+from test_deploy_support import CTX, Fake, clock_fixture, fake_fixture, lst, no_killpg_fixture  # noqa: F401
 
 
 def settings(**flags):

@@ -14,6 +14,7 @@ from test_deploy_support import (  # noqa: F401  (*_fixture: fixtures used by na
     SERVER,
     Fake,
     clock_fixture,
+    fake_fixture,
     lst,
     no_killpg_fixture,
     obj,
@@ -27,10 +28,6 @@ RELEASES = ("ms-inference-scheduling", "gaie-inference-scheduling", "infra-infer
 PVC = "model-cache-inference-scheduling"
 SECRET = "llm-d-hf-token-inference-scheduling"  # per release postfix: another stack's token is not ours
 
-
-@pytest.fixture
-def fake(fp, tmp_path, fake_tools_on_path, clock, no_killpg):
-    return Fake(fp, tmp_path)
 
 
 class Tty(io.StringIO):

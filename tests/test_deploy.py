@@ -17,6 +17,7 @@ from test_deploy_support import (  # noqa: F401  (*_fixture: fixtures used by na
     Fake,
     clock_fixture,
     crd,
+    fake_fixture,
     job,
     lst,
     no_killpg_fixture,
@@ -29,10 +30,6 @@ from test_deploy_support import (  # noqa: F401  (*_fixture: fixtures used by na
 
 SIM = ("--accelerator", "sim")
 
-
-@pytest.fixture
-def fake(fp, tmp_path, fake_tools_on_path, clock, no_killpg):
-    return Fake(fp, tmp_path)
 
 
 def _index(calls, argv):

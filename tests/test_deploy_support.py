@@ -57,6 +57,13 @@ def no_killpg_fixture(monkeypatch) -> list[tuple[int, int]]:
     return sent
 
 
+@pytest.fixture(name="fake")
+def fake_fixture(fp, tmp_path, fake_tools_on_path, clock, no_killpg) -> Fake:
+    """The strict fake cluster a CLI test starts from: kubectl/helm/helmfile on PATH, every call answered by
+    pytest-subprocess as registered (anything else fails), the wait clock faked, no real process group signalled."""
+    return Fake(fp, tmp_path)
+
+
 @pytest.fixture(name="stdin_capture")
 def stdin_capture_fixture(monkeypatch) -> list[bytes]:
     """What llmd wrote to each fake child's stdin (pytest-subprocess keeps it in a BytesIO we can't read

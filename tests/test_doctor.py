@@ -16,6 +16,7 @@ from test_deploy_support import (  # noqa: F401  (*_fixture: fixtures used by na
     Fake,
     clock_fixture,
     crd,
+    fake_fixture,
     lst,
     no_killpg_fixture,
     tool_calls,
@@ -26,10 +27,6 @@ CLIENT = ["kubectl", "version", "--client", "--output", "json"]
 CLUSTER_CHECKS = ("kubernetes", "crds", "gateway class", "control plane", "monitoring", "lws", "storage", "gpus",
                   "model size", "namespace", "permissions", "releases")
 
-
-@pytest.fixture
-def fake(fp, tmp_path, fake_tools_on_path, clock, no_killpg):
-    return Fake(fp, tmp_path)
 
 
 def local_tools(fake, kubectl: str = "v1.33.9") -> None:

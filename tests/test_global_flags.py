@@ -10,13 +10,9 @@ from test_deploy_support import (  # noqa: F401  (*_fixture: fixtures used by na
     CTX,
     Fake,
     clock_fixture,
+    fake_fixture,
     no_killpg_fixture,
 )
-
-
-@pytest.fixture
-def fake(fp, tmp_path, fake_tools_on_path, clock, no_killpg):
-    return Fake(fp, tmp_path)
 
 
 def _not_deployed(fake) -> None:

@@ -11,7 +11,7 @@ import pytest
 from llmd.errors import ConfigError
 from llmd.render import mirror, render_bundle, yamlsafe
 from llmd.settings import load_settings
-from test_deploy_support import clock_fixture, no_killpg_fixture  # noqa: F401
+from test_deploy_support import clock_fixture, fake_fixture, no_killpg_fixture  # noqa: F401
 
 CHARTS = Path(__file__).parent / "e2e" / "charts"
 
@@ -113,12 +113,6 @@ def test_render_and_dry_run_show_the_sources(cli, tmp_path):
     assert r.exit_code == 0, r.stderr
     assert "chart ms: local chart" in r.stderr and "image mirror: ghcr.io -> registry.corp/ghcr" in r.stderr
 
-
-@pytest.fixture
-def fake(fp, tmp_path, fake_tools_on_path, clock, no_killpg):
-    from test_deploy_support import Fake
-
-    return Fake(fp, tmp_path)
 
 
 def test_deploy_dry_run_shows_the_sources_and_plans_the_mirrored_helmfile(cli, fp, fake):

@@ -3,7 +3,8 @@
 Hot path: with zero latency and no delaying fault, a request is answered synchronously inside
 `data_received` (one write for the whole response). Otherwise a task waits for a slot, sleeps
 until absolute deadlines (`loop.call_at`), and writes each token frame at its deadline; with zero
-ITL the remaining frames are coalesced into one write.
+ITL the remaining frames are coalesced into one write. The request record is sim/job.py, its parsing
+sim/parse.py, the answers of immediate faults sim/fault_replies.py.
 """
 
 from __future__ import annotations
@@ -13,30 +14,27 @@ import json
 import random
 import re
 import time
-from typing import Any
 
 from llmd.errors import ConfigError
 from llmd.sim import frames as F
 from llmd.sim.config import SimConfig
 from llmd.sim.engine import QueueFull, Slots
-from llmd.sim.faults import IMMEDIATE, FaultPicker, FaultSpec
+from llmd.sim.fault_replies import immediate_fault
+from llmd.sim.faults import IMMEDIATE, FaultPicker
+from llmd.sim.job import JSON_CT, TEXT_CT, Job
 from llmd.sim.kvcache import CapacityError, KVCache, block_keys
 from llmd.sim.latency import Latency
 from llmd.sim.metrics import Stats, render
+from llmd.sim.parse import parse_request
 from llmd.sim.protocol import HttpConnection, response, status_line
 from llmd.sim.record import Recorder
-from llmd.sim.tokenizer import count_tokens, flatten_chat, token_ids
 
 CHAT = b"/v1/chat/completions"
 COMPLETIONS = b"/v1/completions"
 KV_EVENTS = b"/llmd/kv-events"
-JSON_CT = b"application/json"
-TEXT_CT = b"text/plain; charset=utf-8"
 SSE_HEAD = (b"content-type: text/event-stream; charset=utf-8\r\ncache-control: no-cache\r\n"
             b"transfer-encoding: chunked\r\n")
 SPLIT_GAP = 0.002  # seconds between the two halves of a split frame, so they arrive as separate reads
-HTML_PAGE = (b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center>"
-             b"<hr><center>simulated proxy</center></body></html>")
 _SAFE_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,200}")
 
 
@@ -55,43 +53,6 @@ async def sleep_until(loop: asyncio.AbstractEventLoop, when: float) -> None:
         await fut
     finally:
         handle.cancel()
-
-
-class Job:
-    """One generation request from parse to last byte."""
-
-    __slots__ = ("chat", "conn", "fault", "finish", "first_ns", "ids", "include_usage", "keep_alive", "keys",
-                 "last_ns", "model", "model_json", "n_cached", "n_out", "n_prompt", "path", "recv_ns", "rid",
-                 "rid_hdr", "sent", "start_word", "status", "stream", "token_ns", "ttft")
-
-    fault: FaultSpec | None
-    ids: list[int] | None
-    keys: list[Any] | None
-    first_ns: int | None
-    last_ns: int | None
-    token_ns: list[int] | None
-
-    def __init__(self, conn, path, chat, keep_alive, recv_ns, rid, rid_hdr) -> None:  # noqa: PLR0917 (hot path)
-        self.conn = conn
-        self.path = path
-        self.chat = chat
-        self.keep_alive = keep_alive
-        self.recv_ns = recv_ns
-        self.rid = rid
-        self.rid_hdr = rid_hdr
-        self.fault = None
-        self.status = 200
-        self.stream = False
-        self.include_usage = False
-        self.model = ""
-        self.model_json = b""
-        self.ids = None
-        self.keys = None
-        self.n_prompt = self.n_cached = self.n_out = self.sent = self.start_word = 0
-        self.finish = b"stop"
-        self.first_ns = self.last_ns = None
-        self.token_ns = None
-        self.ttft = 0.0
 
 
 class SimApp:
@@ -193,12 +154,12 @@ class SimApp:
             job.fault = self.faults.pick(headers.get(b"x-llmd-fault"))
         except ConfigError as err:
             return self._error(job, 400, f"x-llmd-fault: {err.message}", "BadRequestError")
-        problem = self._parse(job, body)
+        problem = parse_request(self, job, body)
         if problem is not None:
             return self._error(job, *problem)
         fault = job.fault
         if fault is not None and fault.kind in IMMEDIATE:
-            return self._immediate_fault(job)
+            return immediate_fault(self, job)
         if self.instant and (fault is None or fault.kind == "crlf") and self.slots.try_acquire():
             return self._run_instant(job)
         task = self.loop.create_task(self._run(job))
@@ -206,103 +167,10 @@ class SimApp:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    def _parse(self, job: Job, body: bytes):
-        """Fill the job from the JSON body; return (status, message, type) when the request is invalid."""
-        cfg = self.cfg
-        try:
-            req = json.loads(body)
-        except ValueError:
-            return 400, "request body is not valid JSON", "BadRequestError"
-        if not isinstance(req, dict):
-            return 400, "request body must be a JSON object", "BadRequestError"
-        model = req.get("model") or cfg.names[0]
-        if not isinstance(model, str):
-            return 400, "model must be a string", "BadRequestError"
-        model_json = self.model_json.get(model)
-        if model_json is None:
-            return 404, f"The model `{model}` does not exist.", "NotFoundError"
-        job.model_json = model_json
-        job.model = model
-        text, ids = "", None
-        if job.chat:
-            messages = req.get("messages")
-            if not isinstance(messages, list) or not messages:
-                return 400, "messages must be a non-empty list", "BadRequestError"
-            text = flatten_chat(messages)
-            max_tokens = req.get("max_completion_tokens")
-            if max_tokens is None:
-                max_tokens = req.get("max_tokens")
-        else:
-            prompt = req.get("prompt")
-            if isinstance(prompt, str):
-                text = prompt
-            elif isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
-                text = "".join(prompt)  # one choice for the whole batch (simplification)
-            elif isinstance(prompt, list) and prompt and all(type(p) is int for p in prompt):
-                ids = prompt
-            else:
-                return 400, "prompt must be a string, a list of strings or a list of token ids", "BadRequestError"
-            max_tokens = req.get("max_tokens")
-        if max_tokens is not None and (type(max_tokens) is not int or max_tokens < 1):
-            return 400, f"max_tokens must be a positive integer, got {max_tokens!r}", "BadRequestError"
-        if self.kv is not None and ids is None:
-            ids = token_ids(text)
-        job.ids = ids
-        n_prompt = job.n_prompt = len(ids) if ids is not None else count_tokens(text)
-        requested = n_prompt + (max_tokens or 0)
-        fault = job.fault
-        if requested > cfg.max_model_len or n_prompt >= cfg.max_model_len or (
-                fault is not None and fault.kind == "context_length"):
-            where = "messages" if job.chat else "prompt"
-            return 400, (f"This model's maximum context length is {cfg.max_model_len} tokens. However, you requested "
-                         f"{requested} tokens ({n_prompt} in the {where}, {max_tokens or 0} in the completion). "
-                         f"Please reduce the length of the {where} or completion."), "BadRequestError"
-        job.stream = bool(req.get("stream"))
-        opts = req.get("stream_options")
-        job.include_usage = job.stream and isinstance(opts, dict) and bool(opts.get("include_usage"))
-        limit = max_tokens if max_tokens is not None else min(cfg.max_model_len - n_prompt, cfg.random_output_cap)
-        if req.get("ignore_eos"):
-            n = limit
-        elif cfg.output_len:
-            n = min(cfg.output_len, limit)
-        else:
-            n = self.rng.randint(1, limit)
-        job.n_out = n
-        job.finish = b"length" if (max_tokens is not None and n >= max_tokens) or req.get("ignore_eos") else b"stop"
-        job.start_word = self.rng.randrange(len(F.WORDS))
-        return None
-
     def _error(self, job: Job, status: int, message: str, err_type: str, extra: bytes = b"") -> None:
         job.status = status
         job.conn.respond(status, F.error_json(message, err_type, status), JSON_CT, job.keep_alive,
                          job.rid_hdr + extra)
-        self._record(job)
-
-    def _immediate_fault(self, job: Job) -> None:
-        fault, conn = job.fault, job.conn
-        assert fault is not None  # called for an immediate fault only
-        if fault.kind == "status":
-            code = int(fault.number)
-            job.status = code
-            if code == 503:
-                conn.respond(503, b"no healthy upstream", TEXT_CT, job.keep_alive, job.rid_hdr)  # Envoy's text
-            elif code == 500:
-                conn.respond(500, b"fault filter abort", TEXT_CT, job.keep_alive, job.rid_hdr)  # Envoy fault filter
-            elif code == 404:
-                conn.respond(404, b"", TEXT_CT, job.keep_alive, job.rid_hdr)  # no route: Envoy's empty 404
-            else:
-                return self._error(job, code, f"simulated HTTP {code}",
-                                   "BadRequestError" if code < 500 else "InternalServerError")
-        elif fault.kind == "rate_limit":
-            return self._error(job, 429, "Too Many Requests (simulated rate limit)", "RateLimitError",
-                               b"retry-after: %d\r\n" % int(fault.number))
-        elif fault.kind == "html_200":
-            conn.respond(200, HTML_PAGE, b"text/html", job.keep_alive, job.rid_hdr)
-        elif fault.kind == "no_choices":
-            usage = F.usage_json(job.n_prompt, 0, 0)
-            body = (b'{"id":"' + job.rid + b'","object":"chat.completion","created":%d,"model":' % int(time.time())
-                    + job.model_json + b',"usage":' + usage + b"}")
-            conn.respond(200, body, JSON_CT, job.keep_alive, job.rid_hdr)
         self._record(job)
 
     # life cycle --------------------------------------------------------------------------------
