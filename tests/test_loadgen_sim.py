@@ -105,10 +105,12 @@ def test_shared_prefix_stages_and_runs_start_cold(sim, tmp_path):
 
     for report in (run("a.json"), run("b.json")):
         for stage in report.stages:
-            recs = sorted((r for r in report.records if r["stage"] == stage["name"]), key=lambda r: r["index"])
-            first_of_group = {}
+            recs = [r for r in report.records if r["stage"] == stage["name"]]
+            # at concurrency 2 two prompts of one group race, so which one the simulator sees first is not the lowest
+            # index; a cold stage means some request of every group found nothing cached
+            coldest: dict[int, int] = {}
             for r in recs:
-                first_of_group.setdefault(r["group"], r)
-            assert len(first_of_group) == 2
-            assert all(r["cached_tokens"] == 0 for r in first_of_group.values()), stage["name"]
+                coldest[r["group"]] = min(coldest.get(r["group"], r["cached_tokens"]), r["cached_tokens"])
+            assert len(coldest) == 2
+            assert all(c == 0 for c in coldest.values()), stage["name"]
             assert sum(1 for r in recs if r["cached_tokens"] >= 48) >= 3  # later prompts of each group hit

@@ -5,6 +5,8 @@ Deployment -> cleanup leaves nothing llmd created -> a second cleanup is a no-op
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from e2e_support import kubectl_json, namespaced_objects
 
@@ -48,6 +50,7 @@ def test_sim_stack_lifecycle(cluster, tools, crds, llmd, ns):
     assert report["changed"] is True
     assert [c["component"] for c in report["readiness"]["components"]] == ["epp", "gateway", "decode", "route"]
     assert "chart ms: local chart" in r.err  # the air-gap sources are shown
+    assert re.search(r"decode [0-2]/2", r.err), "no readiness progress was shown"
 
     status = llmd("status", "-n", ns, "--json")
     assert status.code == 0, status.err

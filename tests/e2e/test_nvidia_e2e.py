@@ -5,9 +5,11 @@ an --accelerator change (immutable selector) that keeps the PVC; and a cluster w
 from __future__ import annotations
 
 import base64
+import json
 import time
 
 import pytest
+import yaml
 from e2e_support import HF_TOKEN, kubectl_json
 
 pytestmark = pytest.mark.e2e
@@ -75,3 +77,24 @@ def test_no_free_gpus_fails_fast_with_the_unschedulable_hint(cluster, tools, crd
     assert "Insufficient nvidia.com/gpu" in r.err or "unschedulable" in r.err.lower()
     assert elapsed < 120, f"the Unschedulable verdict took {elapsed:.0f}s"
     llmd("cleanup", "-n", ns, "--force", timeout=300)
+
+
+def test_download_job_pod_is_admitted_by_restricted_pod_security(cluster, tools, llmd, ns, tmp_path):
+    """Defect 7 judged by the API server's own PodSecurity admission: the Job's pod passes `restricted`; the same
+    pod without llmd's securityContext is refused (so the check can fail)."""
+    k = tools["kubectl"]
+    cluster.kubectl(k, "create", "namespace", ns)
+    cluster.kubectl(k, "label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted")
+    r = llmd("render", "--out", str(tmp_path / "r"), "-n", ns, "--accelerator", "nvidia-l40s")
+    assert r.code == 0, r.err
+    job = yaml.safe_load((tmp_path / "r" / "manifests" / "model-download-job.yaml").read_text())
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "download-admission", "namespace": ns},
+           "spec": job["spec"]["template"]["spec"]}
+    ok = cluster.kubectl(k, "create", "--dry-run=server", "-f", "-", stdin=json.dumps(pod), check=False)
+    assert ok.returncode == 0, ok.stderr
+    bare = json.loads(json.dumps(pod))
+    bare["spec"].pop("securityContext")
+    for c in bare["spec"]["containers"]:
+        c.pop("securityContext")
+    refused = cluster.kubectl(k, "create", "--dry-run=server", "-f", "-", stdin=json.dumps(bare), check=False)
+    assert refused.returncode != 0 and "violates PodSecurity" in refused.stderr, refused.stderr
