@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from llmd import __version__, presets
+from llmd.render import layers
 from llmd.settings import ACCELERATORS
 
 
@@ -38,7 +39,7 @@ def test_list_images_has_the_model_server_image_of_each_accelerator(cli, acceler
     r = cli("render", "--list-images", "--accelerator", accelerator, "--out", str(tmp_path / "never"))
     assert r.exit_code == 0, r.stderr
     images = r.stdout.split()
-    assert presets.load("accelerators")[accelerator]["image"] in images
+    assert layers.ms(accelerator)["decode"]["containers"][0]["image"] in images
     assert "ghcr.io/llm-d/llm-d-inference-scheduler:v0.7.1" in images
     assert not (tmp_path / "never").exists()  # a listing writes nothing
 

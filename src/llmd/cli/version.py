@@ -29,17 +29,16 @@ def version(ctx: typer.Context, *, json: JsonOpt = False) -> None:
 
 def stack_versions() -> dict[str, Any]:
     from llmd import __version__, presets
-    from llmd.render import render_bundle
+    from llmd.render import layers, render_bundle
     from llmd.render.images import bundle_images
     from llmd.settings import ACCELERATORS, load_settings
 
     defaults = presets.load_shared("defaults")
-    profiles = presets.load_shared("accelerators")
     settings = load_settings({"no_hf_token": True}, environ={})  # the built-in default deployment, no env leaks
     return {
         "llmd": __version__,
         "llm_d": dict(defaults["llm_d"]),
         "charts": {k: {"chart": v["chart"], "version": v["version"]} for k, v in defaults["charts"].items()},
         "images": bundle_images(render_bundle(settings).files),
-        "model_server_images": {acc: profiles[acc]["image"] for acc in ACCELERATORS},
+        "model_server_images": {acc: layers.ms(acc)["decode"]["containers"][0]["image"] for acc in ACCELERATORS},
     }

@@ -54,10 +54,11 @@ def environment(name: str) -> Environment:
 
 @functools.cache
 def accelerator(name: str) -> Accelerator:
+    from llmd.render import layers  # the modelservice values layer names the chart's accelerator.type
+
     data = presets.load_shared("accelerators")
-    profile = data[name]
-    return Accelerator(name, profile["accelerator_type"], profile["engine"],
-                       data["gpu_resources"].get(profile["accelerator_type"]))
+    kind = layers.ms(name)["accelerator"]["type"]
+    return Accelerator(name, kind, data[name]["engine"], data["gpu_resources"].get(kind))
 
 
 def service_naming() -> str:

@@ -40,7 +40,7 @@ def pool_match_labels(settings: Settings) -> dict[str, str]:
 
 def model_labels(settings: Settings) -> dict[str, str]:
     labels = pool_match_labels(settings)
-    labels.update({k: str(v) for k, v in profile(settings).get("labels", {}).items()})
+    labels.update({k: str(v) for k, v in layers.ms(settings.accelerator)["modelArtifacts"]["labels"].items()})
     labels[MODEL_LABEL] = label_value(settings.model.rsplit("/", 1)[-1])
     return labels
 
@@ -190,19 +190,29 @@ def _resources(settings: Settings, prof: dict[str, Any]) -> dict[str, Any] | Non
     return {"limits": limits, "requests": requests}
 
 
-def _probes(settings: Settings, prof: dict[str, Any], ms: dict[str, Any]) -> dict[str, Any]:
-    probes = {k: dict(v) for k, v in ms["probes"].items()}
-    if not uses_model_cache(settings) and prof["engine"] != "sim":
-        probes["startup"]["failureThreshold"] = ms["emptydir_startup_failure_threshold"]
-    for kind, override in prof.get("probes", {}).items():
-        probes[kind].update(override)
-    return {"startupProbe": probes["startup"], "livenessProbe": probes["liveness"],
-            "readinessProbe": probes["readiness"]}
+def _probes(settings: Settings, static: dict[str, Any], ms: dict[str, Any]) -> dict[str, Any]:
+    probes = {kind: static[kind] for kind in ("startupProbe", "livenessProbe", "readinessProbe")}
+    if uses_model_cache(settings):  # the layer's budget is for emptyDir downloads; the cache is filled by the Job
+        probes["startupProbe"]["failureThreshold"] = ms["pvc_startup_failure_threshold"]
+    return probes
+
+
+def _env(settings: Settings, static: dict[str, Any], kv: kv_events.KvEvents | None) -> list[dict[str, Any]]:
+    """The layer's env: literal values, then HF_HUB_OFFLINE with a filled cache, then the fieldRef ones."""
+    env = static.get("env") or []
+    env_list = [e for e in env if "valueFrom" not in e]
+    if uses_model_cache(settings):  # the download Job filled the cache; never reach the Hub from every replica
+        env_list.append({"name": "HF_HUB_OFFLINE", "value": "1"})
+    env_list += [e for e in env if "valueFrom" in e]
+    if kv and not any(e["name"] == "POD_IP" for e in env_list):  # $(POD_IP) in the KV-events topic
+        env_list.append({"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})
+    return env_list
 
 
 def _container(settings: Settings, prof: dict[str, Any], defaults: dict[str, Any],
                kv: kv_events.KvEvents | None) -> dict[str, Any]:
     ms = defaults["model_server"]
+    static = layers.ms(settings.accelerator)["decode"]["containers"][0]
     if prof["engine"] == "sim":
         sim = prof["sim"]
         block_size = kv.block_size if kv else sim["block_size"]  # the precise scorer's blocks must match
@@ -221,35 +231,29 @@ def _container(settings: Settings, prof: dict[str, Any], defaults: dict[str, Any
         if kv:
             args += kv_events.vllm_args(settings, kv, ms["port"])
         command = "vllmServe"
-    container: dict[str, Any] = {"name": "vllm", "image": prof["image"]}
+    container: dict[str, Any] = {"name": static["name"], "image": static["image"]}
     if prof.get("gke_libcuda") and settings.environment == "gke":
         container.update(gke_libcuda_command(settings, args, ms["port"]))
     else:
         container.update({"modelCommand": command, "args": args})
-    env = dict(prof.get("env", {}))
-    if uses_model_cache(settings):
-        env["HF_HUB_OFFLINE"] = "1"  # the download Job filled the cache; never reach the Hub from every replica
-    env_list: list[dict[str, Any]] = [{"name": k, "value": str(v)} for k, v in env.items()]
-    from_field = dict(prof.get("env_from_field", {}))
-    if kv:
-        from_field.setdefault("POD_IP", "status.podIP")  # $(POD_IP) in the KV-events topic
-    env_list += [{"name": k, "valueFrom": {"fieldRef": {"fieldPath": v}}} for k, v in from_field.items()]
+    env_list = _env(settings, static, kv)
     if env_list:
         container["env"] = env_list
-    if prof.get("security_context"):
-        container["securityContext"] = prof["security_context"]
-    container["ports"] = [{"containerPort": ms["port"], "name": ms["podmonitor"]["portName"], "protocol": "TCP"}]
+    if static.get("securityContext"):
+        container["securityContext"] = static["securityContext"]
+    port_name = layers.ms(settings.accelerator)["decode"]["monitoring"]["podmonitor"]["portName"]
+    container["ports"] = [{"containerPort": ms["port"], "name": port_name, "protocol": "TCP"}]
     resources = _resources(settings, prof)
     if resources:
         container["resources"] = resources
-    container["mountModelVolume"] = True
+    container["mountModelVolume"] = static["mountModelVolume"]
     mounts = [{"name": "metrics-volume", "mountPath": "/.config"}]
     if prof["engine"] == "vllm":
         mounts.append({"name": "torch-compile-cache", "mountPath": "/.cache"})
     if prof.get("shm"):
         mounts.append({"name": "shm", "mountPath": "/dev/shm"})
     container["volumeMounts"] = mounts
-    container.update(_probes(settings, prof, ms))
+    container.update(_probes(settings, static, ms))
     return container
 
 
@@ -302,8 +306,9 @@ def ms_values(settings: Settings, chosen: selection.Selection | None = None) -> 
     chosen = chosen or selection.for_settings(settings)
     prof = profile(settings)
     ms = defaults["model_server"]
+    static = layers.ms(settings.accelerator)
     decode: dict[str, Any] = {
-        "create": True,
+        "create": static["decode"]["create"],
         "replicas": settings.replicas,
         "parallelism": {"tensor": settings.tensor_parallel, "data": 1},
     }
@@ -314,16 +319,16 @@ def ms_values(settings: Settings, chosen: selection.Selection | None = None) -> 
     # GKE has no Prometheus Operator: upstream turns the PodMonitor off there (the EPP's metrics go through
     # GKE Managed Prometheus PodMonitoring, rendered by the inferencepool chart with provider gke).
     podmonitor = settings.monitoring and settings.environment != "gke"
-    decode["monitoring"] = {"podmonitor": {"enabled": podmonitor, **ms["podmonitor"]}}
+    decode["monitoring"] = {"podmonitor": {"enabled": podmonitor, **static["decode"]["monitoring"]["podmonitor"]}}
     decode["containers"] = [_container(settings, prof, defaults, kv_events.wiring(chosen.config))]
     decode["volumes"] = _volumes(prof)
     return {
-        "multinode": False,
+        "multinode": static["multinode"],
         "modelArtifacts": _model_artifacts(settings, defaults),
-        "routing": {"servicePort": ms["port"], "proxy": {"enabled": False, "targetPort": ms["port"]}},
-        "accelerator": {"type": prof["accelerator_type"]},
+        "routing": {"servicePort": ms["port"], "proxy": {**static["routing"]["proxy"], "targetPort": ms["port"]}},
+        "accelerator": static["accelerator"],
         "decode": decode,
-        "prefill": {"create": False},
+        "prefill": static["prefill"],
     }
 
 
