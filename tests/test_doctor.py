@@ -4,6 +4,7 @@ failures carry their fix, the cluster-side checks are skipped (not waited on) wh
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -50,6 +51,11 @@ def doc(r) -> dict[str, dict]:
     return {c["name"]: c for c in json.loads(r.stdout)["checks"]}
 
 
+def flat(text: str) -> str:
+    """The table's text without borders and line breaks: cells wrap at 80 columns in a log (llmd.tables)."""
+    return " ".join(re.sub(r"[│┃┏┓┗┛┡┩━─┳╇┴┬└┘┌┐]", " ", text).split())
+
+
 def test_healthy_sim_setup_is_all_ok_and_exits_0(cli, fp, fake):
     local_tools(fake)
     healthy_cluster(fake)
@@ -58,8 +64,8 @@ def test_healthy_sim_setup_is_all_ok_and_exits_0(cli, fp, fake):
     for row in ("kubectl", "v1.33.9 (>= 1.28)", "helm", "v3.15.3+g3bb50bb (>= 3.12)", "helmfile", "0.166.0",
                 "GatewayClass istio present", f"{NS} exists (created by llmd)", "10 create permissions granted",
                 "infra-inference-scheduling deployed"):
-        assert row in r.stderr, row
-    assert f"llmd doctor — namespace {NS} on context {CTX} ({SERVER})" in r.stderr
+        assert row in flat(r.stderr), row
+    assert f"llmd doctor — namespace {NS} on context {CTX} ({SERVER})" in flat(r.stderr)
     assert "✓ ready to deploy" in r.stderr
     assert r.stdout == ""  # the table is human output: stderr only
     assert not any("apply" in c or "delete" in c for c in tool_calls(fp))  # doctor changes nothing
@@ -249,9 +255,9 @@ def test_no_default_storage_class_and_no_token_fail(cli, fp, fake):
     fake.releases({})
     r = cli("doctor", "--context", CTX)
     assert r.exit_code == 3, r.stderr
-    assert "no default StorageClass and no --storage-class" in r.stderr
-    assert "fix: pass --storage-class <name> (standard), or use --model-cache emptydir" in r.stderr
-    assert "no Hugging Face token for meta-llama/Llama-3.1-8B-Instruct" in r.stderr
+    assert "no default StorageClass and no --storage-class" in flat(r.stderr)
+    assert "fix: pass --storage-class <name> (standard), or use --model-cache emptydir" in flat(r.stderr)
+    assert "no Hugging Face token for meta-llama/Llama-3.1-8B-Instruct" in flat(r.stderr)
     assert "✗ not ready to deploy: hf token, storage failed (exit 3)" in r.stderr
 
 

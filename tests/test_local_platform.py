@@ -69,6 +69,11 @@ def test_local_lifecycle_end_to_end(cli, tmp_path, reaper):
     assert r.exit_code == 0 and "local gateway" in shown["source"]
     assert shown["config"]["schedulingProfiles"][0]["plugins"] == [{"pluginRef": "queue-scorer", "weight": 5}]
     assert cli("scheduler", "apply", *LOCAL, "--scheduler", "default").exit_code == 0
+    r = cli("scheduler", "metrics", *LOCAL, "--json")
+    snap = json.loads(r.stdout)
+    assert r.exit_code == 0 and [x["pod"].split()[0] for x in snap["replicas"]] == ["replica-0", "replica-1"]
+    assert snap["epp"]["ready_pods"] == 2 and snap["epp"]["requests"] >= 4  # the smoke test's generations
+    assert all(x["error"] is None and x["waiting"] == 0 for x in snap["replicas"])
     assert cli("scheduler", "apply", *LOCAL, "--dry-run").exit_code == 2  # a diff needs the cluster's EPP
 
     # A replica killed -9 while serving: in-flight requests fail (by class in the report), the rest keep flowing.
@@ -91,7 +96,11 @@ def test_local_lifecycle_end_to_end(cli, tmp_path, reaper):
     st = json.loads(r.stdout)
     assert r.exit_code == 6 and st["verdict"] == "degraded" and "replica-0" in st["problems"][0]
 
-    os.kill(processes(tmp_path)[-1]["pid"], signal.SIGKILL)  # the gateway too
+    gw = processes(tmp_path)[-1]
+    os.kill(gw["pid"], signal.SIGKILL)  # the gateway too
+    deadline = time.monotonic() + 5
+    while proc.pid_alive(gw["pid"], gw["start"]) and time.monotonic() < deadline:  # SIGKILL is asynchronous
+        time.sleep(0.02)
     r = cli("cleanup", *LOCAL, "--force", "--json")
     assert r.exit_code == 0, r.stdout + r.stderr
     rows = {s["name"].split()[0] if s["what"] == "process" else s["what"]: s["status"]
@@ -124,6 +133,8 @@ def test_nothing_deployed_is_reported(cli):
     assert r.exit_code == 6 and json.loads(r.stdout)["verdict"] == "not deployed"
     r = cli("test", "--platform", "local")
     assert r.exit_code == 7 and "nothing is deployed on the local platform" in r.stderr
+    for verb in (("scheduler", "metrics"), ("scheduler", "apply"), ("scheduler", "show", "--running")):
+        assert cli(*verb, "--platform", "local").exit_code == 6  # the scheduler verbs' "not deployed"
     r = cli("deploy", "--platform", "nowhere")
     assert r.exit_code == 2 and "platform" in r.stderr
 

@@ -101,8 +101,21 @@ class Ui:
             self._print(text, "muted")
 
     def render(self, renderable: Any) -> None:
-        """A Rich table or panel, to stderr."""
-        self.err.print(renderable)
+        """A Rich table or panel, to stderr. Tables fit the terminal and never cut a cell (llmd.tables)."""
+        from rich.table import Table
+
+        if not isinstance(renderable, Table):
+            self.err.print(renderable)
+            return
+        from llmd.tables import fit
+
+        shown, width = fit(renderable, self.err, terminal=self.err.is_terminal)
+        saved = self.err.width  # print(width=) is capped at the console's width: set the console's
+        self.err.width = width
+        try:
+            self.err.print(shown)
+        finally:
+            self.err.width = saved
 
     def json(self, data: Any) -> None:
         """The command's one document on stdout: JSON, or YAML with -o yaml (the same content)."""

@@ -19,15 +19,20 @@ class PerfTable:
     def __init__(self, ui) -> None:
         self.ui = ui
 
-    def stage(self, stage: Stage) -> LiveLine | None:
-        return LiveLine(self.ui, stage) if self.ui.interactive else None
+    def stage(self, stage: Stage) -> LiveLine | LogLines | None:
+        if self.ui.interactive:
+            return LiveLine(self.ui, stage)
+        # a CI log: a line every LOG_EVERY_S that says the run is alive and how far it got (the stage's own
+        # `→ perf stage` line comes first)
+        return None if self.ui.quiet else LogLines(self.ui, stage)
 
     def report(self, report: PerfReport) -> None:
         show(report, self.ui)
 
 
 class LiveLine:
-    """One status line per stage (done / in flight / errors / rolling TTFT p50), refreshed by the load engine."""
+    """One status line per stage (done/total, in flight, errors, rolling TTFT p50, ETA), refreshed by the load
+    engine."""
 
     def __init__(self, ui, stage: Stage) -> None:
         from rich.live import Live
@@ -44,13 +49,54 @@ class LiveLine:
         if now - self.shown < 0.2:
             return
         self.shown = now
-        recent = sorted(p.ttft_recent)
-        p50 = f"{recent[len(recent) // 2]:.1f} ms" if recent else "-"
-        self.live.update(f"  {self.stage.label()}  {time.monotonic() - self.t0:5.1f} s  done {p.done}  "
-                         f"in flight {p.inflight}  errors {p.errors}  TTFT p50 {p50}", refresh=True)
+        self.live.update("  " + progress_text(self.stage, p, now - self.t0), refresh=True)
 
     def close(self) -> None:
         self.live.stop()
+
+
+LOG_EVERY_S = 10.0
+
+
+class LogLines:
+    """Without a terminal: the live line's text as a plain line every LOG_EVERY_S seconds."""
+
+    def __init__(self, ui, stage: Stage, every_s: float | None = None) -> None:
+        self.ui = ui
+        self.stage = stage
+        self.every_s = LOG_EVERY_S if every_s is None else every_s
+        self.t0 = time.monotonic()
+        self.shown = self.t0
+
+    def update(self, p: Progress) -> None:
+        now = time.monotonic()
+        if now - self.shown >= self.every_s:
+            self.shown = now
+            self.ui.info("  " + progress_text(self.stage, p, now - self.t0))
+
+    def close(self) -> None:
+        pass
+
+
+def eta_s(stage: Stage, done: int, elapsed: float) -> float | None:
+    """Seconds left: the time bound when there is one, the request count's pace otherwise (the smaller)."""
+    left: list[float] = []
+    if stage.duration_s:
+        left.append(max(0.0, (stage.warmup_s or 0.0) + stage.duration_s - elapsed))
+    if stage.requests and done:
+        left.append(max(0.0, elapsed / done * (stage.requests - done)))
+    return min(left) if left else None
+
+
+def progress_text(stage: Stage, p: Progress, elapsed: float) -> str:
+    """done/total, in flight, errors, the rolling TTFT p50 and an ETA."""
+    total = stage.requests
+    done = f"done {p.done}/{total} ({min(p.done / total, 1.0):.0%})" if total else f"done {p.done}"
+    recent = sorted(p.ttft_recent)
+    p50 = f"{recent[len(recent) // 2]:.1f} ms" if recent else "-"
+    eta = eta_s(stage, p.done, elapsed)
+    return (f"{stage.label()}  {elapsed:5.1f} s  {done}  in flight {p.inflight}  errors {p.errors}  TTFT p50 {p50}"
+            + (f"  ETA {eta:.0f} s" if eta is not None else ""))
 
 
 def _fmt(x) -> str:
@@ -76,15 +122,7 @@ def show(report: PerfReport, ui) -> None:
                   _fmt(s["tpot_ms"]["p50"]), f"{_fmt(s['e2e_ms']['p50'])}/{_fmt(s['e2e_ms']['p99'])}",
                   _fmt(s["queue_ms"]["p99"]), "-" if good is None else _fmt(good),
                   f"{s['client']['cpu_per_core_max']:.0%}")
-    if ui.err.is_terminal:
-        ui.render(t)
-    else:  # a log file or CI has no line width: never truncate numbers
-        width = ui.err.width
-        ui.err.width = max(width, 132)
-        try:
-            ui.render(t)
-        finally:
-            ui.err.width = width
+    ui.render(t)  # fits the terminal (wrapped, split or stacked, never a cut number); 80 columns in a log
     hits = [f"{s['label']} {c['hit_rate']:.1%}" for s in report.stages
             if (c := s["tokens"].get("cached")) and c.get("hit_rate") is not None]
     # 0% says something for shared-prefix only; elsewhere it is noise from servers that always report the field

@@ -66,6 +66,7 @@ class Snapshot:
     at: float
     epp: Epp
     replicas: list[Replica] = field(default_factory=list)
+    picker: str | None = None  # what picks (default: the settings' EPP; the local platform: its gateway)
 
     def to_dict(self) -> dict[str, Any]:
         return {"at": round(self.at, 3), "epp": self.epp.to_dict(), "replicas": [r.to_dict() for r in self.replicas]}

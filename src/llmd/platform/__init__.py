@@ -44,6 +44,11 @@ class Platform(Protocol):
         """The EndpointPickerConfig the running scheduler uses (llmd.ops.scheduler_show.ShowReport)."""
         ...
 
+    def metrics_session(self, settings: Settings, runner: Runner, ui: Any) -> Any:
+        """A context manager whose snapshot() reads the picker's and every model server's metrics
+        (llmd.ops.scheduler_metrics.Snapshot)."""
+        ...
+
     def pick_counts(self, settings: Settings) -> dict[str, int] | None:
         """Requests routed to each endpoint so far, when the platform can tell (the local gateway can)."""
         ...

@@ -36,6 +36,11 @@ class KubernetesPlatform:
 
         return show_running(settings, runner)
 
+    def metrics_session(self, settings, runner, ui):
+        from llmd.ops.scheduler_metrics import MetricsSession
+
+        return MetricsSession(settings, runner, ui)
+
     def pick_counts(self, settings) -> dict[str, int] | None:
         return None  # the EPP exports no per-endpoint pick counter
 

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from llmd import proc
-from llmd.errors import ConfigError, DeployError, Interrupted, Refused, TestFailed
+from llmd.errors import ConfigError, DeployError, Interrupted, LlmdError, NotReadyError, Refused, TestFailed
 from llmd.ops.target import Target, llmd_command
 from llmd.paths import state_dir
 
@@ -423,14 +423,15 @@ class LocalPlatform:
         (state.dir / STATE_FILE).unlink(missing_ok=True)
 
     # endpoint and scheduler ---------------------------------------------------------------------------------------
-    def _running_gateway(self, settings) -> tuple[LocalState, LocalProcess]:
+    def _running_gateway(self, settings, missing: type[LlmdError] = TestFailed) -> tuple[LocalState, LocalProcess]:
+        """The state and the live gateway; else `missing` (test and bench: exit 7; scheduler verbs: exit 6)."""
         state = LocalState.load(local_dir(settings))
         deploy_cmd = llmd_command(settings, None, "deploy")
         if state is None or state.gateway is None or state.gateway.url is None:
-            raise TestFailed("nothing is deployed on the local platform", hint=f"`{deploy_cmd}` first")
+            raise missing("nothing is deployed on the local platform", hint=f"`{deploy_cmd}` first")
         gw = state.gateway
         if not gw.alive():
-            raise TestFailed(f"the local gateway (pid {gw.pid}) is not running", details=_tail(gw.log),
+            raise missing(f"the local gateway (pid {gw.pid}) is not running", details=_tail(gw.log),
                              hint=f"`{llmd_command(settings, None, 'status')}` shows what else is down; "
                                   f"`{deploy_cmd}` replaces the stack")
         return state, gw
@@ -454,16 +455,19 @@ class LocalPlatform:
                        diagnose=diagnose)
 
     def running_scheduler(self, settings, runner):
-        from llmd.errors import NotReadyError
         from llmd.ops.scheduler_show import ShowReport
 
-        state, gw = self._running_gateway(settings)
+        state, gw = self._running_gateway(settings, NotReadyError)
         st = gateway_state(gw.url or "")
         if st is None:
             raise NotReadyError(f"the local gateway at {gw.url} does not answer /llmd/gateway",
                                 hint=f"`{llmd_command(settings, None, 'status')}` shows what runs")
         return ShowReport(f"local gateway {gw.url} (scheduler {st['profile']})", st["config"],
                           str(state.dir / EPP_CONFIG))
+
+    def metrics_session(self, settings, runner, ui):
+        state, gw = self._running_gateway(settings, NotReadyError)
+        return LocalMetricsSession(state, gw)
 
     def pick_counts(self, settings) -> dict[str, int] | None:
         _, gw = self._running_gateway(settings)
@@ -477,7 +481,7 @@ class LocalPlatform:
             raise ConfigError("--dry-run of a scheduler apply needs the Kubernetes platform",
                               hint="`llmd scheduler show --profile NAME` shows the config the gateway would get")
 
-        state, _ = self._running_gateway(settings)
+        state, _ = self._running_gateway(settings, NotReadyError)
         # the settings' own profile keeps their --scheduler-config / --scorer-weight / --scorer-param; another
         # profile (bench compare) is applied as the profile alone
         target = settings if profile == settings.scheduler else dataclasses.replace(
@@ -507,3 +511,49 @@ class LocalPlatform:
         state.scheduler = profile
         state.save()
         return st
+
+
+class LocalMetricsSession:
+    """`scheduler metrics` on the local platform: every replica's /metrics read directly (no tunnels), and the
+    gateway's state in the place of the EPP's metrics."""
+
+    def __init__(self, state: LocalState, gw: LocalProcess) -> None:
+        self.replicas = [(p.name, p.url) for p in state.processes if p.role == "replica"]
+        self.gw_url = gw.url or ""
+        self.previous: dict[str, Any] = {}
+
+    def __enter__(self) -> LocalMetricsSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def snapshot(self):
+        import httpx
+
+        from llmd.ops.scheduler_metrics import Epp, Replica, Snapshot, replica_metrics
+
+        snap = Snapshot(time.time(), Epp(), picker=f"local gateway {self.gw_url}")
+        with httpx.Client(timeout=5.0, trust_env=False) as client:
+            for name, url in self.replicas:
+                try:
+                    r = client.get(f"{url}/metrics")
+                    r.raise_for_status()
+                    rep = replica_metrics(f"{name} {url}", r.text, self.previous.get(name))
+                except httpx.HTTPError as exc:
+                    rep = Replica(f"{name} {url}", error=f"{type(exc).__name__}: {exc}")
+                snap.replicas.append(rep)
+                if rep.error is None:
+                    self.previous[name] = rep
+        st = gateway_state(self.gw_url)
+        if st is None:
+            snap.epp = Epp(error=f"the local gateway at {self.gw_url} does not answer /llmd/gateway")
+            return snap
+        ready = [e for e in st["endpoints"] if e["ready"]]
+        sched = st["scheduling"]
+        snap.epp = Epp(requests=st["requests"], request_errors=sum(st["failures"].values()),
+                       scheduled=sched["scheduled"], schedule_failures=sched["failures"],
+                       scheduling_mean_ms=sched["mean_ms"], scheduling_p99_ms=sched["p99_ms"], ready_pods=len(ready),
+                       pool_avg_queue=sum(e["waiting"] for e in ready) / len(ready) if ready else None,
+                       pool_avg_kv=sum(e["kv_usage"] for e in ready) / len(ready) if ready else None)
+        return snap

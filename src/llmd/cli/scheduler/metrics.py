@@ -24,13 +24,14 @@ def metrics(ctx: typer.Context, *, watch: WatchOpt = False, interval: IntervalOp
 
     Exit 4 cluster unreachable, 6 nothing deployed.
     """
-    ui, settings = load(ctx, flags, sets, config, json_mode=json)
+    ui, settings = load(ctx, flags, sets, config, json_mode=json, json_errors=json)
     runner = make_runner(ctx, ui, echo=ui.verbose > 0)
-    from llmd.ops.scheduler_metrics import MetricsSession
+    from llmd.cli.lifecycle import json_failure
     from llmd.ops.wait import CLOCK
+    from llmd.platform import select
 
     shown = 0
-    with MetricsSession(settings, runner, ui) as session:
+    with json_failure(ui, json, runner), select(settings).metrics_session(settings, runner, ui) as session:
         while True:
             snap = session.snapshot()
             shown += 1
@@ -68,7 +69,7 @@ def table(snap, settings):
         reps.add_row(r.pod, _num(r.waiting), _num(r.running), _num(r.kv_usage, "{:.1%}"), _num(r.hit_rate, "{:.1%}"),
                      _num(r.hit_rate_interval, "{:.1%}"))
     e = snap.epp
-    epp = Table(title=f"endpoint picker {settings.epp_name}", title_justify="left")
+    epp = Table(title=f"endpoint picker {snap.picker or settings.epp_name}", title_justify="left")
     epp.add_column("metric")
     epp.add_column("value", justify="right", overflow="fold")
     if e.error:
