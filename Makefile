@@ -50,12 +50,19 @@ SHARED   := --workload shared-prefix --groups 48 --system-prompt-len 1024 --ques
             --concurrency 16 --warmup 1s
 
 demo: venv
-	@mkdir -p "$(DEMO_DIR)"; trap '$(BIN)/llmd cleanup $(LOCAL) --force' EXIT; set -e; \
+	@mkdir -p "$(DEMO_DIR)"; trap '$(BIN)/llmd cleanup $(LOCAL) --force; [ -z "$$ok" ] || $(DEMO_NEXT)' EXIT; set -e; \
 	$(BIN)/llmd deploy $(LOCAL); \
 	$(BIN)/llmd status $(LOCAL); \
 	$(BIN)/llmd test $(LOCAL) --perf $(SHARED) --prompts-per-group 4 --requests 192 --report-file "$(DEMO_DIR)/perf.json"; \
 	$(BIN)/llmd report plot "$(DEMO_DIR)/perf.json"; \
-	echo "report: $(DEMO_DIR)/perf.json  chart: $(DEMO_DIR)/perf.png"
+	echo "report: $(DEMO_DIR)/perf.json  chart: $(DEMO_DIR)/perf.png"; ok=1
+
+# What make demo prints last (after its cleanup): the next commands to try.
+DEMO_NEXT = echo "next:"; \
+	echo "  make compare     random vs queue vs default scheduler on the same load"; \
+	echo "  $(BIN)/llmd test --sim --perf --sweep 1,4,16 --requests 200    (a load sweep, no cluster)"; \
+	echo "  $(BIN)/llmd deploy --dry-run --accelerator sim --no-hf-token   (what a cluster deploy would run)"; \
+	echo "  source <($(BIN)/llmd completion bash)    (tab completion)"
 
 # The A/B comparison on the local platform: random vs load-only vs the default (load + prefix affinity).
 compare: venv

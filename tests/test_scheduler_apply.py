@@ -275,3 +275,13 @@ def test_show_profile_prints_the_table_and_the_yaml(cli):
     doc = yaml.safe_load(r.stdout)
     assert doc["schedulingProfiles"][0]["plugins"][2] == {"pluginRef": "prefix-cache-scorer", "weight": 5}
     assert "prefix-cache-scorer" in r.stderr and "picker (added by the EPP)" in r.stderr
+
+
+@pytest.mark.parametrize("args", [("show", "--profile", "round-robin"), ("show", "--profile", "random", "--running"),
+                                  ("apply", "--scheduler", "kv-cahce"), ("metrics", "-n", "Bad_NS")])
+def test_json_failures_are_one_document(cli, fp, fake_tools_on_path, args):
+    r = cli("scheduler", *args, "--json")
+    assert r.exit_code == 2, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["status"] == "failed" and doc["exit_code"] == 2 and doc["error"]
+    assert list(fp.calls) == []

@@ -92,3 +92,14 @@ def test_without_a_terminal_the_layout_is_the_same_at_any_width(cli, monkeypatch
     monkeypatch.setenv("COLUMNS", "200")
     wide = cli(*argv).stderr
     assert narrow == wide and "…" not in narrow
+
+
+def test_a_long_path_in_a_text_column_folds_instead_of_stacking_the_table():
+    from llmd.cli.lifecycle import steps_table
+
+    path = "/root/.local/state/llmd/local/llm-d-inference-scheduling/inference-scheduling"
+    ui, buf = _tty_ui(80)
+    ui.render(steps_table("cleanup", [(f"state {path}", "removed", "state, EPP config and logs")]))
+    text = buf.getvalue()
+    assert "┃ step" in text and all(len(ln) <= 80 for ln in text.splitlines())
+    assert path in "".join(ln.strip("│ ").split("│")[0].strip() for ln in text.splitlines() if ln.startswith("│"))

@@ -61,7 +61,7 @@ def split(table: Table, console: Console) -> RenderableType | None:
     from rich.console import Group
 
     def width(idxs: list[int]) -> int:
-        return Measurement.get(console, console.options.update(width=10_000), _subtable(table, idxs)).minimum
+        return _narrowest(_subtable(table, idxs), console)
 
     parts: list[list[int]] = []
     current = [0]
@@ -84,6 +84,21 @@ def split(table: Table, console: Console) -> RenderableType | None:
 PLAIN_WIDTH = 80  # without a terminal (a pipe, a CI log): this width whatever $COLUMNS says
 
 
+TEXT_MIN = 12  # a wrapping text column narrower than this reads badly: split or stack instead
+
+
+def _narrowest(table: Table, console: Console) -> int:
+    """The narrowest width the table prints at without splitting a number: no_wrap columns (numbers) at their
+    full width, text columns down to their longest word or TEXT_MIN (a longer word, a path, folds)."""
+    wide = console.options.update(width=10_000)
+    total = 0
+    for i, col in enumerate(table.columns):
+        one = _subtable(table, [i])
+        m = Measurement.get(console, wide, one)
+        total += m.maximum if col.no_wrap else min(m.minimum, TEXT_MIN + 4)  # +4: a lone column's box and pad
+    return total - (len(table.columns) - 1)  # neighbours share a border: each lone table counted its own
+
+
 def fit(table: Table, console: Console, *, terminal: bool) -> tuple[RenderableType, int]:
     """What to print and the width to print it at; the console's width must be set to it while printing (the
     caller does). Every cell keeps all its characters."""
@@ -96,9 +111,8 @@ def fit(table: Table, console: Console, *, terminal: bool) -> tuple[RenderableTy
             setattr(table, attr, "\n".join(textwrap.wrap(text, width, break_on_hyphens=False)))
     for col in table.columns:
         col.overflow = "fold"  # never "…": a word longer than its column wraps (only after the checks below)
-    measured = Measurement.get(console, console.options.update(width=10_000), table)
-    if measured.minimum <= width:
-        return table, width  # fits, or fits with text wrapped at spaces: no word is split
+    if _narrowest(table, console) <= width:
+        return table, width  # fits: text wraps at spaces (a path longer than its column folds), numbers whole
     saved = console.width
     console.width = width
     try:

@@ -24,13 +24,14 @@ def metrics(ctx: typer.Context, *, watch: WatchOpt = False, interval: IntervalOp
 
     Exit 4 cluster unreachable, 6 nothing deployed.
     """
-    ui, settings = load(ctx, flags, sets, config, json_mode=json)
+    ui, settings = load(ctx, flags, sets, config, json_mode=json, json_errors=json)
     runner = make_runner(ctx, ui, echo=ui.verbose > 0)
+    from llmd.cli.lifecycle import json_failure
     from llmd.ops.wait import CLOCK
     from llmd.platform import select
 
     shown = 0
-    with select(settings).metrics_session(settings, runner, ui) as session:
+    with json_failure(ui, json, runner), select(settings).metrics_session(settings, runner, ui) as session:
         while True:
             snap = session.snapshot()
             shown += 1

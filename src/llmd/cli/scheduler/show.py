@@ -22,22 +22,24 @@ def show(ctx: typer.Context, *, profile: ProfileOpt = None, running: RunningOpt 
 
     Exit 2 bad input, 4 cluster unreachable, 6 nothing deployed (--running).
     """
+    from llmd.cli.lifecycle import json_failure
     from llmd.errors import ConfigError
 
-    if profile is not None and running:
-        raise ConfigError("--profile and --running exclude each other",
-                          hint="--profile NAME shows what a profile would deploy, --running what the EPP runs")
     if profile is not None:
         flags = {**flags, "scheduler": profile}
-    ui, settings = load(ctx, flags, sets, config, json_mode=json)
-    if running:
-        from llmd.platform import select
+    ui, settings = load(ctx, flags, sets, config, json_mode=json, json_errors=json)
+    with json_failure(ui, json):  # --json: a failure is one document on stdout too
+        if profile is not None and running:
+            raise ConfigError("--profile and --running exclude each other",
+                              hint="--profile NAME shows what a profile would deploy, --running what the EPP runs")
+        if running:
+            from llmd.platform import select
 
-        report = select(settings).running_scheduler(settings, make_runner(ctx, ui, echo=ui.verbose > 0))
-    else:
-        from llmd.ops.scheduler_show import show_profile
+            report = select(settings).running_scheduler(settings, make_runner(ctx, ui, echo=ui.verbose > 0))
+        else:
+            from llmd.ops.scheduler_show import show_profile
 
-        report = show_profile(settings)
+            report = show_profile(settings)
     if json:
         ui.json(report.to_dict())
         return
