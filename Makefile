@@ -64,7 +64,7 @@ DEMO_NEXT = echo "next:"; \
 	echo "  $(BIN)/llmd deploy --dry-run --accelerator sim --no-hf-token   (what a cluster deploy would run)"; \
 	echo "  source <($(BIN)/llmd completion bash)    (tab completion)"
 
-# The A/B comparison on the local platform: random vs load-only vs the default (load + prefix affinity).
+# The A/B comparison on the local platform: random vs queue-only vs the default (load + prefix affinity).
 compare: venv
 	@mkdir -p "$(DEMO_DIR)"; trap '$(BIN)/llmd cleanup $(LOCAL) --force' EXIT; set -e; \
 	$(BIN)/llmd deploy $(LOCAL); \
