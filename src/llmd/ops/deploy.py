@@ -22,8 +22,9 @@ from llmd.kube.helm import Helm, Helmfile, Release
 from llmd.kube.kubectl import Kubectl, classify_failure
 from llmd.ops import state, wait
 from llmd.ops.cleanup import is_protected
+from llmd.ops.deploy_preflight import preflight
 from llmd.ops.deploy_steps import DEPLOY_STEPS
-from llmd.ops.preflight import PreflightReport, check_tools, preflight, recover_hint
+from llmd.ops.preflight import PreflightReport, check_tools, recover_hint
 from llmd.ops.target import Target, llmd_command, pin_target
 from llmd.proc import Runner
 from llmd.render import bundle as B

@@ -1,8 +1,9 @@
 """Fast checks before anything is changed: tools, cluster, CRDs, gateway class, storage, GPUs, namespace.
 
 Each `check_*` function returns a `CheckResult` (ok/warn/fail/skip with the fix) and raises
-`ClusterError` when the cluster cannot be asked. `preflight()` runs them for `llmd deploy` and turns
-failures into errors; `llmd.ops.doctor` runs the same functions and reports every result.
+`ClusterError` when the cluster cannot be asked. `llmd.ops.deploy_preflight.preflight()` runs them for
+`llmd deploy` and turns failures into errors; `llmd.ops.doctor` runs the same functions and reports every
+result. Reading kubectl's JSON (CRD state, quantities, multi-document output) is llmd.ops.kube_json.
 
 Every missing prerequisite is collected and reported together (exit 3) with the exact commands that
 install it. An unreachable cluster fails within the preflight budget (exit 4): kubectl's
@@ -15,10 +16,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from llmd.errors import ClusterError, DeployError, ExitCode, PrereqError
+from llmd.errors import ClusterError, ExitCode, PrereqError
 from llmd.kube.helm import Helm, helm_version, helmfile_version, parse_version
 from llmd.kube.kubectl import Kubectl, classify_failure, kubectl_client_version, raise_cluster_error
 from llmd.ops import wait
+from llmd.ops.kube_json import crd_problems, json_objects, quantity_bytes  # re-exported (prereqs)
 from llmd.ops.target import llmd_command
 from llmd.presets import facts
 from llmd.proc import INSTALL_HINTS, MAKE_TOOLS, TOOL_ENV, Runner
@@ -167,29 +169,6 @@ def reach(kubectl: Kubectl, target, say=None) -> tuple[CheckResult, str]:
     return CheckResult("cluster", "ok", f"{target.describe()}: server {server}, kubectl {client}"), server
 
 
-def _established(crd: dict) -> bool:
-    conds = (crd.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Established" and c.get("status") == "True" for c in conds)
-
-
-def _served(crd: dict, version: str) -> bool:
-    return any(v.get("name") == version and v.get("served") for v in (crd.get("spec") or {}).get("versions") or [])
-
-
-def crd_problems(found: dict[str, dict], required: dict[str, str]) -> list[tuple[str, str]]:
-    """(name, what is wrong) for each required CRD (name -> API version it must serve) that is not usable."""
-    out = []
-    for name, version in required.items():
-        crd = found.get(name)
-        if crd is None:
-            out.append((name, f"{name} missing"))
-        elif not _served(crd, version):
-            out.append((name, f"{name} does not serve {version}"))
-        elif not _established(crd):
-            out.append((name, f"{name} is not Established"))
-    return out
-
-
 def check_crds(kubectl: Kubectl) -> CheckResult:
     """The fixes are the install commands for what is missing, each once."""
     data = _get_crds(kubectl)
@@ -335,16 +314,6 @@ def check_gpus(kubectl: Kubectl, settings, report: PreflightReport | None = None
                                        "pods will stay Pending unless nodes are added", tuple(fixes))
 
 
-_QUANTITY_UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
-                   "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-
-
-def quantity_bytes(text: str) -> float:
-    """A Kubernetes storage quantity (`50Gi`, `100G`, `1.5Ti`) in bytes (settings validated its form)."""
-    num = text.rstrip("KMGTPEikmgtpe")
-    return float(num) * _QUANTITY_UNITS[text[len(num):]]
-
-
 def check_model_size(settings, *, needs_pvc: bool) -> CheckResult:
     """The model cache PVC must hold the model: warn when the model's download size is known to exceed it."""
     from llmd import presets
@@ -408,24 +377,6 @@ NAMESPACED_PERMISSIONS = (
 )
 
 
-def json_objects(text: str) -> list[dict]:
-    """Objects from kubectl output that is one object, a List, or (`create -o json` with several inputs)
-    several JSON documents one after another."""
-    decoder = json.JSONDecoder()
-    out: list[dict] = []
-    pos, text = 0, text or ""
-    while True:
-        while pos < len(text) and text[pos].isspace():
-            pos += 1
-        if pos >= len(text):
-            return out
-        try:
-            doc, pos = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as exc:
-            raise ClusterError(f"kubectl returned invalid JSON: {exc}") from None
-        out += (doc.get("items") or []) if doc.get("kind") == "List" else [doc]
-
-
 def check_permissions(kubectl: Kubectl, settings, *, needs_pvc: bool, namespace_exists: bool) -> CheckResult:
     """Rule 17 / F19: one SelfSubjectAccessReview per permission, sent as one List on stdin (one call, no
     partial deploy on a missing right). A fail names every missing permission (exit 4)."""
@@ -474,41 +425,3 @@ def check_releases(helm: Helm, settings) -> CheckResult:
     if any(r.status != "deployed" for r in releases.values()):
         return CheckResult("releases", "warn", states, ("`llmd deploy` upgrades them again",))
     return CheckResult("releases", "ok", states)
-
-
-# ---- deploy's preflight: the checks above in order, the first failing group raised as its error ------------
-
-def preflight(settings, runner: Runner, kubectl: Kubectl, target, report: PreflightReport, *, needs_pvc: bool,
-              terminating_wait_s: float = 120.0, say=None) -> PreflightReport:
-    """The cluster checks; `check_tools` ran first, before the context was pinned. `needs_pvc` comes from the
-    rendered bundle (it has a model-cache PVC or not)."""
-    reach = report.add(check_reachable(kubectl, target, say))
-    if reach.failed:
-        raise PrereqError(reach.message, hint=reach.hint)
-    crds = report.add(check_crds(kubectl))
-    results = [crds]
-    if not crds.failed:  # the class needs the Gateway CRDs
-        results.append(report.add(check_gateway_class(kubectl, settings)))
-    results.append(report.add(check_storage(kubectl, settings, needs_pvc=needs_pvc)))
-    results.append(report.add(check_monitoring_crds(kubectl, settings)))
-    failed = [r for r in results if r.failed]
-    if failed:
-        fixes = [f for r in failed for f in r.fixes]
-        if any(r.name in ("crds", "gateway class") for r in failed):  # what `llmd prereqs install` installs
-            from llmd.ops.prereqs.fixes import install_command
-
-            fixes.insert(0, f"{install_command(settings, kubectl.scope.context, monitoring=False)}   (or by hand:)")
-        raise PrereqError("missing cluster prerequisite(s): " + "; ".join(r.message for r in failed),
-                          hint="install them, then re-run:\n" + "\n".join(f"  {f}" for f in fixes))
-    report.add(check_gpus(kubectl, settings, report))
-    report.add(check_model_size(settings, needs_pvc=needs_pvc))
-    ns, state = check_namespace(kubectl, settings, terminating_wait_s=terminating_wait_s)
-    if state.terminating is not None:
-        raise DeployError(f"namespace {settings.namespace} is still Terminating after {terminating_wait_s:.0f}s",
-                          hint=ns.hint, details=state.terminating)
-    report.add(ns)
-    report.namespace_exists, report.namespace_owned = state.exists, state.owned
-    perms = report.add(check_permissions(kubectl, settings, needs_pvc=needs_pvc, namespace_exists=state.exists))
-    if perms.failed:
-        raise ClusterError(perms.message, hint=perms.hint)
-    return report
