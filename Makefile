@@ -43,6 +43,8 @@ e2e: venv tools e2e-build
 # scheduling gateway), status, smoke + a short shared-prefix load test, the report and its chart, cleanup. The trap
 # cleans up whatever happens, so nothing is left running.
 DEMO_DIR ?= $(CURDIR)/.llmd/demo
+# The checkout's own state dir: two clones (or users sharing a home) never clean up each other's local stack.
+demo compare: export LLMD_STATE_DIR ?= $(CURDIR)/.llmd/state
 LOCAL    := --platform local
 SHARED   := --workload shared-prefix --groups 48 --system-prompt-len 1024 --question-len 64 --output-tokens 32 \
             --concurrency 16 --warmup 1s
@@ -62,12 +64,12 @@ DEMO_NEXT = echo "next:"; \
 	echo "  $(BIN)/llmd deploy --dry-run --accelerator sim --no-hf-token   (what a cluster deploy would run)"; \
 	echo "  source <($(BIN)/llmd completion bash)    (tab completion)"
 
-# The A/B comparison on the local platform: random vs load-only vs the default (load + prefix affinity).
+# The A/B comparison on the local platform: random vs queue-only vs the default (load + prefix affinity).
 compare: venv
 	@mkdir -p "$(DEMO_DIR)"; trap '$(BIN)/llmd cleanup $(LOCAL) --force' EXIT; set -e; \
 	$(BIN)/llmd deploy $(LOCAL); \
 	$(BIN)/llmd bench compare $(LOCAL) --scheduler random,queue,default $(SHARED) --prompts-per-group 6 \
-	  --requests 288 --output "$(DEMO_DIR)/compare.json"
+	  --requests 288 --report-file "$(DEMO_DIR)/compare.json"
 
 bench: venv
 	$(BIN)/python bench/cli_startup.py

@@ -82,7 +82,7 @@ def test_local_lifecycle_end_to_end(cli, tmp_path, reaper):
     killer.start()
     out = tmp_path / "perf.json"
     r = cli("test", *LOCAL, "--perf", "--concurrency", "8", "--duration", "3s", "--output-tokens", "64",
-            "--output", str(out))
+            "--report-file", str(out))
     killer.join()
     report = json.loads(out.read_text())
     stage = report["stages"][0]

@@ -22,7 +22,7 @@ def compare(ctx: typer.Context, *, no_chart: Annotated[bool, typer.Option(
 
     Per profile: apply it (local: the gateway swaps its scheduler; Kubernetes: the EPP rolls), wait until it is in
     effect, run with cold caches (fresh shared-prefix groups), warm up (--warmup, 1 s by default), measure. Takes every
-    workload and load flag of `llmd test --perf`. Writes one JSON (--output, default under the state dir) with each
+    workload and load flag of `llmd test --perf`. Writes one JSON (--report-file, default under the state dir) with each
     profile's entry under its name, each profile's perf report and a PNG chart beside it. Exit 2 bad input, 6 when
     nothing is deployed (the first apply finds no stack), 7 when the endpoint fails, 8 when a profile breached
     --max-error-rate or --slo.
