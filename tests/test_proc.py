@@ -157,3 +157,28 @@ def test_ctrl_c_stops_children_and_exits_130(tmp_path):  # F52/F55 at the runner
         assert p.returncode == code, err
         assert "interrupted" in err
         assert not _alive(child)
+
+
+def test_ctrl_c_between_fork_and_registration_never_orphans_the_child(monkeypatch):
+    """The e2e Ctrl-C test caught helmfile outliving llmd: SIGINT landed after the fork, before `_register`.
+    The signal is held until the child is registered, then delivered; the child is stoppable (not orphaned)."""
+    import os
+    import signal as sig
+
+    from llmd import proc
+
+    real_register = proc._register
+
+    def register_after_a_ctrl_c(p):
+        os.kill(os.getpid(), sig.SIGINT)  # the user presses Ctrl-C right now
+        real_register(p)
+
+    monkeypatch.setattr(proc, "_register", register_after_a_ctrl_c)
+    runner = proc.Runner()
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(proc.Cmd(("sleep", "30"), timeout=10))
+    live = proc.live_children()
+    assert len(live) == 1  # registered, so Ctrl-C handling and the atexit sweep reach it
+    proc.kill_all_children()
+    with pytest.raises(ProcessLookupError):
+        os.kill(live[0], 0)

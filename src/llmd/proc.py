@@ -134,6 +134,29 @@ def stop_process(p: subprocess.Popen, *, grace_int: float = GRACE_INT_S, grace_t
         _unregister(p)
 
 
+@contextlib.contextmanager
+def interrupts_deferred():
+    """Hold Ctrl-C / SIGTERM while a child is forked and registered: a KeyboardInterrupt between the fork and
+    `_register` would orphan a child no stop or atexit sweep knows about (seen in the e2e Ctrl-C test: helmfile
+    outliving llmd). The held signal is re-raised to the previous handler as soon as the child is registered."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers run in the main thread only: nothing to hold here
+        return
+    held: list[int] = []
+
+    def hold(signum, _frame) -> None:
+        held.append(signum)
+
+    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(held):
+            signal.raise_signal(sig)
+
+
 def kill_all_children() -> None:
     """Last resort (atexit, forced exit): SIGKILL every group we started."""
     with _live_lock:
@@ -265,21 +288,22 @@ class Runner:
         env = {**os.environ, **cmd.env} if cmd.env else None
         self.transcript.write(f"$ {shown}")
         started = time.monotonic()
-        try:
-            p = subprocess.Popen(
-                self._resolve(cmd),
-                stdin=subprocess.PIPE if cmd.stdin is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=env,
-                cwd=cmd.cwd,
-                start_new_session=True,  # own process group: we decide how it is stopped
-            )
-        except FileNotFoundError as exc:
-            raise PrereqError(
-                f"cannot run {cmd.argv[0]}: not found", hint=INSTALL_HINTS.get(cmd.argv[0])
-            ) from exc
-        _register(p)
+        with interrupts_deferred():
+            try:
+                p = subprocess.Popen(
+                    self._resolve(cmd),
+                    stdin=subprocess.PIPE if cmd.stdin is not None else subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    env=env,
+                    cwd=cmd.cwd,
+                    start_new_session=True,  # own process group: we decide how it is stopped
+                )
+            except FileNotFoundError as exc:
+                raise PrereqError(
+                    f"cannot run {cmd.argv[0]}: not found", hint=INSTALL_HINTS.get(cmd.argv[0])
+                ) from exc
+            _register(p)
         out_chunks: list[str] = []
         err_chunks: list[str] = []
         readers = [
@@ -338,8 +362,9 @@ class Runner:
 
     def spawn(self, cmd: Cmd) -> subprocess.Popen:
         """Start a long-lived child (port-forward) in its own group; stop it with `stop_process`."""
-        p = self._start(cmd, "&", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        _register(p)
+        with interrupts_deferred():
+            p = self._start(cmd, "&", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            _register(p)
         return p
 
     def spawn_detached(self, cmd: Cmd, log: Path) -> subprocess.Popen:
