@@ -80,3 +80,24 @@ def test_the_sim_layer_only_changes_the_startup_timing():
     merged, base = layers.ms("sim")["decode"]["containers"][0], layers.layer("ms", "base")["decode"]["containers"][0]
     assert merged["startupProbe"]["httpGet"] == base["startupProbe"]["httpGet"]
     assert merged["startupProbe"]["periodSeconds"] * merged["startupProbe"]["failureThreshold"] == 120
+
+
+def test_gaie_base_layer_equals_the_guide_values(upstream):
+    base = layers.layer("gaie", "base")
+    path = upstream / "llm-d-guides-v0.6" / "inference-scheduling" / "gaie-inference-scheduling" / "values.yaml"
+    guide = yaml.safe_load(path.read_text())
+    ext, theirs = base["inferenceExtension"], guide["inferenceExtension"]
+    for key in ("replicas", "extProcPort", "tracing"):
+        assert ext[key] == theirs[key], key
+    assert ext["monitoring"]["interval"] == theirs["monitoring"]["interval"]
+    assert base["inferencePool"]["modelServerType"] == guide["inferencePool"]["modelServerType"]
+
+
+@pytest.mark.parametrize("environment", ["istio", "gke"])
+def test_render_carries_the_gaie_base_layer(environment):
+    base, rendered = layers.layer("gaie", "base"), values.gaie_values(Settings(environment=environment))
+    ext = rendered["inferenceExtension"]
+    assert {k: ext[k] for k in ("replicas", "extProcPort", "tracing")} == {
+        k: base["inferenceExtension"][k] for k in ("replicas", "extProcPort", "tracing")}
+    assert ext["monitoring"]["interval"] == base["inferenceExtension"]["monitoring"]["interval"]
+    assert rendered["inferencePool"]["modelServerType"] == base["inferencePool"]["modelServerType"]

@@ -84,17 +84,19 @@ def gaie_values(settings: Settings, chosen: selection.Selection | None = None) -
     chosen = chosen or selection.for_settings(settings)
     config_text = yamlsafe.dump(chosen.config)
     config_file = epp.config_file_name(config_text)
+    base = layers.layer("gaie", "base")
+    static = base["inferenceExtension"]
     ext: dict[str, Any] = {
-        "replicas": 1,
+        "replicas": static["replicas"],
         "image": defaults["epp"]["image"],
-        "extProcPort": defaults["epp"]["extProcPort"],
+        "extProcPort": static["extProcPort"],
         # The EPP reads its config once at start: a content-hashed file name changes the pod template's
         # --config-file argument, so every config change rolls the EPP.
         "pluginsConfigFile": config_file,
         "pluginsCustomConfig": {config_file: config_text},
-        "tracing": {"enabled": False},
+        "tracing": static["tracing"],
         "monitoring": {
-            "interval": defaults["epp"]["monitoring_interval"],
+            **static["monitoring"],
             "prometheus": {
                 "enabled": settings.monitoring,
                 # Release-scoped: the chart's fixed default collides across stacks in one namespace.
@@ -116,7 +118,7 @@ def gaie_values(settings: Settings, chosen: selection.Selection | None = None) -
         "inferenceExtension": ext,
         "inferencePool": {
             "targetPorts": [{"number": defaults["model_server"]["port"]}],
-            "modelServerType": "vllm",
+            "modelServerType": base["inferencePool"]["modelServerType"],
             "modelServers": {"matchLabels": pool_match_labels(settings)},
         },
         "provider": provider,
