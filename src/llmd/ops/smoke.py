@@ -232,8 +232,12 @@ class Smoke:
             warmups[label] = warmups.get(label, 0) + 1
             wait = None if isinstance(last, _Transport) else retry_after(last.headers.get("retry-after"))
             delay = wait if wait is not None else backoff(attempts, self.policy.base, min(2.0, self.policy.cap))
-            if time.monotonic() + delay > deadline:
+            # the last attempt lands on the deadline: giving up when the next (jittered) step would overrun it
+            # failed up to one backoff step early, at about half of a short --ready-timeout
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 break
+            delay = min(delay, remaining)
             if attempts == 1 and self.ui is not None:
                 self.ui.step(f"waiting for {self.endpoint.url}/v1/models (warm-up: {label}; up to "
                              f"{self.ready_timeout:g}s)")
