@@ -459,6 +459,33 @@ def test_ctrl_c_during_helmfile_exits_130_naming_the_pending_release(cli, fp, fa
     assert fake.watch_argv() not in tool_calls(fp)
 
 
+def test_ctrl_c_the_moment_the_sync_line_shows_is_still_an_interrupted_sync(cli, fp, fake, monkeypatch, no_killpg):
+    """The e2e Ctrl-C test sends SIGINT as soon as it reads `→ helmfile sync`: on a loaded machine that lands
+    before helmfile starts. It is the same interrupted sync, with the same --recover message."""
+    import os
+    import signal
+
+    from llmd.ui import Ui
+
+    fake.preflight()
+    fake.releases({})
+    fake.apply_stdin()
+    fake.state(None)
+    fake.reg(fake.helmfile_sync(), "")
+    step = Ui.step
+
+    def step_then_ctrl_c(self, text: str) -> None:
+        step(self, text)
+        if text.startswith("helmfile sync"):
+            os.kill(os.getpid(), signal.SIGINT)  # delivered before the next bytecode: before helmfile starts
+
+    monkeypatch.setattr(Ui, "step", step_then_ctrl_c)
+    r = cli("deploy", "--context", CTX, *SIM)
+    assert r.exit_code == 130, r.stderr
+    assert "interrupted during helmfile sync" in r.stderr and "llmd deploy --recover" in r.stderr
+    assert fake.helmfile_sync() not in tool_calls(fp)  # helmfile never ran
+
+
 def test_dry_run_starts_no_process_opens_no_socket_and_prints_the_plan(cli, fp, tmp_path, monkeypatch):  # F67
     import socket
 

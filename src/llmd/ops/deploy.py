@@ -274,8 +274,9 @@ class Deployer:
             self.ui.ok(f"model cache: {self.s.model} already downloaded into {self.s.pvc_name}")
             self.report.step("model download", "unchanged", "already in the cache")
             return
-        self.ui.step(f"downloading {self.s.model} into {self.s.pvc_name} (once, shared by every replica)")
         try:
+            # printed inside the try: a Ctrl-C read off this very line must get this step's message
+            self.ui.step(f"downloading {self.s.model} into {self.s.pvc_name} (once, shared by every replica)")
             done = wait.wait_ready(self.s, self.kubectl, self.ui, ("download",), timeout_s=self.remaining(),
                                    started=self.t0)
         except KeyboardInterrupt:
@@ -312,9 +313,11 @@ class Deployer:
             return
         if self.s.ms_release in releases:  # only an installed release has a decode Deployment to compare
             self.replace_decode_on_selector_change(bundle)
-        self.ui.step("helmfile sync (infra → gaie → ms)")
         tracker = SyncTracker(self.s.releases, echo=self.ui.detail)
         try:
+            # printed inside the try: a Ctrl-C sent the moment this line shows (before helmfile starts) is still
+            # an interrupted sync, with its --recover message (the e2e Ctrl-C test hit that window under load)
+            self.ui.step("helmfile sync (infra → gaie → ms)")
             self.helmfile.sync(rendered / B.HELMFILE, on_line=tracker.feed)
         except KeyboardInterrupt:
             proc.kill_all_children()
