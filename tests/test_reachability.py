@@ -12,7 +12,7 @@ from conftest import write_kubeconfig
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("argv", [("status",), ("cleanup", "--force"), ("test",)])
+@pytest.mark.parametrize("argv", [("status",), ("cleanup", "--force"), ("test",), ("doctor",)])
 def test_a_server_that_never_answers_costs_one_budget_with_a_line_saying_why(cli, silent_cluster, argv):
     kc, server = silent_cluster
     t0 = time.monotonic()

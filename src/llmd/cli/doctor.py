@@ -28,7 +28,8 @@ def doctor(ctx: typer.Context, *, json: JsonOpt = False, flags, sets, config) ->
     from llmd.ops.doctor import run_checks
 
     with _progress(ui) as on_check:
-        report = run_checks(settings, runner, on_check=on_check)
+        # the spinner names the running check on a terminal; elsewhere a line says what is awaited
+        report = run_checks(settings, runner, on_check=on_check, say=None if on_check else ui.step)
     if json:
         ui.json(report.to_dict())
     else:

@@ -39,6 +39,7 @@ class Ctx:
     namespace: pf.NamespaceState | None = None  # set by the namespace check (the RBAC check needs it)
     blocked: str | None = None  # why the remaining cluster-side checks cannot run
     server_version: str = ""  # set by the cluster check
+    say: Callable[[str], None] | None = None  # a line naming what a slow check waits for (no spinner to show it)
 
     @property
     def cluster(self) -> Kubectl:
@@ -94,7 +95,7 @@ def check_context(ctx: Ctx) -> CheckResult:
 
 
 def check_cluster(ctx: Ctx) -> CheckResult:
-    result, ctx.server_version = pf.reach(ctx.cluster, ctx.target)
+    result, ctx.server_version = pf.reach(ctx.cluster, ctx.target, ctx.say)
     return result
 
 
@@ -242,9 +243,10 @@ def _failure(name: str, err: LlmdError) -> CheckResult:
 
 
 def run_checks(settings, runner: Runner, *, on_check: Callable[[str], None] | None = None,
-               checks: tuple[Check, ...] = CHECKS) -> DoctorReport:
-    """Run every check in order; `on_check(name)` is called before each (for a progress display)."""
-    ctx = Ctx(settings, runner)
+               say: Callable[[str], None] | None = None, checks: tuple[Check, ...] = CHECKS) -> DoctorReport:
+    """Run every check in order; `on_check(name)` is called before each (for a progress display), `say` gets
+    the line naming what the cluster check waits for (the other verbs print it too)."""
+    ctx = Ctx(settings, runner, say=say)
     t0 = time.monotonic()
     for check in checks:
         if check.cluster and ctx.blocked:
