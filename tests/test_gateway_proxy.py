@@ -160,3 +160,82 @@ def test_precise_prefix_profile_follows_the_replicas_kv_events(pool):
     assert all(s.kv_seq > 0 for s in gw.gw.scrapers if s.ep.name == first)
     seen = {chat(gw.url, prompt + f"q{i}").headers["x-llmd-endpoint"] for i in range(5)}
     assert seen == {first}
+
+
+class BrokenReplica:
+    """A replica on 127.0.0.1 whose /metrics is fine and whose generation answers break HTTP/1.1 framing."""
+
+    METRICS = b'vllm:num_requests_waiting{model_name="m"} 0\n'
+
+    def __init__(self, answer: bytes) -> None:
+        import socket
+
+        self.answer = answer
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._conn, args=(conn,), daemon=True).start()
+
+    def _conn(self, conn) -> None:
+        conn.settimeout(5)
+        buf = b""
+        with conn:
+            try:
+                while True:
+                    while b"\r\n\r\n" not in buf:
+                        data = conn.recv(65536)
+                        if not data:
+                            return
+                        buf += data
+                    head, _, buf = buf.partition(b"\r\n\r\n")
+                    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                                   if line.lower().startswith(b"content-length:")), 0)
+                    while len(buf) < length:
+                        buf += conn.recv(65536)
+                    buf = buf[length:]
+                    if head.startswith(b"GET /metrics"):
+                        conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s"
+                                     % (len(self.METRICS), self.METRICS))
+                    else:
+                        conn.sendall(self.answer)
+            except OSError:
+                return
+
+    def stop(self) -> None:
+        self.sock.close()
+
+
+@pytest.mark.parametrize(("answer", "cut"), [
+    # headers went out, then the chunk framing broke: the client connection is cut (nothing can delimit the rest)
+    (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+     b"6\r\ndata: \r\nzz\r\n", True),
+    # broken before any byte went out: a 502 that says why
+    (b"HTTP/1.1 200 OK\r\ncontent-length: ten\r\n\r\n", False),
+])
+def test_a_replica_breaking_http_framing_gets_a_502_or_a_cut_never_a_hang(answer, cut):
+    replica = BrokenReplica(answer)
+    gw = ThreadedGateway([replica.url])
+    try:
+        deadline = time.monotonic() + 5
+        while not httpx.get(gw.url + "/llmd/gateway").json()["endpoints"][0]["ready"]:
+            assert time.monotonic() < deadline, "the replica's /metrics was never scraped"
+            time.sleep(0.05)
+        for _ in range(2):  # and again: the broken upstream connection was dropped, not pooled
+            if cut:
+                with pytest.raises(httpx.RemoteProtocolError):
+                    chat(gw.url, "x")
+            else:
+                r = chat(gw.url, "x")
+                assert r.status_code == 502 and "invalid Content-Length" in r.text, r.text
+        assert httpx.get(gw.url + "/llmd/gateway").json()["failures"] == {"upstream_framing": 2}
+    finally:
+        gw.stop()
+        replica.stop()

@@ -26,6 +26,7 @@ import orjson
 from llmd.errors import ConfigError
 from llmd.gateway.scheduling import Decision, Endpoint, NoEndpoints, Request, Scheduler
 from llmd.gateway.scrape import Scraper
+from llmd.http1 import BodyFramer, FramingError
 from llmd.sim.protocol import HttpConnection
 
 GENERATE = (b"/v1/chat/completions", b"/v1/completions")
@@ -35,12 +36,13 @@ JSON_CT = b"application/json"
 TEXT_CT = b"text/plain; charset=utf-8"
 CONNECT_TIMEOUT_S = 5.0
 IDLE_PER_ENDPOINT = 256
+MAX_HEAD = 64 * 1024  # an upstream's status line and headers; beyond it the replica is not speaking HTTP/1.1
 # Envoy's texts, so the load generator classifies a dead replica the way it would behind the real gateway.
 CONNECT_FAILURE = b"upstream connect error or disconnect/reset before headers. reset reason: connection failure"
 RESET_BEFORE_HEADERS = (b"upstream connect error or disconnect/reset before headers. "
                         b"reset reason: connection termination")
 
-_HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _TRAILER, _UNTIL_CLOSE, _DONE = range(7)
+_HEAD, _BODY, _DONE = range(3)  # an exchange's life: the upstream's headers, its body, ended
 
 
 def config_digest(config: dict[str, Any]) -> str:
@@ -115,7 +117,7 @@ class ClientConnection(HttpConnection):
 class Exchange:
     """One proxied request: send, forward every read to the client, track framing, finish or fail once."""
 
-    __slots__ = ("client", "connect_task", "decision", "ep", "gw", "keep_alive", "line", "remaining", "sent_any",
+    __slots__ = ("client", "connect_task", "decision", "ep", "framer", "gw", "head", "keep_alive", "sent_any",
                  "state", "upstream")
 
     def __init__(self, gw: Gateway, client: ClientConnection, ep: Endpoint, decision: Decision | None,
@@ -128,8 +130,8 @@ class Exchange:
         self.upstream: Upstream | None = None
         self.connect_task: asyncio.Task | None = None
         self.state = _HEAD
-        self.line = b""
-        self.remaining = 0
+        self.head = b""  # the upstream's status line and headers so far
+        self.framer = BodyFramer()
         self.sent_any = False
         ep_inflight = gw.inflight
         ep_inflight[ep.name] = ep_inflight.get(ep.name, 0) + 1
@@ -162,14 +164,19 @@ class Exchange:
     # receiving --------------------------------------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
         if self.state == _HEAD:
-            buf = self.line + data
+            buf = self.head + data
             end = buf.find(b"\r\n\r\n")
             if end < 0:
-                self.line = buf
+                if len(buf) > MAX_HEAD:
+                    return self._bad_framing(FramingError(f"response headers longer than {MAX_HEAD} bytes"))
+                self.head = buf
                 return
-            self.line = b""
+            self.head = b""
             head, rest = buf[:end], buf[end + 4:]
-            self._framing(head)
+            try:
+                self._framing(head)
+            except FramingError as exc:
+                return self._bad_framing(exc)
             first = head.find(b"\r\n")
             status_line, headers = (head, b"") if first < 0 else (head[:first], head[first:])
             extra = b"\r\nx-llmd-endpoint: " + self.ep.name.encode()
@@ -180,19 +187,34 @@ class Exchange:
             data = rest
         else:
             self.client.write(data)
-        if self._scan(data):
+        try:
+            done = self.framer.feed(data)
+        except FramingError as exc:
+            return self._bad_framing(exc)
+        if done:
             self.finish()
 
+    def _bad_framing(self, exc: FramingError) -> None:
+        """The replica broke HTTP/1.1 framing: its connection cannot be reused, and the client's answer cannot be
+        delimited once bytes of it went out (fail() then cuts the client connection, as Envoy resets the stream)."""
+        up = self.upstream
+        self.fail("upstream_framing", 502, f"upstream sent a malformed response: {exc}".encode())
+        if up is not None:
+            up.exchange = None
+            up.abort()
+
     def _framing(self, head: bytes) -> None:
-        lines = head.split(b"\r\n")
-        length = None
+        length: int | None = None
         chunked = False
         upstream_close = False
-        for line in lines[1:]:
+        for line in head.split(b"\r\n")[1:]:
             name, _, value = line.partition(b":")
             name = name.strip().lower()
             if name == b"content-length":
-                length = int(value.strip())
+                value = value.strip()
+                if not value.isdigit():
+                    raise FramingError(f"invalid Content-Length {value[:20]!r}")
+                length = int(value)
             elif name == b"transfer-encoding" and b"chunked" in value.lower():
                 chunked = True
             elif name == b"connection" and value.strip().lower() == b"close":
@@ -200,53 +222,8 @@ class Exchange:
         if upstream_close and self.upstream is not None:
             self.upstream.exchange = self  # keep it bound, but never return it to the pool
             self.upstream.closed = True
-        if chunked:
-            self.state = _CHUNK_SIZE
-        elif length is not None:
-            self.state, self.remaining = _LENGTH, length
-        else:
-            self.state = _UNTIL_CLOSE
-
-    def _scan(self, data: bytes) -> bool:
-        """Advance the framing over `data`; True when the body is complete."""
-        pos, n = 0, len(data)
-        state = self.state
-        if state == _LENGTH:
-            self.remaining -= n
-            if self.remaining <= 0:
-                self.state = _DONE
-                return True
-            return False
-        if state == _UNTIL_CLOSE:
-            return False
-        while pos < n:
-            if state == _CHUNK_DATA:
-                take = min(self.remaining, n - pos)
-                self.remaining -= take
-                pos += take
-                if self.remaining == 0:
-                    state = _CHUNK_SIZE
-                continue
-            nl = data.find(b"\n", pos)
-            if nl < 0:
-                self.line += data[pos:]
-                break
-            line = (self.line + data[pos:nl]).strip()
-            self.line = b""
-            pos = nl + 1
-            if state == _CHUNK_SIZE:
-                if not line:
-                    continue
-                size = int(line.split(b";", 1)[0], 16)
-                if size == 0:
-                    state = _TRAILER
-                else:
-                    state, self.remaining = _CHUNK_DATA, size + 2  # data + CRLF
-            elif state == _TRAILER and not line:
-                self.state = _DONE
-                return True
-        self.state = state
-        return False
+        self.framer = BodyFramer(chunked=chunked, length=length)
+        self.state = _BODY
 
     # endings ----------------------------------------------------------------------------------------------------
     def _release(self) -> None:
@@ -280,7 +257,7 @@ class Exchange:
             self.client.respond(status, body, TEXT_CT, self.keep_alive)
 
     def upstream_lost(self) -> None:
-        if self.state == _UNTIL_CLOSE:
+        if self.state == _BODY and self.framer.until_close:
             self.finish()
             self.client.close()
             return

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from time import perf_counter_ns
 from urllib.parse import urlsplit
 
+from llmd.http1 import BodyFramer, FramingError
 from llmd.sse import SSEDecoder, StreamValidator
 
 _MAX_ERROR_BODY = 2048
@@ -71,7 +72,7 @@ class Timeouts:
 
 
 class _Conn(asyncio.Protocol):
-    """One keep-alive connection; parses status, headers, chunked/length/close bodies and SSE inline."""
+    """One keep-alive connection; parses status and headers, frames the body (llmd.http1) and decodes SSE inline."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -83,9 +84,8 @@ class _Conn(asyncio.Protocol):
     def _reset(self) -> None:
         self.fut: asyncio.Future | None = None
         self.res: Result | None = None
-        self.buf = b""
-        self.state = 0  # 0 headers, 1 chunk size, 2 chunk data, 3 chunk CRLF, 4 trailers, 5 length body, 6 until close
-        self.remaining = 0
+        self.head = b""  # the status line and headers so far
+        self.framer: BodyFramer | None = None  # set once the headers are in: where the body ends
         self.keep_alive = True
         self.sse = False
         self.decoder: SSEDecoder | None = None
@@ -101,7 +101,7 @@ class _Conn(asyncio.Protocol):
     def connection_lost(self, exc) -> None:
         self.closed = True
         if self.res is not None:
-            if self.state == 6:
+            if self.framer is not None and self.framer.until_close:
                 self._complete(perf_counter_ns())  # body delimited by the close
             elif self.res.bytes_in == 0:
                 self._fail("connect_error" if self.used <= 1 else "stale", "connection closed before any response byte")
@@ -117,88 +117,33 @@ class _Conn(asyncio.Protocol):
             return
         self.last_rx = now
         res.bytes_in += len(data)
-        buf = self.buf + data if self.buf else data
-        self.buf = b""
-        state = self.state
-        if state == 0:
+        buf = data
+        if self.framer is None:  # still in the status line and headers
+            buf = self.head + data if self.head else data
+            self.head = b""
             end = buf.find(b"\r\n\r\n")
             if end < 0:
                 if len(buf) > _MAX_HEADER:
                     self._fail("malformed_stream", "response headers too large")
                 else:
-                    self.buf = buf
+                    self.head = buf
                 return
             if not self._headers(buf[:end]):
                 return
             buf = buf[end + 4:]
-            state = self.state
-        body = []
-        pos = 0
-        n = len(buf)
-        while pos < n:
-            if state == 2:
-                take = min(self.remaining, n - pos)
-                body.append(buf[pos:pos + take])
-                pos += take
-                self.remaining -= take
-                if self.remaining == 0:
-                    state = 3
-            elif state == 1:
-                eol = buf.find(b"\r\n", pos)
-                if eol < 0:
-                    self.buf = buf[pos:]
-                    break
-                try:
-                    size = int(buf[pos:eol].split(b";", 1)[0], 16)
-                except ValueError:
-                    self.state = state
-                    self._feed(body, now)
-                    self._fail("malformed_stream", "invalid chunk size in chunked body")
-                    return
-                pos = eol + 2
-                if size == 0:
-                    state = 4
-                else:
-                    self.remaining = size
-                    state = 2
-            elif state == 3:
-                if n - pos < 2:
-                    self.buf = buf[pos:]
-                    break
-                if buf[pos:pos + 2] != b"\r\n":
-                    self.state = state
-                    self._feed(body, now)
-                    self._fail("malformed_stream", "chunk not followed by CRLF")
-                    return
-                pos += 2
-                state = 1
-            elif state == 4:
-                eol = buf.find(b"\r\n", pos)
-                if eol < 0:
-                    self.buf = buf[pos:]
-                    break
-                if eol == pos:  # end of trailers: body complete
-                    self.state = state
-                    self._feed(body, now)
-                    self._complete(now)
-                    return
-                pos = eol + 2
-            elif state == 5:
-                take = min(self.remaining, n - pos)
-                body.append(buf[pos:pos + take])
-                pos += take
-                self.remaining -= take
-                if self.remaining == 0:
-                    self.state = state
-                    self._feed(body, now)
-                    self._complete(now)
-                    return
-            else:  # 6: until close
-                body.append(buf[pos:])
-                pos = n
-        self.state = state
+        framer = self.framer
+        assert framer is not None  # set by _headers
+        body: list[bytes] = []
+        try:
+            done = framer.feed(buf, body)
+        except FramingError as exc:
+            self._feed(body, now)
+            self._fail("malformed_stream", str(exc))
+            return
         if body:
             self._feed(body, now)
+        if done:
+            self._complete(now)
 
     # -- parsing -------------------------------------------------------------------------------------------------
     def _headers(self, head: bytes) -> bool:
@@ -223,9 +168,8 @@ class _Conn(asyncio.Protocol):
             if name == b"transfer-encoding":
                 chunked = b"chunked" in value.lower()
             elif name == b"content-length":
-                try:
-                    length = int(value)
-                except ValueError:
+                length = int(value) if value.isdigit() else -2
+                if length < 0:
                     self._fail("malformed_stream", "invalid Content-Length")
                     return False
             elif name == b"content-type":
@@ -237,13 +181,8 @@ class _Conn(asyncio.Protocol):
         self.keep_alive = version == b"HTTP/1.1" and b"close" not in conn
         if res.status in (204, 304):  # never a body, whatever the headers say
             chunked, length = False, 0
-        if chunked:
-            self.state = 1
-        elif length >= 0:
-            self.state = 5
-            self.remaining = length
-        else:
-            self.state = 6
+        self.framer = framer = BodyFramer(chunked=chunked, length=length if length >= 0 else None)
+        if framer.until_close:
             self.keep_alive = False
         if res.status == 200:
             self.sse = b"text/event-stream" in ctype
@@ -252,7 +191,7 @@ class _Conn(asyncio.Protocol):
             if not self.sse:
                 self.validator.fail("malformed_stream",
                                     f"expected text/event-stream, got {ctype.decode('latin-1') or 'no content-type'}")
-        if length == 0 and self.state == 5:
+        if framer.done:  # Content-Length: 0 (or a 204/304)
             self._complete(perf_counter_ns())
             return False
         return True
