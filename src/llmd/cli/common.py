@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import typer
@@ -22,6 +23,17 @@ def load(ctx: typer.Context, flags: dict[str, Any], sets: list[str], config: str
         settings = load_settings(flags, sets=sets, config=config, need_token=need_token, warn=ui.warn,
                                  flag_names=FLAG_NAMES)
     return ui, settings
+
+
+def finish(ui, json: bool, report, show: Callable[[], None], *, exit_code: int = 0) -> None:
+    """The end of a reporting verb: with --json the report's one document on stdout, else its view; then the
+    verb's exit code (0: return normally)."""
+    if json:
+        ui.json(report.to_dict())
+    else:
+        show()
+    if exit_code:
+        raise typer.Exit(exit_code)
 
 
 def make_runner(ctx: typer.Context, ui, *, dry_run: bool = False, echo: bool = True):

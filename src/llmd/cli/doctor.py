@@ -6,7 +6,7 @@ import contextlib
 
 import typer
 
-from llmd.cli.common import load, make_runner
+from llmd.cli.common import finish, load, make_runner
 from llmd.cli.options import JsonOpt, settings_options
 
 STYLES = {"ok": "success", "warn": "warning", "fail": "error", "skip": "muted"}
@@ -30,12 +30,7 @@ def doctor(ctx: typer.Context, *, json: JsonOpt = False, flags, sets, config) ->
     with _progress(ui) as on_check:
         # the spinner names the running check on a terminal; elsewhere a line says what is awaited
         report = run_checks(settings, runner, on_check=on_check, say=None if on_check else ui.step)
-    if json:
-        ui.json(report.to_dict())
-    else:
-        _show(ui, report)
-    if report.exit_code:
-        raise typer.Exit(report.exit_code)
+    finish(ui, json, report, lambda: _show(ui, report), exit_code=report.exit_code)
 
 
 @contextlib.contextmanager

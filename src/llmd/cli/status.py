@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from llmd.cli.common import load, make_runner
+from llmd.cli.common import finish, load, make_runner
 from llmd.cli.lifecycle import json_failure
 from llmd.cli.options import JsonOpt, settings_options
 
@@ -22,12 +22,7 @@ def status(ctx: typer.Context, *, json: JsonOpt = False, flags, sets, config) ->
 
     with json_failure(ui, json, runner):
         report = select(settings).status(settings, runner, say=ui.step)
-    if json:
-        ui.json(report.to_dict())
-    else:
-        _show(ui, settings, report)
-    if not report.healthy:
-        raise typer.Exit(6)
+    finish(ui, json, report, lambda: _show(ui, settings, report), exit_code=0 if report.healthy else 6)
 
 
 def _show(ui, settings, report) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from llmd.cli.common import load, make_runner
+from llmd.cli.common import finish, load, make_runner
 from llmd.cli.lifecycle import json_failure
 from llmd.cli.options import JsonOpt, settings_options
 from llmd.cli.perf_options import perf_options
@@ -49,10 +49,7 @@ def compare(ctx: typer.Context, *, no_chart: Annotated[bool, typer.Option(
             report.files["chart"] = str(draw(report.to_dict(), chart_path(output)))
         report.files["json"] = str(output)
         _write(output, report.to_dict())
-    if json:
-        ui.json(report.to_dict())
-    else:
-        _show(ui, report)
+    finish(ui, json, report, lambda: _show(ui, report))
     breaches = [f"{p}: {b}" for p, e in report.entries.items() for b in _breaches(e)]
     if breaches:
         from llmd.errors import ThresholdBreached

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from llmd.cli.common import load, make_runner
+from llmd.cli.common import finish, load, make_runner
 from llmd.cli.lifecycle import json_failure, steps_table
 from llmd.cli.options import DryRunOpt, JsonOpt, settings_options
 from llmd.cli.prereqs._shared import ChartOpt, CrdDirOpt, LwsOpt, OutOpt, RepoOpt, WaitOpt
@@ -46,12 +46,7 @@ def install(ctx: typer.Context, *, lws: LwsOpt = False, crd_dir: CrdDirOpt = Non
         sources = ChartSources.parse(chart or [], repo or [], release_charts(charts), repos)
         req = dataclasses.replace(req, sources=sources)
         report = run_install(settings, runner, ui, req)
-    if json:
-        ui.json(report.to_dict())
-    else:
-        _show_install(ui, report)
-    if report.exit_code:
-        raise typer.Exit(report.exit_code)
+    finish(ui, json, report, lambda: _show_install(ui, report), exit_code=report.exit_code)
 
 
 def _show_install(ui, report) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from llmd.cli.common import load, make_runner
+from llmd.cli.common import finish, load, make_runner
 from llmd.cli.lifecycle import json_failure
 from llmd.cli.options import JsonOpt, settings_options
 from llmd.cli.prereqs._shared import LwsOpt
@@ -22,12 +22,7 @@ def status(ctx: typer.Context, *, lws: LwsOpt = False, json: JsonOpt = False, fl
 
     with json_failure(ui, json, runner):
         report = run_status(settings, runner, lws=lws, say=None if json else ui.info)
-    if json:
-        ui.json(report.to_dict())
-    else:
-        _show_status(ui, settings, report)
-    if report.missing:
-        raise typer.Exit(3)
+    finish(ui, json, report, lambda: _show_status(ui, settings, report), exit_code=3 if report.missing else 0)
 
 
 def _show_status(ui, settings, report) -> None:
