@@ -109,5 +109,11 @@ def test_sim_stack_lifecycle(cluster, tools, crds, llmd, ns):
             if not o.startswith(("ServiceAccount/default", "ConfigMap/kube-root-ca.crt"))]
     assert left == [], f"cleanup left objects behind: {left}"
     assert cluster.kubectl(k, "get", "gateways,httproutes,inferencepools", "-n", ns, "-o", "name").stdout == ""
-    r = llmd("cleanup", "-n", ns, "--force", timeout=120)
-    assert r.code == 0, r.err
+    again = llmd("cleanup", "-n", ns, "--force", "--json", timeout=120)
+    assert again.code == 0, again.err
+    doc = again.json()
+    assert doc["status"] == "nothing to do" and doc["exit_code"] == 0, doc
+    assert [s for s in doc["steps"] if s["status"] != "absent"] == [], doc["steps"]
+    assert "will remove" not in again.out + again.err, "a second cleanup still planned removals"
+    # nothing labelled as llmd's is left in the namespace (kept: the namespace itself, without --remove-namespace)
+    assert namespaced_objects(cluster, tools, ns, selector="app.kubernetes.io/managed-by=llmd") == []
