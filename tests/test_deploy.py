@@ -94,6 +94,27 @@ def test_changed_settings_resync_even_when_releases_are_deployed(cli, fake, fp):
     assert fake.helmfile_sync() in tool_calls(fp)
 
 
+def test_unchanged_settings_resync_when_a_chart_object_was_deleted(cli, fake, fp):
+    """An InferencePool deleted by hand leaves every release deployed and the bundle unchanged (the route reports
+    ResolvedRefs=False/BackendNotFound): the digest shortcut must not skip the sync that re-creates it."""
+    fake.preflight(ns_exists=True)
+    fake.releases(fake.all_deployed())
+    fake.state(rendered_digest(*SIM))
+    fake.chart_objects(without=(fake.s.pool_name,))
+    fake.decode(None)
+    fake.reg(fake.helmfile_sync(), "ok\n")
+    fake.apply_stdin()
+    fake.apply_file("manifests/httproute.yaml")
+    fake.watch(fake.ready_items())
+    fake.releases(fake.all_deployed())
+    r = cli("deploy", "--context", CTX, *SIM, "--json")
+    assert r.exit_code == 0, r.stderr
+    assert f"InferencePool {fake.s.pool_name} is missing from the cluster" in r.stderr
+    assert fake.helmfile_sync() in tool_calls(fp)
+    sync = next(s for s in json.loads(r.stdout)["steps"] if s["step"] == "helmfile sync")
+    assert sync["status"] == "done"
+
+
 def _sim_selector(model: str) -> dict[str, str]:
     return {"llm-d.ai/inference-serving": "true", "llm-d.ai/guide": POSTFIX, "llm-d.ai/accelerator-variant": "sim",
             "llm-d.ai/model": model, "llm-d.ai/role": "decode"}
