@@ -149,6 +149,54 @@ def test_precise_prefix_block_size_reaches_vllm():
     assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
 
 
+def _block_sizes(bundle):
+    """(the EPP's tokenProcessorConfig.blockSize, vLLM's --block-size) of a rendered precise-prefix bundle."""
+    ext = bundle.manifest_docs("values/gaie.yaml")[0]["inferenceExtension"]
+    config = yaml.safe_load(ext["pluginsCustomConfig"][ext["pluginsConfigFile"]])
+    scorer = next(p for p in config["plugins"] if p["type"] == "precise-prefix-cache-scorer")
+    epp = (scorer["parameters"].get("tokenProcessorConfig") or {}).get("blockSize")
+    args = bundle.manifest_docs("values/ms.yaml")[0]["decode"]["containers"][0]["args"]
+    vllm = [int(a.split("=", 1)[1]) for a in args if a.startswith("--block-size=")]
+    return epp, vllm
+
+
+@pytest.mark.parametrize("accelerator", ["nvidia-l40s", "sim"])
+def test_a_bad_block_size_is_exit_2_not_a_silent_16(accelerator):
+    """The EPP refuses a non-integer blockSize; vLLM must never get a default that disagrees with the EPP."""
+    s = load_settings({"scheduler": "precise-prefix", "accelerator": accelerator, "no_hf_token": True,
+                       "scorer_params": ["precise-prefix-cache-scorer.tokenProcessorConfig.blockSize=big"]}, environ={})
+    with pytest.raises(ConfigError, match=re.escape("tokenProcessorConfig.blockSize must be an integer, got 'big'")):
+        render_bundle(s)
+    typo = load_settings({"scheduler": "precise-prefix", "accelerator": accelerator, "no_hf_token": True,
+                          "scorer_params": ["precise-prefix-cache-scorer.tokenProcessorConfig.blockSiz=32"]},
+                         environ={})
+    bundle = render_bundle(typo)
+    assert any("plugins[2].parameters.tokenProcessorConfig.blockSiz" in w and "the EPP ignores it" in w
+               and "did you mean 'tokenProcessorConfig.blockSize'?" in w for w in bundle.warnings), bundle.warnings
+    assert _block_sizes(bundle) == (64, [64])
+
+
+def test_vllm_block_size_is_the_one_the_epp_reads(tmp_path):
+    """From a --scheduler-config file: the top-level tokenProcessorConfig (any case, as Go decodes it) sets both;
+    without one both are 16; indexerConfig.tokenProcessorConfig, which v0.7.1 ignores, sets neither."""
+    def render_with(params):
+        f = tmp_path / "precise.yaml"
+        f.write_text(yamlsafe.dump({
+            "apiVersion": registry.API_VERSION, "kind": registry.KIND,
+            "plugins": [{"type": "precise-prefix-cache-scorer", "parameters": {
+                "indexerConfig": {"tokenizersPoolConfig": {"modelName": "m/x"}}, **params}}]}))
+        return render_bundle(load_settings({"scheduler_config": str(f), "no_hf_token": True}, environ={}))
+    assert _block_sizes(render_with({"tokenProcessorConfig": {"blockSize": 48}})) == (48, [48])
+    bundle = render_with({"tokenprocessorconfig": {"BlockSize": 32}})
+    args = bundle.manifest_docs("values/ms.yaml")[0]["decode"]["containers"][0]["args"]
+    assert "--block-size=32" in args
+    assert _block_sizes(render_with({})) == (None, [16])
+    ignored = render_with({"indexerConfig": {"tokenizersPoolConfig": {"modelName": "m/x"},
+                                             "tokenProcessorConfig": {"blockSize": 64}}})
+    assert _block_sizes(ignored) == (None, [16])
+    assert any("ignores parameter 'indexerConfig.tokenProcessorConfig'" in w for w in ignored.warnings)
+
+
 def test_precise_prefix_wires_the_epp():
     s = load_settings({"scheduler": "precise-prefix"}, environ={"HF_TOKEN": "hf_x"})
     ext = gaie(s)["inferenceExtension"]
@@ -224,3 +272,4 @@ def test_two_profiles_render_different_epp_pod_templates(real_tools, tmp_path):
     assert "random-picker" in random_cm["data"][config_file]
     weighted = load_settings({"scheduler": "default", "scorer_weights": ["queue-scorer=5"]}, environ={})
     assert _pod_template(real_tools, work, weighted)[0] != default_pod  # a weight change rolls it too
+
