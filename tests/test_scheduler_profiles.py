@@ -213,6 +213,43 @@ def test_precise_prefix_wires_the_epp():
     assert not {"extraContainerPorts", "sidecar", "env"} & set(plain)
 
 
+HF_ENV = {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "llm-d-hf-token-inference-scheduling",
+                                                             "key": "HF_TOKEN"}}}
+
+
+def test_the_tokenizer_gets_the_hf_token_on_sim_too(tmp_path):
+    """The simulator downloads no weights, but the EPP's tokenizer sidecar downloads the (gated) model's tokenizer:
+    the token need follows the scheduler config, the Secret is created, and deploy asks for the token."""
+    from llmd.ops import deploy_steps
+
+    s = load_settings({"scheduler": "precise-prefix", "accelerator": "sim"}, environ={"HF_TOKEN": "hf_x"})
+    assert s.needs_hf_token and s.hf_token == "hf_x"
+    bundle = render_bundle(s)
+    ext = bundle.manifest_docs("values/gaie.yaml")[0]["inferenceExtension"]
+    assert HF_ENV in ext["env"] and HF_ENV in ext["sidecar"]["env"]
+    assert "authSecretName" not in bundle.manifest_docs("values/ms.yaml")[0]["modelArtifacts"]  # no weights to fetch
+    steps = deploy_steps.by_hand(s, bundle.files, tmp_path)
+    assert any("kubectl create secret generic llm-d-hf-token-inference-scheduling" in c for c in steps)
+    with pytest.raises(ConfigError, match=re.escape("no Hugging Face token for the EPP's tokenizer of meta-llama/")):
+        load_settings({"scheduler": "precise-prefix", "accelerator": "sim"}, environ={}, need_token=True)
+    plain = load_settings({"accelerator": "sim"}, environ={"HF_TOKEN": "hf_x"})  # no tokenizer: no token
+    assert not plain.needs_hf_token
+    assert not any("secret" in c for c in deploy_steps.by_hand(plain, render_bundle(plain).files, tmp_path))
+
+
+def test_no_hf_token_wins_over_the_tokenizer_with_a_warning():
+    warnings: list[str] = []
+    s = load_settings({"scheduler": "precise-prefix", "accelerator": "sim", "no_hf_token": True},
+                      environ={"HF_TOKEN": "hf_x"}, need_token=True, warn=warnings.append)
+    assert not s.needs_hf_token and s.hf_token is None
+    assert any("--no-hf-token" in w and "tokenizer of meta-llama/Llama-3.1-8B-Instruct" in w and "gated" in w
+               for w in warnings), warnings
+    assert "env" not in gaie(s)["inferenceExtension"]
+    quiet: list[str] = []
+    load_settings({"accelerator": "sim", "no_hf_token": True}, environ={}, warn=quiet.append)
+    assert not any("tokenizer" in w for w in quiet)  # nothing tokenizes: nothing to warn about
+
+
 def test_scheduler_config_file(tmp_path):
     f = tmp_path / "mine.yaml"
     f.write_text(yamlsafe.dump(effective_config("random", model="m/x")))

@@ -52,6 +52,12 @@ def block_size(params: dict[str, Any]) -> int:
     return size
 
 
+def needs_tokenizer(doc: dict[str, Any]) -> bool:
+    """Whether the EPP tokenizes prompts (a precise-prefix-cache-scorer or tokenizer plugin): the sidecar then
+    downloads the model's tokenizer from the Hub, which needs the HF token for a gated model."""
+    return bool(_plugins(doc, "precise-prefix-cache-scorer") or _plugins(doc, "tokenizer"))
+
+
 def wiring(doc: dict[str, Any]) -> KvEvents | None:
     """The KV-events wiring the config needs, or None when it has no precise-prefix-cache-scorer."""
     precise = _plugins(doc, "precise-prefix-cache-scorer")
@@ -67,7 +73,7 @@ def wiring(doc: dict[str, Any]) -> KvEvents | None:
 
 
 def _hf_env(settings: Any) -> list[dict[str, Any]]:
-    if not settings.needs_hf_token:
+    if not settings.tokenizer_needs_hf_token:
         return []
     return [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": settings.hf_secret_name, "key": "HF_TOKEN"}}}]
 

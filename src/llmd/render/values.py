@@ -172,7 +172,7 @@ def _model_artifacts(settings: Settings, defaults: dict[str, Any]) -> dict[str, 
     artifacts: dict[str, Any] = {"uri": uri, "name": settings.served_model_name}
     if not uri.startswith("pvc"):
         artifacts["size"] = "1Gi" if prof["engine"] == "sim" else settings.pvc_size
-    if settings.needs_hf_token:
+    if settings.model_needs_hf_token:
         artifacts["authSecretName"] = settings.hf_secret_name
     artifacts["mountPath"] = ms["mount_path"]
     artifacts["labels"] = model_labels(settings)
