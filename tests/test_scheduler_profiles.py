@@ -310,3 +310,37 @@ def test_two_profiles_render_different_epp_pod_templates(real_tools, tmp_path):
     weighted = load_settings({"scheduler": "default", "scorer_weights": ["queue-scorer=5"]}, environ={})
     assert _pod_template(real_tools, work, weighted)[0] != default_pod  # a weight change rolls it too
 
+
+def _custom_by_set(profile):
+    """A config given the chart's way, under a fixed file name (`--set ...pluginsCustomConfig=... ConfigFile=...`)."""
+    import json
+
+    text = yamlsafe.dump(effective_config(profile, model="m/x"))
+    return load_settings({}, environ={}, sets=[
+        f"values.gaie.inferenceExtension.pluginsCustomConfig={json.dumps({'custom-plugins.yaml': text})}",
+        "values.gaie.inferenceExtension.pluginsConfigFile=custom-plugins.yaml"]), text
+
+
+def test_a_config_given_by_set_is_rekeyed_under_its_content_hash():
+    from llmd.render import epp
+
+    s, text = _custom_by_set("random")
+    bundle = render_bundle(s)
+    ext = bundle.manifest_docs("values/gaie.yaml")[0]["inferenceExtension"]
+    assert ext["pluginsConfigFile"] == epp.config_file_name(text)
+    assert ext["pluginsCustomConfig"] == {epp.config_file_name(text): text}
+    assert any("'custom-plugins.yaml' is rendered as " + repr(epp.config_file_name(text)) in w
+               and "rolls the EPP" in w for w in bundle.warnings), bundle.warnings
+
+
+def test_two_contents_under_one_set_file_name_render_different_epp_pod_templates(real_tools, tmp_path):
+    """Through real helm: editing a --set config kept under the user's fixed name still rolls the EPP."""
+    work = tmp_path / "w"
+    work.mkdir()
+    random_pod, random_cm = _pod_template(real_tools, work, _custom_by_set("random")[0])
+    queue_pod, _ = _pod_template(real_tools, work, _custom_by_set("queue")[0])
+    assert random_pod != queue_pod
+    assert _pod_template(real_tools, work, _custom_by_set("random")[0])[0] == random_pod  # same content: no roll
+    args = random_pod["spec"]["containers"][0]["args"]
+    config_file = args[args.index("--config-file") + 1].removeprefix("/config/")
+    assert "random-picker" in random_cm["data"][config_file]
