@@ -59,6 +59,11 @@ class Catalog:
         """The gateway control plane of an environment; None where the platform manages it (GKE)."""
         return None if environment in self.managed_environments else self.charts[environment]
 
+    def monitoring_bundle(self, environment: str) -> CrdBundle | None:
+        """The CRDs --monitoring needs that llmd installs; None where the platform provides the monitoring API
+        (GKE: Managed Prometheus' PodMonitoring, which deploy and doctor check there instead)."""
+        return None if environment in self.managed_environments else self.crds["prometheus-operator"]
+
     def bundle_of_group(self, group: str) -> CrdBundle | None:
         return next((b for b in self.crds.values() if group in b.groups), None)
 

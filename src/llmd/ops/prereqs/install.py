@@ -22,6 +22,7 @@ from llmd.errors import ExitCode, Interrupted, NotReadyError, Refused
 from llmd.kube.helm import Helmfile
 from llmd.kube.kubectl import Kubectl
 from llmd.ops import wait
+from llmd.ops.preflight import GKE_MONITORING_CRD, INSTALL_GMP
 from llmd.ops.prereqs import crds as C
 from llmd.ops.prereqs.catalog import (
     COMPONENT_LABEL,
@@ -99,8 +100,9 @@ class InstallReport:
 
 def wanted(cat: Catalog, req: Request) -> tuple[list[CrdBundle], list[ChartComponent]]:
     bundles = [cat.crds["gateway-api"], cat.crds["inference-extension"]]
-    if req.monitoring:
-        bundles.append(cat.crds["prometheus-operator"])
+    monitoring = cat.monitoring_bundle(req.environment) if req.monitoring else None
+    if monitoring is not None:
+        bundles.append(monitoring)
     charts = [c for c in (cat.control_plane(req.environment),) if c is not None]
     if req.lws:
         charts.append(cat.charts["lws"])
@@ -173,6 +175,10 @@ class Installer:
         if self.s.environment in self.cat.managed_environments:
             report.notes.append(f"environment {self.s.environment}: the platform runs the gateway control plane; "
                                 "nothing to install for it (GKE >= 1.34.0-gke.1626000 also ships the CRDs)")
+        if self.req.monitoring and self.cat.monitoring_bundle(self.s.environment) is None:
+            report.notes.append(f"--monitoring on {self.s.environment}: the stack uses GKE Managed Prometheus' "
+                                f"{GKE_MONITORING_CRD} CRD, not the Prometheus Operator's; llmd does not install it "
+                                f"(doctor checks it): {INSTALL_GMP}")
         if self.runner.dry_run:
             return self.plan(report, bundles, charts, local, path)
         self.ui.step(f"inspecting the prerequisites on {target.describe()}")
