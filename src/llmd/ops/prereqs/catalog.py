@@ -47,6 +47,11 @@ class ChartComponent:
     deployment: str | None = None  # the controller; None: every Deployment in the namespace
     env: Mapping[str, str] = field(default_factory=dict)  # env the controller's container must carry
     crd: str | None = None  # a CRD the chart itself installs (LWS)
+    extension_release: str | None = None  # the release whose values turn the inference extension on
+    extension_sets: tuple[str, ...] = ()  # the `helm --set` items that do
+
+    def release(self, name: str) -> ChartRelease:
+        return next(r for r in self.releases if r.name == name)
 
 
 @dataclass(frozen=True)
@@ -77,9 +82,11 @@ def catalog() -> Catalog:
     for k, v in data["charts"].items():
         releases = tuple(ChartRelease(r["name"], r["chart"], tuple(r.get("needs") or ()), r.get("values") or {})
                          for r in v["releases"])
+        ext = v.get("extension") or {}
         charts[k] = ChartComponent(k, v["title"], v["namespace"], str(v["version"]), releases,
                                    dict(v.get("repositories") or {}), v.get("gateway_class"), v.get("deployment"),
-                                   {str(a): str(b) for a, b in (v.get("env") or {}).items()}, v.get("crd"))
+                                   {str(a): str(b) for a, b in (v.get("env") or {}).items()}, v.get("crd"),
+                                   ext.get("release"), tuple(str(i) for i in ext.get("set") or ()))
     return Catalog(crds, charts, tuple(data["managed_environments"]))
 
 

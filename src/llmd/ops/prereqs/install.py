@@ -148,11 +148,14 @@ def decide_chart(st: State, comp: ChartComponent, fix: str) -> Step:
                                     f"llmd ({st.problem}); llmd will not take it over: {fix}")
 
 
-def manual_fix(comp: ChartComponent) -> str:
-    if comp.env:
-        sets = " ".join(f"--set pilot.env.{k}={v}" for k, v in comp.env.items())
-        return (f"set it on your install, e.g. `helm upgrade {comp.deployment} istio/{comp.deployment} -n "
-                f"{comp.namespace} --reuse-values {sets}`")
+def manual_fix(comp: ChartComponent, version: str = "") -> str:
+    """The `helm upgrade` that turns the inference extension on in an install llmd did not make, at the release
+    it runs (`version`, else the pin): llmd never takes such an install over."""
+    if comp.extension_release and comp.extension_sets:
+        chart = comp.release(comp.extension_release).chart
+        sets = " ".join(f"--set {item}" for item in comp.extension_sets)
+        return (f"set it on your install, e.g. `helm upgrade {comp.extension_release} {chart} -n {comp.namespace} "
+                f"--version {version or comp.version} --reuse-values {sets}`")
     return f"fix or remove the install in {comp.namespace}"
 
 
@@ -190,7 +193,7 @@ class Installer:
             report.steps.append(decide_crds(crd_st[b.key], src.version if src else b.version,
                                             src.origin if src else b.url))
         for c in charts:
-            report.steps.append(decide_chart(chart_st[c.key], c, manual_fix(c)))
+            report.steps.append(decide_chart(chart_st[c.key], c, manual_fix(c, chart_st[c.key].version)))
         refused = [s for s in report.steps if s.action == "refuse"]
         if refused:
             raise Refused("refusing to install prerequisites; nothing was changed:\n"
