@@ -264,46 +264,27 @@ def test_lws_and_monitoring_are_installed_when_asked(cli, fp, fake, tmp_path, st
     assert checks["monitoring"]["status"] == "ok"
 
 
+GMP_CRD = "podmonitorings.monitoring.googleapis.com"
+
+
+def gke_install_and_doctor(fake, *, gmp: bool | None = None) -> None:
+    """`prereqs install -e gke` on a cluster with the CRDs: what it reads, then doctor; with --monitoring
+    (`gmp` not None) doctor checks Managed Prometheus' PodMonitoring CRD, never the Prometheus Operator's."""
+    fake.context()
+    fake.reachable()
+    fake.markers(*gateway_api_docs()[:3], inference_docs()[0])  # no ServiceMonitor/PodMonitor in the read
+    fake.doctor_ok(gateway_class="gke-l7-regional-external-managed")
+    if gmp is not None:
+        fake.existing([GMP_CRD], *([{"kind": "CustomResourceDefinition", "metadata": {"name": GMP_CRD}}]
+                                   if gmp else []))
+
+
 def test_gke_installs_only_the_crds_and_says_the_platform_runs_the_gateway(cli, fp, fake, crd_dir, tmp_path):
-    fake.context()
-    fake.reachable()
-    fake.markers(*gateway_api_docs()[:3], inference_docs()[0])
-    fake.reg(["kubectl", "version", "--client", "--output", "json"],
-             json.dumps({"clientVersion": {"gitVersion": "v1.33.9"}}))
-    fake.tools()
-    fake.context()
-    fake.reachable()
-    fake.crds()
-    fake.gateway_class(name="gke-l7-regional-external-managed")
-    fake.namespace(True)
-    fake.permissions(10)
-    fake.releases({})
+    gke_install_and_doctor(fake)
     r = cli(*install_args(crd_dir, tmp_path / "out", "-e", "gke"))
     assert r.exit_code == 0, r.stderr
     assert "environment gke: the platform runs the gateway control plane; nothing to install for it" in r.stderr
     assert not [c for c in tool_calls(fp) if c[0] == "helmfile" and "sync" in c]
-
-
-GMP_CRD = "podmonitorings.monitoring.googleapis.com"
-
-
-def gke_install_and_doctor(fake, *, gmp: bool) -> None:
-    """`prereqs install -e gke --monitoring` on a cluster with the CRDs: what it reads, then doctor (which checks
-    Managed Prometheus' PodMonitoring CRD, never the Prometheus Operator's)."""
-    fake.context()
-    fake.reachable()
-    fake.markers(*gateway_api_docs()[:3], inference_docs()[0])  # no ServiceMonitor/PodMonitor in the read
-    fake.reg(["kubectl", "version", "--client", "--output", "json"],
-             json.dumps({"clientVersion": {"gitVersion": "v1.33.9"}}))
-    fake.tools()
-    fake.context()
-    fake.reachable()
-    fake.crds()
-    fake.gateway_class(name="gke-l7-regional-external-managed")
-    fake.namespace(True)
-    fake.permissions(10)
-    fake.releases({})
-    fake.existing([GMP_CRD], *([{"kind": "CustomResourceDefinition", "metadata": {"name": GMP_CRD}}] if gmp else []))
 
 
 def test_gke_monitoring_installs_no_prometheus_operator_crds_and_doctor_checks_managed_prometheus(
