@@ -90,6 +90,12 @@ def test_sim_stack_lifecycle(cluster, tools, crds, llmd, ns):
     assert _uid_set(cluster, tools, ns, decode_sel) == decode_before, "the decode pods were restarted"
     epp_after = _uid_set(cluster, tools, ns, epp_sel)
     assert epp_after and not (epp_after & epp_before), "the EPP did not roll"
+    # deploy returned only once the real controller reported the rollout complete (rule 15, F71)
+    epp = kubectl_json(cluster, tools, "get", "deployment", "-n", ns, "gaie-inference-scheduling-epp")
+    st = epp["status"]
+    assert st["observedGeneration"] >= epp["metadata"]["generation"] > 1
+    assert st["updatedReplicas"] == st["replicas"] == epp["spec"]["replicas"]
+    assert next(c for c in r.json()["readiness"]["components"] if c["component"] == "epp")["rolled_out"] is True
 
     # ---- a model change alters the immutable decode selector: replaced before the sync, then healthy
     r = llmd(*deploy, "--scheduler", "random", "--model", "Qwen/Qwen3-0.6B", "--json", timeout=300)
