@@ -20,14 +20,17 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from llmd import proc
-from llmd.errors import ConfigError, DeployError, Interrupted, LlmdError, NotReadyError, Refused, TestFailed
+from llmd.errors import DeployError, Interrupted, LlmdError, NotReadyError, Refused, TestFailed
 from llmd.ops.target import Target, llmd_command
 from llmd.paths import state_dir
+
+if TYPE_CHECKING:
+    from llmd.scheduler.selection import Selection
 
 STATE_FILE = "state.json"
 EPP_CONFIG = "epp-config.yaml"
@@ -178,15 +181,33 @@ def scheduler_label(settings) -> str:
     return f"file {settings.scheduler_config}" if settings.scheduler_config else settings.scheduler
 
 
-def effective_config(settings) -> dict[str, Any]:
-    """The EndpointPickerConfig these settings select (profile or --scheduler-config, then overrides): the same
-    document the cluster's EPP would run (llmd.scheduler.selection)."""
+def chosen_scheduler(settings) -> Selection:
+    """The EndpointPickerConfig these settings select (profile or --scheduler-config, then overrides), with its
+    source and warnings: the same document the cluster's EPP would run (llmd.scheduler.selection)."""
     from llmd.gateway.scheduling import Scheduler
     from llmd.scheduler.selection import for_settings
 
-    config = for_settings(settings).config
-    Scheduler(config)  # a plugin the local gateway does not simulate is bad input (exit 2) before anything starts
-    return config
+    chosen = for_settings(settings)
+    Scheduler(chosen.config)  # a plugin the local gateway does not simulate is bad input (exit 2) before anything
+    return chosen
+
+
+def effective_config(settings) -> dict[str, Any]:
+    return chosen_scheduler(settings).config
+
+
+def config_file(d: Path, config: dict[str, Any]) -> tuple[Path, str]:
+    """Where `scheduler apply` keeps a config it diffs (<state>/epp-configs/, named by content like the cluster's
+    pluginsConfigFile) and its text; written when missing."""
+    from llmd.render import yamlsafe
+    from llmd.render.epp import config_file_name
+
+    text = yamlsafe.dump(config)
+    path = d / "epp-configs" / config_file_name(text)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.write_text(text, encoding="utf-8")
+    return path, text
 
 
 class LocalPlatform:
@@ -475,19 +496,49 @@ class LocalPlatform:
         return {e["name"]: e["picks"] for e in st["endpoints"]} if st else None
 
     def apply_scheduler(self, settings, runner, ui, profile: str, *, dry_run: bool = False) -> dict[str, Any]:
+        """The cluster's `scheduler apply` on the local gateway: the running config (GET /llmd/gateway) diffed
+        against the chosen one with the same report; nothing is PUT when the digests match or with `dry_run`. The
+        gateway swaps its scheduler in-process (its prefix index starts empty, like a rolled EPP); the replicas
+        keep running, which is checked by their pids and start times as the cluster checks pod UIDs."""
         import dataclasses
 
-        if dry_run:
-            raise ConfigError("--dry-run of a scheduler apply needs the Kubernetes platform",
-                              hint="`llmd scheduler show --profile NAME` shows the config the gateway would get")
+        from llmd.gateway.proxy import config_digest
+        from llmd.ops.scheduler_apply import change_report
 
-        state, _ = self._running_gateway(settings, NotReadyError)
+        t0 = time.monotonic()
         # the settings' own profile keeps their --scheduler-config / --scorer-weight / --scorer-param; another
         # profile (bench compare) is applied as the profile alone
         target = settings if profile == settings.scheduler else dataclasses.replace(
             settings, scheduler=profile, scheduler_config=None, scorer_weights=(), scorer_params=())
-        st = self._apply(state, scheduler_label(target), effective_config(target))
-        return {"profile": profile, "digest": st.get("digest"), "changed": True, "platform": self.name}
+        chosen = chosen_scheduler(target)  # bad input: exit 2 before the gateway is asked anything
+        state, gw = self._running_gateway(settings, NotReadyError)
+        running = gateway_state(gw.url or "")
+        if running is None:
+            raise NotReadyError(f"the local gateway at {gw.url} does not answer /llmd/gateway",
+                                hint=f"`{llmd_command(settings, None, 'status')}` shows what runs")
+        before_path, before_text = config_file(state.dir, running.get("config") or {})
+        after_path, after_text = config_file(state.dir, chosen.config)
+        report = change_report(self.target(settings), chosen.source,
+                               (str(before_path), before_text, running.get("config")),
+                               (str(after_path), after_text, chosen.config),
+                               dry_run=dry_run, warnings=list(chosen.warnings))
+        unchanged = running.get("digest") == config_digest(chosen.config)
+        if not unchanged and dry_run:
+            report.planned = [f"PUT {gw.url}/llmd/scheduler (profile {scheduler_label(target)}, config {after_path})"]
+        if not unchanged and not dry_run:
+            replicas = {p.name: (p.pid, p.start) for p in state.processes if p.role == "replica"}
+            ui.step(f"local gateway {gw.url}: scheduler {scheduler_label(target)}")
+            self._apply(state, scheduler_label(target), chosen.config)
+            gone = [name for name, (pid, start) in replicas.items() if not proc.pid_alive(pid, start)]
+            if gone:
+                raise DeployError("local replicas stopped during the scheduler apply: " + ", ".join(gone),
+                                  hint=f"`{llmd_command(settings, None, 'status')}` shows them; "
+                                       f"`{llmd_command(settings, None, 'deploy')}` replaces a partial stack")
+            report.model_pods = {name: f"{pid}@{start}" for name, (pid, start) in replicas.items()}
+            report.old_epp_pods = report.new_epp_pods = [f"gateway (pid {gw.pid})"]  # swapped in-process
+            report.changed = True
+        report.elapsed_s = time.monotonic() - t0
+        return {**report.to_dict(), "profile": profile, "platform": self.name}
 
     def _apply(self, state: LocalState, profile: str, config: dict[str, Any]) -> dict[str, Any]:
         """PUT an EndpointPickerConfig to the gateway; in effect once the gateway reports its digest."""
