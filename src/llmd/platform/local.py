@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 STATE_FILE = "state.json"
 EPP_CONFIG = "epp-config.yaml"
 URL_PREFIX = "http://127.0.0.1:"
+# Every URL here is plain http on 127.0.0.1: no proxy from the environment, and no CA bundle to load (httpx's
+# one-shot calls build a TLS context each time: ~0.1 s, three per `scheduler apply`).
+LOOPBACK: dict[str, Any] = {"trust_env": False, "verify": False}
 
 
 def local_dir(settings) -> Path:
@@ -152,7 +155,7 @@ def _get_json(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
     import httpx
 
     try:
-        r = httpx.get(url, timeout=timeout)
+        r = httpx.get(url, timeout=timeout, **LOOPBACK)
     except httpx.HTTPError:
         return None
     if r.status_code != 200:
@@ -168,7 +171,7 @@ def _healthy(url: str) -> bool:
     import httpx
 
     try:
-        return httpx.get(url + "/health", timeout=1.0).status_code == 200
+        return httpx.get(url + "/health", timeout=1.0, **LOOPBACK).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -549,7 +552,8 @@ class LocalPlatform:
         gw = state.gateway
         assert gw is not None and gw.url is not None
         try:
-            r = httpx.put(gw.url + "/llmd/scheduler", json={"profile": profile, "config": config}, timeout=5.0)
+            r = httpx.put(gw.url + "/llmd/scheduler", json={"profile": profile, "config": config}, timeout=5.0,
+                          **LOOPBACK)
         except httpx.HTTPError as exc:
             raise DeployError(f"cannot reach the local gateway at {gw.url}: {exc}",
                               hint="`llmd status --platform local` shows whether it runs") from None
@@ -585,7 +589,7 @@ class LocalMetricsSession:
         from llmd.ops.scheduler_metrics import Epp, Replica, Snapshot, replica_metrics
 
         snap = Snapshot(time.time(), Epp(), picker=f"local gateway {self.gw_url}")
-        with httpx.Client(timeout=5.0, trust_env=False) as client:
+        with httpx.Client(timeout=5.0, **LOOPBACK) as client:
             for name, url in self.replicas:
                 try:
                     r = client.get(f"{url}/metrics")
