@@ -209,3 +209,24 @@ def with_env(entry: str) -> list[int]:
         if entry.encode() in env and proc.pid_alive(int(pid)):
             out.append(int(pid))
     return out
+
+
+def test_sim_flag_overrides_reach_every_replica(cli, tmp_path, reaper):
+    """--set local.sim.<flag>=V is what the replicas run with (their own /metrics say so), and a deploy that asks for
+    other flags while the stack runs is refused like any other change of shape."""
+    cfg = tmp_path / "llmd.yaml"
+    cfg.write_text("local:\n  sim:\n    kv-cache-size: 1024\n    block-size: 64\n")
+    local = (*LOCAL, "--config", str(cfg), "--set", "local.sim.kv-cache-size=256")  # --set wins over the file
+    r = cli("deploy", *local)
+    assert r.exit_code == 0, r.stderr
+    for p in processes(tmp_path):
+        if p["role"] == "replica":
+            metrics = httpx.get(p["url"] + "/metrics", timeout=5).text
+            assert 'vllm:cache_config_info{block_size="64",num_gpu_blocks="256"} 1' in metrics
+    recorded = " ".join(json.loads(state_file(tmp_path).read_text())["sim_flags"])
+    assert "--kv-cache-size 256 " in recorded and "--block-size 64" in recorded
+    r = cli("deploy", *local)
+    assert r.exit_code == 0 and "already running" in r.stderr
+    r = cli("deploy", *LOCAL)  # the preset's flags: another shape
+    assert r.exit_code == 5 and "(local.sim)" in r.stderr and "--kv-cache-size 256" in r.stderr
+    assert cli("cleanup", *LOCAL, "--force").exit_code == 0

@@ -57,14 +57,11 @@ def replica_count(settings) -> int:
     return int(preset()["replicas"])
 
 
-def sim_flags() -> list[str]:
-    out: list[str] = []
-    for key, value in preset()["sim"].items():
-        if value is True:
-            out.append(f"--{key}")
-        elif value is not False:
-            out += [f"--{key}", str(value)]
-    return out
+def sim_flags(settings) -> list[str]:
+    """The `llmd sim` flags of every replica: the preset's, with --set local.sim.<flag>=V over them."""
+    from llmd.platform import sim_flags as flags
+
+    return flags.argv(flags.merged(settings.local_sim))
 
 
 @dataclass
@@ -87,6 +84,7 @@ class LocalState:
     replicas: int
     scheduler: str
     max_model_len: int
+    sim_flags: list[str] | None = None  # the replicas' llmd sim flags (None: a state file from before they were kept)
     created_at: float = field(default_factory=time.time)
     processes: list[LocalProcess] = field(default_factory=list)
 
@@ -243,7 +241,8 @@ class LocalPlatform:
                     report.elapsed_s = time.monotonic() - t0
                     report.what = f"{n} replicas + gateway"
                     return report
-            state = LocalState(d, settings.served_model_name, n, scheduler_label(settings), settings.max_model_len)
+            state = LocalState(d, settings.served_model_name, n, scheduler_label(settings), settings.max_model_len,
+                               sim_flags(settings))
             before = proc.own_children()
             try:
                 self._start(settings, runner, ui, state, report)
@@ -266,11 +265,15 @@ class LocalPlatform:
         is stopped and replaced; a running one of another shape is refused."""
         running = [p for p in state.processes if p.alive()]
         if running and len(running) == len(state.processes):
-            if state.shape != (settings.served_model_name, n, settings.max_model_len):
+            flags = sim_flags(settings)
+            other_sim = state.sim_flags not in (None, flags)  # None: a state file that did not record them
+            if state.shape != (settings.served_model_name, n, settings.max_model_len) or other_sim:
+                sim_note = f"; its replicas run with `{' '.join(state.sim_flags or [])}`, this deploy asks for " \
+                           f"`{' '.join(flags)}` (local.sim)" if other_sim else ""
                 raise DeployError(
                     f"a local stack is already running in {state.dir} with {state.replicas} replicas of "
                     f"{state.model} (max-model-len {state.max_model_len}); this deploy asks for {n} of "
-                    f"{settings.served_model_name} (max-model-len {settings.max_model_len})",
+                    f"{settings.served_model_name} (max-model-len {settings.max_model_len}){sim_note}",
                     hint=f"`{llmd_command(settings, None, 'cleanup')} --force` first (or deploy with the same "
                          "settings; `llmd scheduler apply` changes only the scheduler)")
             from llmd.gateway.proxy import config_digest
@@ -294,7 +297,7 @@ class LocalPlatform:
 
     def _sim_argv(self, settings) -> tuple[str, ...]:
         return (sys.executable, "-m", "llmd", "sim", "--port", "0", "--model", settings.served_model_name,
-                "--max-model-len", str(settings.max_model_len), *sim_flags())
+                "--max-model-len", str(settings.max_model_len), *sim_flags(settings))
 
     def _start(self, settings, runner, ui, state: LocalState, report) -> None:
         from llmd.proc import Cmd
