@@ -17,6 +17,7 @@ from test_deploy_support import (  # noqa: F401  (*_fixture: fixtures used by na
     Fake,
     clock_fixture,
     crd,
+    deployment,
     fake_fixture,
     job,
     lst,
@@ -92,6 +93,35 @@ def test_changed_settings_resync_even_when_releases_are_deployed(cli, fake, fp):
     r = cli("deploy", "--context", CTX, *SIM)
     assert r.exit_code == 0, r.stderr
     assert fake.helmfile_sync() in tool_calls(fp)
+
+
+def test_a_scheduler_change_waits_until_the_new_epp_has_replaced_the_old_one(cli, fake, fp, clock):  # F71
+    """Right after the sync the old EPP pod is still Ready and the controller has not observed the new template:
+    readyReplicas alone said "ready" while the old scheduler served. Deploy waits through every rollout phase."""
+    fake.preflight(ns_exists=True)
+    fake.releases(fake.all_deployed())
+    fake.state(rendered_digest(*SIM))  # the default scheduler is deployed
+    fake.decode(None)
+    fake.reg(fake.helmfile_sync(), "Upgrading release=gaie-inference-scheduling\n")
+    fake.apply_stdin()
+    fake.apply_file("manifests/httproute.yaml")
+    epp = fake.s.epp_name
+    old, new = pod(f"{epp}-5d8f-old1", container="epp"), pod(f"{epp}-7c4b-new1", container="epp")
+    starting = pod(f"{epp}-7c4b-new1", container="epp", waiting="ContainerCreating")
+    rest = [i for i in fake.ready_items() if i["metadata"]["name"] != epp]
+    fake.watch([deployment(epp, 1, generation=2, observed=1), old, *rest],  # the sync just bumped the template
+               [deployment(epp, 1, generation=2, updated=0, old=1), old, *rest],  # Recreate: old pod terminating
+               [deployment(epp, 0, generation=2), starting, *rest],
+               [deployment(epp, 1, generation=2), new, *rest])
+    fake.releases(fake.all_deployed())
+    r = cli("deploy", "--context", CTX, *SIM, "--scheduler", "random", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert tool_calls(fp).count(fake.watch_argv()) == 4 and len(clock.sleeps) == 3
+    assert "epp 1/1 (rolling out (new spec not observed yet))" in r.stderr
+    assert "epp 1/1 (rolling out (0/1 updated, 1 old pod left))" in r.stderr
+    assert "epp 0/1" in r.stderr
+    epp_row = next(c for c in json.loads(r.stdout)["readiness"]["components"] if c["component"] == "epp")
+    assert epp_row == {"component": "epp", "name": epp, "ready": 1, "desired": 1, "rolled_out": True, "note": ""}
 
 
 def _sim_selector(model: str) -> dict[str, str]:

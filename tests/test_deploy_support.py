@@ -98,8 +98,14 @@ def obj(kind: str, name: str, **extra) -> dict:
     return {"kind": kind, "metadata": {"name": name, "namespace": NS, **extra.pop("metadata", {})}, **extra}
 
 
-def deployment(name: str, ready: int, desired: int = 1) -> dict:
-    return obj("Deployment", name, spec={"replicas": desired}, status={"readyReplicas": ready})
+def deployment(name: str, ready: int, desired: int = 1, *, generation: int = 1, observed: int | None = None,
+               updated: int | None = None, old: int = 0) -> dict:
+    """A Deployment's status as the controller writes it: by default the current template (generation) is rolled
+    out; `observed` < generation, `updated` < desired or `old` pods left describe a rollout still under way."""
+    updated = desired if updated is None else updated
+    status = {"observedGeneration": generation if observed is None else observed, "replicas": updated + old,
+              "updatedReplicas": updated, "readyReplicas": ready, "availableReplicas": ready}
+    return obj("Deployment", name, metadata={"generation": generation}, spec={"replicas": desired}, status=status)
 
 
 def gateway(name: str, programmed: bool = True, message: str = "") -> dict:

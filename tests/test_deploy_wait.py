@@ -57,6 +57,49 @@ def test_decode_counts_ready_over_desired_and_scaled_to_zero_is_done():
     assert evaluate(("decode",), deployment(S.decode_deployment, 0, 0))["decode"].done
 
 
+def rollout(**kw):
+    return wait.deployment_rollout(deployment(S.epp_name, **{"ready": 1, "desired": 1, **kw}))
+
+
+def test_a_deployment_is_ready_only_when_rolled_out_as_kubectl_rollout_status_judges():  # rule 15, F71
+    """Each of kubectl's DeploymentStatusViewer rules on its own keeps the component pending, Ready pods or not."""
+    assert rollout() == wait.Rollout(1, 1, True, "")
+    # the controller has not seen the new spec: status (and readyReplicas) still describe the old template
+    assert rollout(generation=2, observed=1) == wait.Rollout(1, 1, False, "rolling out (new spec not observed yet)")
+    assert rollout(generation=2, updated=0, old=1).note == "rolling out (0/1 updated, 1 old pod left)"
+    assert rollout(desired=4, ready=4, updated=2, old=2).note == "rolling out (2/4 updated, 2 old pods left)"
+    assert rollout(desired=2, ready=2, old=1).note == "rolling out (2/2 updated, 1 old pod left)"
+    short = deployment(S.epp_name, 1, 2)
+    short["status"]["availableReplicas"] = 1  # minReadySeconds not over yet for one updated pod
+    assert wait.deployment_rollout(short).note == "rolling out (2/2 updated, 1 available)"
+    assert wait.deployment_rollout(None) == wait.Rollout(0, 1, False, "not created yet")
+    assert rollout(desired=0, ready=0) == wait.Rollout(0, 0, True, "scaled to 0")
+    assert not rollout(desired=0, ready=0, old=1).rolled_out  # scaled down, an old pod still terminating
+
+
+def test_a_missed_progress_deadline_is_shown_but_not_a_failure():
+    """kubectl gives up on ProgressDeadlineExceeded; a model server may load for longer than 600 s and still come
+    up, so the note says it and the wait goes on (deploy's --timeout decides)."""
+    dep = deployment(S.decode_deployment, 0, 2, updated=1, old=1)
+    dep["status"]["conditions"] = [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]
+    r = wait.deployment_rollout(dep)
+    assert not r.rolled_out and r.note == "rolling out (1/2 updated, 1 old pod left, progress deadline exceeded)"
+
+
+def test_the_old_epp_still_ready_during_a_rollout_keeps_the_component_pending():
+    comps = evaluate(("epp", "decode"), deployment(S.epp_name, 1, generation=2, observed=1),
+                     deployment(S.decode_deployment, 2, 2))
+    assert (comps["epp"].ready, comps["epp"].desired) == (1, 1) and not comps["epp"].done
+    assert comps["epp"].to_dict()["rolled_out"] is False and comps["decode"].done
+    line = wait.Readiness(list(comps.values()), 0, "starting the endpoint picker").line()
+    assert line.startswith("epp 1/1 (rolling out (new spec not observed yet)) · decode 2/2 —")
+
+
+def test_a_gateway_deployment_rolling_out_is_not_ready_even_when_programmed():
+    comps = evaluate(("gateway",), gateway(S.gateway_name), deployment(S.gateway_service, 1, updated=0, old=1))
+    assert not comps["gateway"].done and comps["gateway"].note == "rolling out (0/1 updated, 1 old pod left)"
+
+
 def test_download_job_states():
     assert evaluate(("download",), job(S.download_job_name, "complete"))["download"].done
     assert evaluate(("download",), job(S.download_job_name, "running"))["download"].note == "downloading"

@@ -35,8 +35,10 @@ TOKEN = "hf_FAKEtestTOKEN0123456789abcdef"
 
 
 def ready_deployment(name: str, replicas: int) -> dict:
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": NS},
-            "spec": {"replicas": replicas}, "status": {"replicas": replicas, "readyReplicas": replicas}}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": NS, "generation": 1},
+            "spec": {"replicas": replicas}, "status": {"observedGeneration": 1, "replicas": replicas,
+                                                         "updatedReplicas": replicas, "readyReplicas": replicas,
+                                                         "availableReplicas": replicas}}
 
 
 def seed_cluster(settings) -> dict:

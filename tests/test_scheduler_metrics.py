@@ -58,9 +58,10 @@ def test_vllm_and_sim_reductions_and_the_interval_hit_rate():
 # ---- the command ---------------------------------------------------------------------------------
 
 class MetricsServer:
-    def __init__(self, body: str, token: str | None = None) -> None:
+    def __init__(self, body: str, token: str | tuple[str, ...] | None = None) -> None:
         srv = self
         self.auth: list[tuple[str, str | None]] = []  # (path, authorization header)
+        tokens = (token,) if isinstance(token, str) else token
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):
@@ -68,7 +69,7 @@ class MetricsServer:
 
             def do_GET(self):
                 srv.auth.append((self.path, self.headers.get("authorization")))
-                ok = token is None or self.headers.get("authorization") == f"Bearer {token}"
+                ok = tokens is None or self.headers.get("authorization") in {f"Bearer {t}" for t in tokens}
                 data = (body if ok and self.path == "/metrics" else "Unauthorized").encode()
                 self.send_response(200 if ok and self.path == "/metrics" else (401 if not ok else 404))
                 self.send_header("content-length", str(len(data)))
@@ -89,7 +90,7 @@ class MetricsServer:
 def servers():
     made: list[MetricsServer] = []
 
-    def make(body: str, token: str | None = None) -> MetricsServer:
+    def make(body: str, token: str | tuple[str, ...] | None = None) -> MetricsServer:
         made.append(MetricsServer(body, token))
         return made[-1]
 
@@ -119,16 +120,48 @@ def fake(fp, tmp_path, fake_tools_on_path, clock, no_killpg):
     return Fake(fp, tmp_path)
 
 
-def cluster(fake: Fake, servers, *, secret: bool = True) -> tuple[MetricsServer, list[MetricsServer]]:
+RBAC = "gaie-inference-scheduling-llm-d-inference-scheduling-epp"  # the chart's metrics ClusterRole(Binding)
+MINTED = ("eyJhbGciOiJSUzI1NiJ9.minted-epp-sa-token-1", "eyJhbGciOiJSUzI1NiJ9.minted-epp-sa-token-2")
+
+
+def rbac_argv(fake: Fake) -> list[str]:
+    return fake.k("get", "clusterrolebindings.rbac.authorization.k8s.io", RBAC, "--ignore-not-found", "--output",
+                  "name", namespaced=False)
+
+
+def mint_argv(fake: Fake) -> list[str]:
+    return fake.k("create", "token", "gaie-inference-scheduling-epp", "--duration", "10m")
+
+
+def cluster(fake: Fake, servers, *, secret: bool = True, rbac: str = "present", mint: tuple[str, ...] = MINTED[:1],
+            accepted: tuple[str, ...] = (TOKEN, *MINTED),
+            secret_name: str = "gaie-inference-scheduling-sa-metrics-reader-secret",
+            ) -> tuple[MetricsServer, list[MetricsServer]]:
+    """Two running model servers and the EPP. Without the Secret: the metrics ClusterRoleBinding is `rbac`
+    (present | absent | forbidden) and `kubectl create token` prints each of `mint` in turn (none: it fails)."""
     fake.context()
     pods = ["ms-inference-scheduling-decode-abc-0", "ms-inference-scheduling-decode-abc-1"]
     fake.reg(fake.k("get", "pods", "--selector", MODEL_SELECTOR, "--output", "json"),
              lst(*(running_pod(p) for p in pods), obj("Pod", "pending-one", status={"phase": "Pending"})))
-    fake.reg(fake.k("get", "secret", "gaie-inference-scheduling-sa-metrics-reader-secret", "--ignore-not-found",
-                    "--output", "jsonpath={.data.token}"),
+    fake.reg(fake.k("get", "secret", secret_name, "--ignore-not-found", "--output", "jsonpath={.data.token}"),
              base64.b64encode(TOKEN.encode()).decode() if secret else "")
-    epp = servers(text("epp.txt"), token=TOKEN)
-    if secret:
+    epp = servers(text("epp.txt"), token=accepted)
+    forward = secret
+    if not secret:
+        if rbac == "forbidden":
+            fake.reg(rbac_argv(fake), stderr='Error from server (Forbidden): clusterrolebindings.rbac.authorization.'
+                                             'k8s.io "x" is forbidden: User "dev" cannot get resource', rc=1)
+        else:
+            fake.reg(rbac_argv(fake), f"clusterrolebinding.rbac.authorization.k8s.io/{RBAC}\n"
+                     if rbac == "present" else "")
+        if rbac != "absent":
+            for token in mint:
+                fake.reg(mint_argv(fake), token + "\n")
+            if not mint:
+                fake.reg(mint_argv(fake), stderr='error: failed to create token: serviceaccounts '
+                                                 '"gaie-inference-scheduling-epp" is forbidden', rc=1)
+            forward = bool(mint)
+    if forward:
         register_forward(fake, "svc/gaie-inference-scheduling-epp", 9090, epp.port)
     reps = [servers(text("vllm.txt")), servers(text("sim.txt"))]
     for pod, srv in zip(pods, reps, strict=True):
@@ -163,13 +196,72 @@ def test_metrics_json_watch_is_one_document_per_refresh(cli, fake, servers, cloc
     assert docs[1]["replicas"][1]["hit_rate_interval"] is None  # the counters did not move between the two
 
 
-def test_missing_metrics_reader_secret_still_shows_the_replicas(cli, fake, servers):
-    cluster(fake, servers, secret=False)
+def test_on_gke_the_charts_own_metrics_reader_secret_is_read(cli, fake, servers):
+    """GKE with --monitoring: no `-sa-` Secret; the chart's Managed Prometheus reader has its own."""
+    epp, _ = cluster(fake, servers, secret_name="gaie-inference-scheduling-metrics-reader-secret")
+    r = cli("scheduler", "metrics", "--context", CTX, "-e", "gke", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["epp"]["auth"] == "secret"
+    assert [a for path, a in epp.auth if path == "/metrics"] == [f"Bearer {TOKEN}"]
+
+
+def test_without_the_secret_a_token_of_the_epp_serviceaccount_is_minted(cli, fake, fp, servers, tmp_path):
+    """The chart's metrics RBAC is there (--monitoring) but its Secret is not: removed by hand, or its token never
+    filled in by the token controller."""
+    epp, _ = cluster(fake, servers, secret=False)
     r = cli("scheduler", "metrics", "--context", CTX, "--json")
     assert r.exit_code == 0, r.stderr
     doc = json.loads(r.stdout)
-    assert "metrics-reader-secret not found" in doc["epp"]["error"] and "--monitoring" in doc["epp"]["error"]
+    assert doc["epp"]["error"] is None and doc["epp"]["auth"] == "minted" and doc["epp"]["requests"] == 1234
+    assert [a for path, a in epp.auth if path == "/metrics"] == [f"Bearer {MINTED[0]}"]
     assert [rep["waiting"] for rep in doc["replicas"]] == [3, 0]
+    body = "".join(p.read_text() for p in (tmp_path / "state" / "runs").rglob("commands.log"))
+    assert "create token gaie-inference-scheduling-epp --duration 10m" in body
+    assert MINTED[0] not in body + r.stderr + r.stdout
+    assert not any(MINTED[0] in part for call in fp.calls for part in map(str, call))  # never in argv
+
+
+def test_a_watch_mints_a_new_token_before_the_old_one_expires(cli, fake, fp, servers, clock):
+    epp, _ = cluster(fake, servers, secret=False, mint=MINTED)
+    r = cli("scheduler", "metrics", "--context", CTX, "--json", "--watch", "--count", "3", "--interval", "300")
+    assert r.exit_code == 0, r.stderr
+    assert [json.loads(line)["epp"]["requests"] for line in r.stdout.splitlines()] == [1234] * 3
+    # 0 s and 300 s: the first token (10 minutes); 600 s is past the 8-minute renewal: a new one
+    assert [a for path, a in epp.auth if path == "/metrics"] == [f"Bearer {MINTED[0]}"] * 2 + [f"Bearer {MINTED[1]}"]
+    assert [list(map(str, c)) for c in fp.calls].count(mint_argv(fake)) == 2
+
+
+def test_default_deploy_without_monitoring_names_the_fix_and_still_shows_the_replicas(cli, fake, fp, servers):
+    """No Secret and no metrics ClusterRoleBinding: the EPP can verify no token at all (its ServiceAccount may not
+    create TokenReviews), so nothing is minted and no tunnel opened; the EPP row says what to change."""
+    cluster(fake, servers, secret=False, rbac="absent")
+    r = cli("scheduler", "metrics", "--context", CTX, "--json")
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    err = doc["epp"]["error"]
+    assert "accepts no token" in err and f"ClusterRole {RBAC}" in err and "--monitoring" in err
+    assert "-e gke --monitoring" in err
+    calls = [list(map(str, c)) for c in fp.calls]
+    assert mint_argv(fake) not in calls and not any("svc/gaie-inference-scheduling-epp" in c for c in calls)
+    assert [rep["waiting"] for rep in doc["replicas"]] == [3, 0]
+
+
+def test_unreadable_rbac_still_tries_a_token_and_a_refused_mint_is_reported(cli, fake, servers):
+    cluster(fake, servers, secret=False, rbac="forbidden", mint=())
+    r = cli("scheduler", "metrics", "--context", CTX, "--json")
+    assert r.exit_code == 0, r.stderr
+    err = json.loads(r.stdout)["epp"]["error"]
+    assert "metrics-reader-secret not found" in err and "`kubectl create token gaie-inference-scheduling-epp`" in err
+    assert "is forbidden" in err
+
+
+def test_a_minted_token_the_epp_refuses_names_the_missing_clusterrole(cli, fake, servers):
+    cluster(fake, servers, secret=False, rbac="forbidden", accepted=(TOKEN,))
+    r = cli("scheduler", "metrics", "--context", CTX, "--json")
+    assert r.exit_code == 0, r.stderr
+    err = json.loads(r.stdout)["epp"]["error"]
+    assert err.startswith("HTTP 401: the EPP refused a token of its ServiceAccount gaie-inference-scheduling-epp")
+    assert f"ClusterRole {RBAC}" in err and "--monitoring" in err
 
 
 def test_the_token_is_kept_out_of_the_transcript(cli, fake, servers, tmp_path):

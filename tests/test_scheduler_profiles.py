@@ -149,6 +149,54 @@ def test_precise_prefix_block_size_reaches_vllm():
     assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
 
 
+def _block_sizes(bundle):
+    """(the EPP's tokenProcessorConfig.blockSize, vLLM's --block-size) of a rendered precise-prefix bundle."""
+    ext = bundle.manifest_docs("values/gaie.yaml")[0]["inferenceExtension"]
+    config = yaml.safe_load(ext["pluginsCustomConfig"][ext["pluginsConfigFile"]])
+    scorer = next(p for p in config["plugins"] if p["type"] == "precise-prefix-cache-scorer")
+    epp = (scorer["parameters"].get("tokenProcessorConfig") or {}).get("blockSize")
+    args = bundle.manifest_docs("values/ms.yaml")[0]["decode"]["containers"][0]["args"]
+    vllm = [int(a.split("=", 1)[1]) for a in args if a.startswith("--block-size=")]
+    return epp, vllm
+
+
+@pytest.mark.parametrize("accelerator", ["nvidia-l40s", "sim"])
+def test_a_bad_block_size_is_exit_2_not_a_silent_16(accelerator):
+    """The EPP refuses a non-integer blockSize; vLLM must never get a default that disagrees with the EPP."""
+    s = load_settings({"scheduler": "precise-prefix", "accelerator": accelerator, "no_hf_token": True,
+                       "scorer_params": ["precise-prefix-cache-scorer.tokenProcessorConfig.blockSize=big"]}, environ={})
+    with pytest.raises(ConfigError, match=re.escape("tokenProcessorConfig.blockSize must be an integer, got 'big'")):
+        render_bundle(s)
+    typo = load_settings({"scheduler": "precise-prefix", "accelerator": accelerator, "no_hf_token": True,
+                          "scorer_params": ["precise-prefix-cache-scorer.tokenProcessorConfig.blockSiz=32"]},
+                         environ={})
+    bundle = render_bundle(typo)
+    assert any("plugins[2].parameters.tokenProcessorConfig.blockSiz" in w and "the EPP ignores it" in w
+               and "did you mean 'tokenProcessorConfig.blockSize'?" in w for w in bundle.warnings), bundle.warnings
+    assert _block_sizes(bundle) == (64, [64])
+
+
+def test_vllm_block_size_is_the_one_the_epp_reads(tmp_path):
+    """From a --scheduler-config file: the top-level tokenProcessorConfig (any case, as Go decodes it) sets both;
+    without one both are 16; indexerConfig.tokenProcessorConfig, which v0.7.1 ignores, sets neither."""
+    def render_with(params):
+        f = tmp_path / "precise.yaml"
+        f.write_text(yamlsafe.dump({
+            "apiVersion": registry.API_VERSION, "kind": registry.KIND,
+            "plugins": [{"type": "precise-prefix-cache-scorer", "parameters": {
+                "indexerConfig": {"tokenizersPoolConfig": {"modelName": "m/x"}}, **params}}]}))
+        return render_bundle(load_settings({"scheduler_config": str(f), "no_hf_token": True}, environ={}))
+    assert _block_sizes(render_with({"tokenProcessorConfig": {"blockSize": 48}})) == (48, [48])
+    bundle = render_with({"tokenprocessorconfig": {"BlockSize": 32}})
+    args = bundle.manifest_docs("values/ms.yaml")[0]["decode"]["containers"][0]["args"]
+    assert "--block-size=32" in args
+    assert _block_sizes(render_with({})) == (None, [16])
+    ignored = render_with({"indexerConfig": {"tokenizersPoolConfig": {"modelName": "m/x"},
+                                             "tokenProcessorConfig": {"blockSize": 64}}})
+    assert _block_sizes(ignored) == (None, [16])
+    assert any("ignores parameter 'indexerConfig.tokenProcessorConfig'" in w for w in ignored.warnings)
+
+
 def test_precise_prefix_wires_the_epp():
     s = load_settings({"scheduler": "precise-prefix"}, environ={"HF_TOKEN": "hf_x"})
     ext = gaie(s)["inferenceExtension"]
@@ -163,6 +211,43 @@ def test_precise_prefix_wires_the_epp():
     assert "env" not in gaie(public)["inferenceExtension"]  # no token to give: nothing references the Secret
     plain = gaie(load_settings({}, environ={}))["inferenceExtension"]
     assert not {"extraContainerPorts", "sidecar", "env"} & set(plain)
+
+
+HF_ENV = {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "llm-d-hf-token-inference-scheduling",
+                                                             "key": "HF_TOKEN"}}}
+
+
+def test_the_tokenizer_gets_the_hf_token_on_sim_too(tmp_path):
+    """The simulator downloads no weights, but the EPP's tokenizer sidecar downloads the (gated) model's tokenizer:
+    the token need follows the scheduler config, the Secret is created, and deploy asks for the token."""
+    from llmd.ops import deploy_steps
+
+    s = load_settings({"scheduler": "precise-prefix", "accelerator": "sim"}, environ={"HF_TOKEN": "hf_x"})
+    assert s.needs_hf_token and s.hf_token == "hf_x"
+    bundle = render_bundle(s)
+    ext = bundle.manifest_docs("values/gaie.yaml")[0]["inferenceExtension"]
+    assert HF_ENV in ext["env"] and HF_ENV in ext["sidecar"]["env"]
+    assert "authSecretName" not in bundle.manifest_docs("values/ms.yaml")[0]["modelArtifacts"]  # no weights to fetch
+    steps = deploy_steps.by_hand(s, bundle.files, tmp_path)
+    assert any("kubectl create secret generic llm-d-hf-token-inference-scheduling" in c for c in steps)
+    with pytest.raises(ConfigError, match=re.escape("no Hugging Face token for the EPP's tokenizer of meta-llama/")):
+        load_settings({"scheduler": "precise-prefix", "accelerator": "sim"}, environ={}, need_token=True)
+    plain = load_settings({"accelerator": "sim"}, environ={"HF_TOKEN": "hf_x"})  # no tokenizer: no token
+    assert not plain.needs_hf_token
+    assert not any("secret" in c for c in deploy_steps.by_hand(plain, render_bundle(plain).files, tmp_path))
+
+
+def test_no_hf_token_wins_over_the_tokenizer_with_a_warning():
+    warnings: list[str] = []
+    s = load_settings({"scheduler": "precise-prefix", "accelerator": "sim", "no_hf_token": True},
+                      environ={"HF_TOKEN": "hf_x"}, need_token=True, warn=warnings.append)
+    assert not s.needs_hf_token and s.hf_token is None
+    assert any("--no-hf-token" in w and "tokenizer of meta-llama/Llama-3.1-8B-Instruct" in w and "gated" in w
+               for w in warnings), warnings
+    assert "env" not in gaie(s)["inferenceExtension"]
+    quiet: list[str] = []
+    load_settings({"accelerator": "sim", "no_hf_token": True}, environ={}, warn=quiet.append)
+    assert not any("tokenizer" in w for w in quiet)  # nothing tokenizes: nothing to warn about
 
 
 def test_scheduler_config_file(tmp_path):
@@ -224,3 +309,38 @@ def test_two_profiles_render_different_epp_pod_templates(real_tools, tmp_path):
     assert "random-picker" in random_cm["data"][config_file]
     weighted = load_settings({"scheduler": "default", "scorer_weights": ["queue-scorer=5"]}, environ={})
     assert _pod_template(real_tools, work, weighted)[0] != default_pod  # a weight change rolls it too
+
+
+def _custom_by_set(profile):
+    """A config given the chart's way, under a fixed file name (`--set ...pluginsCustomConfig=... ConfigFile=...`)."""
+    import json
+
+    text = yamlsafe.dump(effective_config(profile, model="m/x"))
+    return load_settings({}, environ={}, sets=[
+        f"values.gaie.inferenceExtension.pluginsCustomConfig={json.dumps({'custom-plugins.yaml': text})}",
+        "values.gaie.inferenceExtension.pluginsConfigFile=custom-plugins.yaml"]), text
+
+
+def test_a_config_given_by_set_is_rekeyed_under_its_content_hash():
+    from llmd.render import epp
+
+    s, text = _custom_by_set("random")
+    bundle = render_bundle(s)
+    ext = bundle.manifest_docs("values/gaie.yaml")[0]["inferenceExtension"]
+    assert ext["pluginsConfigFile"] == epp.config_file_name(text)
+    assert ext["pluginsCustomConfig"] == {epp.config_file_name(text): text}
+    assert any("'custom-plugins.yaml' is rendered as " + repr(epp.config_file_name(text)) in w
+               and "rolls the EPP" in w for w in bundle.warnings), bundle.warnings
+
+
+def test_two_contents_under_one_set_file_name_render_different_epp_pod_templates(real_tools, tmp_path):
+    """Through real helm: editing a --set config kept under the user's fixed name still rolls the EPP."""
+    work = tmp_path / "w"
+    work.mkdir()
+    random_pod, random_cm = _pod_template(real_tools, work, _custom_by_set("random")[0])
+    queue_pod, _ = _pod_template(real_tools, work, _custom_by_set("queue")[0])
+    assert random_pod != queue_pod
+    assert _pod_template(real_tools, work, _custom_by_set("random")[0])[0] == random_pod  # same content: no roll
+    args = random_pod["spec"]["containers"][0]["args"]
+    config_file = args[args.index("--config-file") + 1].removeprefix("/config/")
+    assert "random-picker" in random_cm["data"][config_file]

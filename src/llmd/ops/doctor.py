@@ -71,7 +71,7 @@ def check_hf_token(ctx: Ctx) -> CheckResult:
     s = ctx.settings
     if s.hf_token:
         return CheckResult("hf token", "ok", f"from {s.sources.get('hf_token', 'the environment')}")
-    if s.accelerator == "sim":
+    if s.accelerator == "sim" and not s.epp_tokenizes:
         return _skip("hf token", "accelerator sim downloads no model weights")
     fix = f"export HF_TOKEN=<token> or pass --hf-token-file <file> (a token with access to {s.model})"
     if s.no_hf_token:

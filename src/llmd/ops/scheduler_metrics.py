@@ -1,10 +1,10 @@
 """`llmd scheduler metrics`: what the guide does by hand with `curl :9090/metrics | grep`, as one table.
 
-A session port-forwards the EPP Service's metrics port (9090; the EPP requires the bearer token of the
-metrics-reader Secret the chart creates) and each model-server pod's port, then every `snapshot()` reads all
-/metrics endpoints once: per replica queue depth, running requests, KV-cache use and prefix-cache hit rate
-(cumulative and over the last interval), and the EPP's request and scheduling counters and scheduling
-latency. Metric names: docs/epp-plugins.md ("Metrics").
+A session port-forwards the EPP Service's metrics port (9090; the EPP requires a bearer token, see `epp_auth`)
+and each model-server pod's port, then every `snapshot()` reads all /metrics endpoints once: per replica queue
+depth, running requests, KV-cache use and prefix-cache hit rate (cumulative and over the last interval), and the
+EPP's request and scheduling counters and scheduling latency. Metric names: docs/epp-plugins.md ("Metrics");
+the EPP's metrics auth: docs/epp-plugins.md ("Reading the EPP's metrics").
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from llmd.proc import Runner
 
 EPP_METRICS_PORT = 9090
 HTTP_TIMEOUT_S = 5.0
+TOKEN_DURATION = "10m"  # the shortest the TokenRequest API grants
+TOKEN_RENEW_S = 8 * 60.0  # a --watch mints a new token before the old one expires
 # vLLM's Python client adds _total to counters; llm-d-inference-sim v0.8 (Go client) does not.
 PREFIX_HITS = ("vllm:prefix_cache_hits_total", "vllm:prefix_cache_hits")
 PREFIX_QUERIES = ("vllm:prefix_cache_queries_total", "vllm:prefix_cache_queries")
@@ -56,6 +58,7 @@ class Epp:
     pool_avg_kv: float | None = None
     prefix_indexer_hit_ratio: float | None = None  # mean, approximate prefix scorer
     error: str | None = None
+    auth: str | None = None  # the bearer token's source: "secret" (metrics-reader Secret) | "minted"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -105,20 +108,93 @@ def epp_metrics(text: str) -> Epp:
     )
 
 
+def metrics_secret_name(settings: Any) -> str:
+    """The SA-token Secret the chart creates with monitoring: `monitoring.prometheus.auth.secretName` (llmd sets it
+    in render/values.py), except on GKE, where the chart makes its own metrics-reader ServiceAccount and Secret for
+    Managed Prometheus instead (docs/epp-plugins.md, "Reading the EPP's metrics")."""
+    if settings.environment == "gke":
+        return f"{settings.gaie_release}-metrics-reader-secret"
+    return f"{settings.gaie_release}-sa-metrics-reader-secret"
+
+
+def metrics_rbac_name(settings: Any) -> str:
+    """The chart's ClusterRole/ClusterRoleBinding for the EPP's metrics auth (epplib `cluster-rbac-name`:
+    `<release trunc 40>-<namespace trunc 40>-epp`, truncated to 84 characters with its quotes)."""
+    return f"{settings.gaie_release[:40]}-{settings.namespace[:40]}-epp"[:82]
+
+
+def _secret_stdout(kubectl: Kubectl, *args: str, namespaced: bool = True) -> tuple[bool, str, str]:
+    """Run a kubectl whose stdout holds a token: kept out of the transcript and the -v echo (the Runner)."""
+    cmd = dataclasses.replace(kubectl.cmd(*args, namespaced=namespaced, timeout=30), secret_output=True)
+    res = kubectl.runner.run(cmd, check=False)
+    return res.ok, res.stdout.strip(), (res.stderr or "").strip()
+
+
+def _remember(token: str) -> str:
+    from llmd import redact
+
+    redact.register(token)
+    return token
+
+
 def metrics_token(settings: Any, kubectl: Kubectl) -> str | None:
     """The bearer token of the metrics-reader Secret (None when the Secret does not exist). Registered with the
     redactor at once; the command's output never reaches the transcript."""
-    from llmd import redact
-
-    name = f"{settings.gaie_release}-sa-metrics-reader-secret"  # render/values.py gaie monitoring.auth.secretName
-    cmd = dataclasses.replace(kubectl.cmd("get", "secret", name, "--ignore-not-found", "--output",
-                                          "jsonpath={.data.token}", timeout=30), secret_output=True)
-    res = kubectl.runner.run(cmd, check=False)
-    if not res.ok or not res.stdout.strip():
+    ok, out, _ = _secret_stdout(kubectl, "get", "secret", metrics_secret_name(settings), "--ignore-not-found",
+                                "--output", "jsonpath={.data.token}")
+    if not ok or not out:
         return None
-    token = base64.b64decode(res.stdout.strip()).decode("utf-8", "replace").strip()
-    redact.register(token)
-    return token or None
+    token = base64.b64decode(out).decode("utf-8", "replace").strip()
+    return _remember(token) if token else None
+
+
+def minted_token(settings: Any, kubectl: Kubectl) -> tuple[str | None, str]:
+    """A short-lived token of the EPP's own ServiceAccount (`kubectl create token`, TokenRequest API): the chart
+    binds its metrics ClusterRole to that account. (token, "") or (None, why it failed)."""
+    ok, out, err = _secret_stdout(kubectl, "create", "token", settings.epp_name, "--duration", TOKEN_DURATION)
+    if not ok or not out:
+        return None, (err.splitlines() or ["no token printed"])[-1][:300]
+    return _remember(out), ""
+
+
+@dataclass
+class EppAuth:
+    """How the EPP's /metrics is read: the Secret's token, a minted one, or why none can work."""
+
+    token: str | None = None
+    source: str | None = None  # "secret" | "minted"
+    problem: str | None = None
+    minted_at: float = 0.0
+
+
+def epp_auth(settings: Any, kubectl: Kubectl) -> EppAuth:
+    """The EPP checks a bearer token with a TokenReview and a SubjectAccessReview (GET /metrics). The inferencepool
+    chart grants the EPP's ServiceAccount those (ClusterRole `metrics_rbac_name`) and creates the metrics-reader
+    Secret only with monitoring. So: the Secret's token; else, when that ClusterRoleBinding exists (or cannot be
+    read), a 10-minute token of the EPP's ServiceAccount (the Secret was removed, or its token never filled in);
+    else no token can work, and the problem names the fix (--monitoring)."""
+    from llmd.ops import wait
+
+    token = metrics_token(settings, kubectl)
+    if token:
+        return EppAuth(token, "secret")
+    rbac = metrics_rbac_name(settings)
+    res = kubectl.run("get", "clusterrolebindings.rbac.authorization.k8s.io", rbac, "--ignore-not-found",
+                      "--output", "name", namespaced=False, check=False, timeout=30)
+    if res.ok and not res.stdout.strip():
+        return EppAuth(problem=no_metrics_rbac(settings))
+    minted, why = minted_token(settings, kubectl)
+    if minted is None:
+        return EppAuth(problem=f"Secret {metrics_secret_name(settings)} not found and `kubectl create token "
+                               f"{settings.epp_name}` failed: {why}")
+    return EppAuth(minted, "minted", minted_at=wait.CLOCK.now())
+
+
+def no_metrics_rbac(settings: Any) -> str:
+    return (f"the EPP's /metrics accepts no token here: the chart creates the metrics-reader Secret and the "
+            f"ClusterRole {metrics_rbac_name(settings)} (TokenReview, SubjectAccessReview, GET /metrics) only with "
+            "monitoring. Redeploy with --monitoring (it needs the Prometheus Operator CRDs; on GKE "
+            "`-e gke --monitoring`, which uses Managed Prometheus)")
 
 
 class MetricsSession:
@@ -132,7 +208,8 @@ class MetricsSession:
         self.stack = contextlib.ExitStack()
         self.epp_url: str | None = None
         self.epp_error: str | None = None
-        self.token: str | None = None
+        self.auth = EppAuth()
+        self.kubectl: Kubectl | None = None
         self.pods: dict[str, str | None] = {}  # pod -> local URL (None when its tunnel failed)
         self.pod_errors: dict[str, str] = {}
         self.previous: dict[str, Replica] = {}
@@ -163,10 +240,10 @@ class MetricsSession:
         if not pods:
             raise NotReadyError(f"no running model-server pod matches {selector} in {self.s.namespace}",
                                 hint="`llmd status` shows the stack; `llmd deploy` starts it")
-        self.token = metrics_token(self.s, kubectl)
-        if self.token is None:
-            self.epp_error = (f"Secret {self.s.gaie_release}-sa-metrics-reader-secret not found: the EPP's metrics "
-                              "need its bearer token (the chart creates it with --monitoring)")
+        self.kubectl = kubectl
+        self.auth = epp_auth(self.s, kubectl)
+        if self.auth.token is None:
+            self.epp_error = self.auth.problem
         else:
             try:
                 pf = self.stack.enter_context(PortForward(kubectl, f"svc/{self.s.epp_name}", EPP_METRICS_PORT,
@@ -190,16 +267,18 @@ class MetricsSession:
         snap = Snapshot(time.time(), Epp(error=self.epp_error))
         with httpx.Client(timeout=HTTP_TIMEOUT_S, trust_env=False) as client:
             if self.epp_url:
+                self._renew_token()
                 try:
-                    r = client.get(self.epp_url + "/metrics", headers={"authorization": f"Bearer {self.token}"})
+                    r = client.get(self.epp_url + "/metrics", headers={"authorization": f"Bearer {self.auth.token}"})
                     if r.status_code in (401, 403):
-                        snap.epp = Epp(error=f"HTTP {r.status_code}: the metrics-reader token was refused")
+                        snap.epp = Epp(error=self._refused(r.status_code))
                     elif r.status_code != 200:
                         snap.epp = Epp(error=f"HTTP {r.status_code} from the EPP's /metrics")
                     else:
                         snap.epp = epp_metrics(r.text)
                 except httpx.HTTPError as exc:
                     snap.epp = Epp(error=f"{type(exc).__name__}: {exc}")
+                snap.epp.auth = self.auth.source
             for pod, url in self.pods.items():
                 if url is None:
                     snap.replicas.append(Replica(pod, error=self.pod_errors.get(pod, "no tunnel")))
@@ -214,3 +293,18 @@ class MetricsSession:
                 if rep.error is None:
                     self.previous[pod] = rep
         return snap
+
+    def _renew_token(self) -> None:
+        from llmd.ops import wait
+
+        if self.auth.source == "minted" and self.kubectl is not None and \
+                wait.CLOCK.now() - self.auth.minted_at >= TOKEN_RENEW_S:
+            token, _ = minted_token(self.s, self.kubectl)
+            if token:  # else the old one is tried: a refusal then says so
+                self.auth = EppAuth(token, "minted", minted_at=wait.CLOCK.now())
+
+    def _refused(self, status: int) -> str:
+        if self.auth.source == "secret":
+            return f"HTTP {status}: the metrics-reader token was refused"
+        return (f"HTTP {status}: the EPP refused a token of its ServiceAccount {self.s.epp_name}: its metrics auth "
+                f"needs the chart's ClusterRole {metrics_rbac_name(self.s)} (created with --monitoring)")

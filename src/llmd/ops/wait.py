@@ -57,14 +57,16 @@ class Component:
     ready: int = 0
     desired: int = 1
     note: str = ""
+    rolled_out: bool = True  # False while a Deployment still rolls out a new pod template (deployment_rollout)
 
     @property
     def done(self) -> bool:
-        return self.ready >= self.desired and (self.desired > 0 or self.note == "scaled to 0")
+        return (self.rolled_out and self.ready >= self.desired
+                and (self.desired > 0 or self.note == "scaled to 0"))
 
     def to_dict(self) -> dict:
         return {"component": self.key, "name": self.name, "ready": self.ready, "desired": self.desired,
-                "note": self.note}
+                "rolled_out": self.rolled_out, "note": self.note}
 
 
 @dataclass
@@ -87,12 +89,44 @@ def _condition(obj: dict, ctype: str) -> dict | None:
     return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == ctype), None)
 
 
-def _deployment_counts(dep: dict | None) -> tuple[int, int]:
+@dataclass(frozen=True)
+class Rollout:
+    """A Deployment as the readiness table shows it: Ready pods over spec.replicas, and whether the rollout of
+    its current pod template is complete."""
+
+    ready: int
+    desired: int
+    rolled_out: bool
+    note: str = ""  # why it is not rolled out yet
+
+
+def deployment_rollout(dep: dict | None) -> Rollout:
+    """`kubectl rollout status deployment/X`'s verdict (rule 15, F71): complete only when the controller has
+    observed the current spec, every desired replica runs the new template, no old-ReplicaSet replica is left and
+    the updated ones are available. Right after a sync that changed the pod template the OLD pods are still Ready:
+    readyReplicas alone would call the stack ready while the old EPP (the old scheduler) still serves.
+    A ProgressDeadlineExceeded condition is only noted (kubectl gives up on it): a vLLM replica may load its model
+    for longer than the default 600 s deadline and still come up; --timeout and the fail-fast findings decide."""
     if dep is None:
-        return 0, 1
-    desired = (dep.get("spec") or {}).get("replicas")
-    desired = 1 if desired is None else int(desired)
-    return int((dep.get("status") or {}).get("readyReplicas") or 0), desired
+        return Rollout(0, 1, False, "not created yet")
+    spec, status = dep.get("spec") or {}, dep.get("status") or {}
+    desired = 1 if spec.get("replicas") is None else int(spec["replicas"])
+    ready = int(status.get("readyReplicas") or 0)
+    generation = int((dep.get("metadata") or {}).get("generation") or 0)
+    if int(status.get("observedGeneration") or 0) < generation:
+        return Rollout(ready, desired, False, "rolling out (new spec not observed yet)")
+    updated = int(status.get("updatedReplicas") or 0)
+    old = int(status.get("replicas") or 0) - updated
+    available = int(status.get("availableReplicas") or 0)
+    if updated >= desired and old <= 0 and available >= updated:
+        return Rollout(ready, desired, True, "scaled to 0" if desired == 0 else "")
+    note = f"rolling out ({updated}/{desired} updated"
+    note += f", {old} old pod{'s' if old > 1 else ''} left" if old > 0 else ""
+    note += f", {available} available" if updated >= desired and old <= 0 else ""
+    progressing = _condition(dep, "Progressing")
+    if progressing and progressing.get("reason") == "ProgressDeadlineExceeded":
+        note += ", progress deadline exceeded"
+    return Rollout(ready, desired, False, note + ")")
 
 
 def route_conditions(route: dict) -> list[dict]:
@@ -171,23 +205,24 @@ class Watcher:
             return comp
         if key in ("epp", "decode"):
             name = s.epp_name if key == "epp" else s.decode_deployment
-            dep = named.get(("Deployment", name))
-            ready, desired = _deployment_counts(dep)
-            note = "not created yet" if dep is None else ("scaled to 0" if desired == 0 else "")
-            return Component(key, name, ready, desired, note)
+            r = deployment_rollout(named.get(("Deployment", name)))
+            return Component(key, name, r.ready, r.desired, r.note, r.rolled_out)
         if key == "gateway":
             gw = named.get(("Gateway", s.gateway_name))
             programmed = _condition(gw, "Programmed") if gw else None
             is_programmed = bool(programmed and programmed.get("status") == "True")
             dep = named.get(("Deployment", s.gateway_service)) if s.gateway_service else None
+            rolled_out, note = True, ""
             if dep is not None:
-                ready, desired = _deployment_counts(dep)
+                r = deployment_rollout(dep)
+                ready, desired, rolled_out, note = r.ready, r.desired, r.rolled_out, r.note
                 ready = ready if is_programmed else min(ready, desired - 1)
             else:
                 ready, desired = (1 if is_programmed else 0), 1
-            note = "" if is_programmed else ("Gateway not created yet" if gw is None else
-                                             f"not Programmed: {(programmed or {}).get('message', 'no status yet')}")
-            return Component(key, s.gateway_name, max(ready, 0), desired, note)
+            if not is_programmed:
+                note = ("Gateway not created yet" if gw is None else
+                        f"not Programmed: {(programmed or {}).get('message', 'no status yet')}")
+            return Component(key, s.gateway_name, max(ready, 0), desired, note, rolled_out)
         # route
         route = named.get(("HTTPRoute", s.httproute_name))
         comp = Component(key, s.httproute_name)

@@ -24,7 +24,7 @@ def render_bundle(settings) -> Bundle:
         "gaie": values.apply_overrides(values.gaie_values(settings, chosen), "gaie", overrides),
         "ms": values.apply_overrides(values.ms_values(settings, chosen), "ms", overrides),
     }
-    values.check_gaie(chart_values["gaie"], charts["gaie"]["version"])
+    renamed = values.check_gaie(chart_values["gaie"], charts["gaie"]["version"])
     rules = mirror.mirror_rules(settings)
     for tree in chart_values.values():  # after --set: a user-given image is mirrored too
         mirror.rewrite_images(tree, rules)
@@ -45,4 +45,4 @@ def render_bundle(settings) -> Bundle:
         files[B.DOWNLOAD_JOB] = engine.render_file(
             "manifest.yaml.j2", [mirror.rewrite_images(manifests.model_download_job(settings), rules)],
             what="Job that downloads the model into the cache PVC once (skips when complete)", **context)
-    return Bundle(files, chosen.warnings)
+    return Bundle(files, (*chosen.warnings, *renamed))

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmd import presets
+from llmd.errors import ConfigError
+from llmd.scheduler import registry
 
 DEFAULT_ZMQ_PORT = 5557
-DEFAULT_BLOCK_SIZE = 16  # llm-d-kv-cache default when tokenProcessorConfig.blockSize is not set
+DEFAULT_BLOCK_SIZE = 16  # llm-d-kv-cache v0.7.1 default: the EPP's block size without tokenProcessorConfig
 UDS_DIR = "/tmp/tokenizer"  # the socket directory shared by the EPP and the tokenizer sidecar
 
 
@@ -31,8 +33,29 @@ def _plugins(doc: dict[str, Any], ptype: str) -> list[dict[str, Any]]:
 
 def _dig(node: Any, *keys: str) -> Any:
     for key in keys:
-        node = node.get(key) if isinstance(node, dict) else None
+        node = registry.lookup(node, key)  # the key the EPP's json decoding matches (any case)
     return node
+
+
+def block_size(params: dict[str, Any]) -> int:
+    """The EPP's token-processor block size, which vLLM's --block-size must equal: tokenProcessorConfig.blockSize
+    at the top of the scorer's parameters (v0.7.1 reads no other), 16 without tokenProcessorConfig. A value the
+    EPP refuses is bad input here too, never a default that would disagree with it."""
+    tp = _dig(params, "tokenProcessorConfig")
+    if tp is None:
+        return DEFAULT_BLOCK_SIZE
+    size = _dig(tp, "blockSize")
+    if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+        raise ConfigError(f"precise-prefix-cache-scorer tokenProcessorConfig.blockSize must be an integer > 0, got "
+                          f"{size!r}: the EPP would fail to start, and vLLM's --block-size must equal it",
+                          hint="e.g. --scorer-param precise-prefix-cache-scorer.tokenProcessorConfig.blockSize=64")
+    return size
+
+
+def needs_tokenizer(doc: dict[str, Any]) -> bool:
+    """Whether the EPP tokenizes prompts (a precise-prefix-cache-scorer or tokenizer plugin): the sidecar then
+    downloads the model's tokenizer from the Hub, which needs the HF token for a gated model."""
+    return bool(_plugins(doc, "precise-prefix-cache-scorer") or _plugins(doc, "tokenizer"))
 
 
 def wiring(doc: dict[str, Any]) -> KvEvents | None:
@@ -43,16 +66,14 @@ def wiring(doc: dict[str, Any]) -> KvEvents | None:
     params = precise[0].get("parameters") or {}
     endpoint = str(_dig(params, "kvEventsConfig", "zmqEndpoint") or "")
     m = re.search(r":(\d+)$", endpoint)
-    block = _dig(params, "tokenProcessorConfig", "blockSize") or _dig(params, "indexerConfig", "tokenProcessorConfig",
-                                                                     "blockSize")
-    uds = bool(_dig(params, "indexerConfig", "tokenizersPoolConfig", "uds")) or any(
-        _dig(p.get("parameters"), "udsTokenizerConfig") for p in _plugins(doc, "tokenizer"))
-    return KvEvents(int(m.group(1)) if m else DEFAULT_ZMQ_PORT,
-                    int(block) if isinstance(block, int) else DEFAULT_BLOCK_SIZE, uds)
+    # The pinned image has only the UDS tokenizer, and its pool defaults to the sidecar's socket: the sidecar is
+    # needed unless the config switches to TCP (a test set-up).
+    uds = not _dig(params, "indexerConfig", "tokenizersPoolConfig", "uds", "useTCP")
+    return KvEvents(int(m.group(1)) if m else DEFAULT_ZMQ_PORT, block_size(params), uds)
 
 
 def _hf_env(settings: Any) -> list[dict[str, Any]]:
-    if not settings.needs_hf_token:
+    if not settings.tokenizer_needs_hf_token:
         return []
     return [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": settings.hf_secret_name, "key": "HF_TOKEN"}}}]
 

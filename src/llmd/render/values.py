@@ -125,9 +125,11 @@ def gaie_values(settings: Settings, chosen: selection.Selection | None = None) -
     }
 
 
-def check_gaie(values: dict[str, Any], chart_version: str) -> None:
+def check_gaie(values: dict[str, Any], chart_version: str) -> list[str]:
     """The inferencepool chart has no schema and the EPP decodes its config strictly: check both here,
-    after overrides, so a typo is exit 2 now instead of a silently ignored key or a crash-looping EPP."""
+    after overrides, so a typo is exit 2 now instead of a silently ignored key or a crash-looping EPP.
+    A config given by --set under a fixed file name is re-keyed under its content hash (what it says is
+    returned as a warning): the EPP reads its file once, so only a new name in its args rolls it."""
     unknown = gaie_keys.unknown_keys(values)
     if unknown:
         raise ConfigError(f"inferencepool {chart_version} does not read these values: " + ", ".join(unknown),
@@ -139,7 +141,7 @@ def check_gaie(values: dict[str, Any], chart_version: str) -> None:
         from llmd.scheduler.validate import CHART_BUILTIN_CONFIGS
 
         if name in CHART_BUILTIN_CONFIGS:
-            return
+            return []
         raise ConfigError(f"inferenceExtension.pluginsConfigFile {name!r} is not in pluginsCustomConfig "
                           f"({', '.join(custom) or 'empty'}) nor a chart built-in: the EPP would not find its config",
                           hint="give a whole config with --scheduler-config FILE, or --set both pluginsCustomConfig "
@@ -156,6 +158,13 @@ def check_gaie(values: dict[str, Any], chart_version: str) -> None:
 
     selection.raise_findings(f"EPP plugin config {name}", validate.check_text(text, file=f"values.gaie {name}"),
                              "the EPP would crash-loop with it; choose a --scheduler profile")
+    hashed = epp.config_file_name(text)
+    if name == hashed:
+        return []
+    custom[hashed] = custom.pop(name)
+    ext["pluginsConfigFile"] = hashed
+    return [f"inferenceExtension.pluginsConfigFile {name!r} is rendered as {hashed!r} (its content hash), so that "
+            "a change of its content rolls the EPP; pluginsCustomConfig holds it under that name"]
 
 
 # ---- llm-d-modelservice --------------------------------------------------------------------------
@@ -172,7 +181,7 @@ def _model_artifacts(settings: Settings, defaults: dict[str, Any]) -> dict[str, 
     artifacts: dict[str, Any] = {"uri": uri, "name": settings.served_model_name}
     if not uri.startswith("pvc"):
         artifacts["size"] = "1Gi" if prof["engine"] == "sim" else settings.pvc_size
-    if settings.needs_hf_token:
+    if settings.model_needs_hf_token:
         artifacts["authSecretName"] = settings.hf_secret_name
     artifacts["mountPath"] = ms["mount_path"]
     artifacts["labels"] = model_labels(settings)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +29,8 @@ DEFAULT_PICKER = "max-score-picker"  # appended by the loader when a profile ref
 class PluginType:
     name: str
     kind: str  # scorer | picker | filter | profile-handler | other
-    params: dict[str, str] | None = None  # None: parameters not documented for this release (unchecked)
+    # name -> type word, or a nested schema (a mapping of the same shape); None: not documented (unchecked)
+    params: dict[str, Any] | None = None
     deprecated: str | None = None  # the type that replaces this deprecated alias
     renamed_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -86,6 +87,23 @@ def renamed_param(type_name: str, param: str) -> Rename | None:
     t = get(type_name)
     spec = t.renamed_params.get(param) if t else None
     return Rename(param, spec.get("use"), " ".join(str(spec["why"]).split())) if spec else None
+
+
+def field_name(spec: Mapping[str, Any], key: str) -> str | None:
+    """The schema field a parameter key decodes into, as Go's json.Unmarshal matches it: the exact name, else a
+    case-insensitive match (`blocksize` sets blockSize)."""
+    if key in spec:
+        return key
+    return next((name for name in spec if name.lower() == key.lower()), None)
+
+
+def lookup(node: Any, name: str) -> Any:
+    """The value a Go struct field `name` receives from a decoded mapping (exact key first, then any case)."""
+    if not isinstance(node, dict):
+        return None
+    if name in node:
+        return node[name]
+    return next((v for k, v in node.items() if isinstance(k, str) and k.lower() == name.lower()), None)
 
 
 def did_you_mean(word: str, choices: Sequence[str]) -> str | None:

@@ -175,28 +175,7 @@ class _Checker:
         spec = registry.get(ptype).params  # type: ignore[union-attr]  # ptype is registered here
         if spec is None:
             return  # parameters of this type are not documented for the pinned release
-        for key, value in params.items():
-            sub = (*path, key)
-            if key in spec:
-                expected = spec[key]
-                if not registry.type_matches(value, expected):
-                    self.add(ERROR, sub, f"{ptype} parameter {key} must be {registry.TYPE_WORDS[expected]}, got "
-                                         f"{value!r} (plugin initialisation fails)",
-                             f"{key}: <{expected}>")
-                continue
-            rename = registry.renamed_param(ptype, str(key))
-            if rename and key == "mode":
-                self.mode(value, ptype, sub, rename)
-                continue
-            if rename:
-                self.add(WARNING, sub, f"{ptype} ignores parameter {key!r}", rename.fix(), key=True)
-                continue
-            if not spec:
-                self.add(WARNING, sub, f"{ptype} takes no parameters; {key!r} is ignored", f"drop {key}", key=True)
-                continue
-            close = registry.did_you_mean(str(key), list(spec))
-            fix = f"did you mean {close!r}?" if close else f"{ptype} reads: {', '.join(spec)}"
-            self.add(WARNING, sub, f"{ptype} does not take parameter {key!r}; the EPP ignores it", fix, key=True)
+        self.fields(params, spec, ptype, path, ())
         if ptype == "prefix-cache-scorer" and "blockSize" in params:
             if "blockSizeTokens" not in params:
                 self.add(ERROR, (*path, "blockSize"), "blockSize (characters, deprecated) without blockSizeTokens "
@@ -204,6 +183,65 @@ class _Checker:
             else:
                 self.add(WARNING, (*path, "blockSize"), "blockSize is deprecated (characters)", "drop it; "
                          "blockSizeTokens is what counts", key=True)
+        if ptype == "precise-prefix-cache-scorer":
+            self.block_size(params, path)
+
+    def fields(self, node: dict[str, Any], spec: dict[str, Any], ptype: str, path: Path, nested: tuple[str, ...]
+               ) -> None:
+        """Each key of a parameters mapping (or of a nested struct in it) against its schema: an unknown key is
+        ignored by json.Unmarshal (a warning naming the full path), a wrong type fails the plugin (an error)."""
+        for key, value in node.items():
+            sub = (*path, key)
+            dotted = ".".join((*nested, str(key)))
+            field = registry.field_name(spec, str(key))
+            if field is not None:
+                expected = spec[field]
+                if value is None:
+                    continue  # JSON null leaves a Go field at its default: nothing to check
+                if isinstance(expected, dict):
+                    if not isinstance(value, dict):
+                        self.add(ERROR, sub, f"{ptype} parameter {dotted} must be a mapping of "
+                                             f"{', '.join(expected)}, got {value!r} (plugin initialisation fails)",
+                                 f"{dotted}: {{{next(iter(expected))}: ...}}")
+                    else:
+                        self.fields(value, expected, ptype, sub, (*nested, field))
+                elif not registry.type_matches(value, expected):
+                    self.add(ERROR, sub, f"{ptype} parameter {dotted} must be {registry.TYPE_WORDS[expected]}, "
+                                         f"got {value!r} (plugin initialisation fails)", f"{key}: <{expected}>")
+                continue
+            if value is None and nested:
+                continue  # `hf: null` sets nothing, known or not (the guide writes it)
+            rename = registry.renamed_param(ptype, dotted)
+            if rename and dotted == "mode":
+                self.mode(value, ptype, sub, rename)
+                continue
+            if rename:
+                self.add(WARNING, sub, f"{ptype} ignores parameter {dotted!r}", rename.fix(), key=True)
+                continue
+            if not spec:
+                self.add(WARNING, sub, f"{ptype} takes no parameters; {key!r} is ignored", f"drop {key}", key=True)
+                continue
+            close = registry.did_you_mean(str(key), list(spec))
+            where = f" under {'.'.join(nested)}" if nested else ""
+            fix = f"did you mean {'.'.join((*nested, close))!r}?" if close else \
+                f"{ptype} reads{where}: {', '.join(spec)}"
+            self.add(WARNING, sub, f"{ptype} does not take parameter {dotted!r}; the EPP ignores it", fix, key=True)
+
+    def block_size(self, params: dict[str, Any], path: Path) -> None:
+        """precise-prefix-cache-scorer: a tokenProcessorConfig replaces the default (16) whole, so one without a
+        positive blockSize leaves 0 and the token processor refuses it ("blockSize must be greater than 0")."""
+        tp = registry.lookup(params, "tokenProcessorConfig")
+        if not isinstance(tp, dict):
+            return
+        size = registry.lookup(tp, "blockSize")
+        tpath: Path = (*path, next(k for k in params if str(k).lower() == "tokenprocessorconfig"))
+        if size is None:
+            self.add(ERROR, tpath, "tokenProcessorConfig without blockSize leaves the block size 0 and "
+                     "precise-prefix-cache-scorer fails to initialise", "add blockSize: 64 (vLLM's --block-size "
+                     "follows it), or drop tokenProcessorConfig for the default 16", key=True)
+        elif registry.type_matches(size, "int") and size <= 0:
+            self.add(ERROR, (*tpath, next(k for k in tp if str(k).lower() == "blocksize")),
+                     f"blockSize must be greater than 0, got {size}", "blockSize: 64")
 
     def mode(self, value: Any, ptype: str, path: Path, rename: registry.Rename) -> None:
         """`mode:` from llm-d-inference-scheduler v0.2: approximate/estimate is what prefix-cache-scorer already

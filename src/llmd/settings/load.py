@@ -340,11 +340,16 @@ def load_settings(
             token = clean_token(environ[TOKEN_ENV], f"env {TOKEN_ENV}")
             sources["hf_token"] = f"env {TOKEN_ENV}"
         elif need_token and settings.platform != "local":  # local replicas are simulators: nothing to download
+            what = settings.model if settings.model_needs_hf_token else \
+                f"the EPP's tokenizer of {settings.model} (the scheduler config tokenizes prompts)"
             raise ConfigError(
-                f"no Hugging Face token for {settings.model}: set HF_TOKEN or pass --hf-token-file "
+                f"no Hugging Face token for {what}: set HF_TOKEN or pass --hf-token-file "
                 "(tokens are never accepted as flag values)",
                 hint="export HF_TOKEN=<token>; use --no-hf-token for public models",
             )
+    elif settings.no_hf_token and warn is not None and settings.platform != "local" and settings.epp_tokenizes:
+        warn(f"--no-hf-token: the EPP's tokenizer sidecar downloads the tokenizer of {settings.model} from the Hub "
+             "without a token; for a gated model that download fails (401/403) and precise prefix scoring with it")
     redact.register(token)
     if settings.replicas == 0 and warn is not None:  # valid (scale to zero), but nothing will serve
         warn("replicas 0: no decode pods, so nothing serves (the gateway answers 503) until replicas > 0")

@@ -4,6 +4,7 @@ status, test and cleanup all read them)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -137,8 +138,27 @@ class Settings:
         return facts.accelerator(self.accelerator).gpu_resource is not None
 
     @property
-    def needs_hf_token(self) -> bool:
+    def model_needs_hf_token(self) -> bool:
+        """The model servers download weights from the Hub (the simulator downloads none)."""
         return not self.no_hf_token and self.accelerator != "sim"
+
+    @functools.cached_property
+    def epp_tokenizes(self) -> bool:
+        """The selected EPP config tokenizes prompts (precise-prefix-cache-scorer, tokenizer plugin): its sidecar
+        downloads the model's tokenizer from the Hub, on every accelerator (sim included)."""
+        from llmd.render import kv_events
+        from llmd.scheduler import selection
+
+        return kv_events.needs_tokenizer(selection.for_settings(self).config)
+
+    @property
+    def tokenizer_needs_hf_token(self) -> bool:
+        return not self.no_hf_token and self.epp_tokenizes
+
+    @property
+    def needs_hf_token(self) -> bool:
+        """Something downloads from the Hub: the model weights or the EPP's tokenizer (--no-hf-token wins)."""
+        return self.model_needs_hf_token or self.tokenizer_needs_hf_token
 
     def derived_names(self) -> dict[str, tuple[str, int]]:
         """Every generated object name with its length limit (checked by validate())."""

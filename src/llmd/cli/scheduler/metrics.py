@@ -17,10 +17,15 @@ CountOpt = Annotated[int, typer.Option("--count", min=0,
 @settings_options
 def metrics(ctx: typer.Context, *, watch: WatchOpt = False, interval: IntervalOpt = 5.0, count: CountOpt = 0,
             json: JsonOpt = False, flags, sets, config) -> None:
-    """Port-forward the EPP's metrics port (with the metrics-reader Secret's bearer token) and each model server's
-    /metrics, and show per replica the queue depth, running requests, KV-cache use and prefix-cache hit rate, and
-    the EPP's request and scheduling counters and scheduling latency. --json prints one document per refresh (one
-    per line with --watch). The tunnels are closed on exit, Ctrl-C included.
+    """Port-forward the EPP's metrics port and each model server's /metrics, and show per replica the queue depth,
+    running requests, KV-cache use and prefix-cache hit rate, and the EPP's request and scheduling counters and
+    scheduling latency. --json prints one document per refresh (one per line with --watch). The tunnels are
+    closed on exit, Ctrl-C included.
+
+    The EPP's metrics need a stack deployed with --monitoring (on GKE: -e gke --monitoring): the chart then lets
+    the EPP verify tokens, and llmd uses its metrics-reader Secret's token, or without that Secret mints a
+    10-minute token of the EPP's ServiceAccount (kubectl create token). Without --monitoring the EPP table says
+    so; the model servers are still shown.
 
     Exit 4 cluster unreachable, 6 nothing deployed.
     """
