@@ -125,16 +125,18 @@ class PFake(Fake):
     def gatewayclass(self, name: str = "istio", present: bool = True) -> None:
         self.gateway_class(present, name)
 
-    def doctor_ok(self, *, ns_exists: bool = True) -> None:
-        """The doctor run that ends `prereqs install` on a healthy sim setup."""
+    def doctor_ok(self, *, ns_exists: bool = True, gateway_class: str = "istio") -> None:
+        """The doctor run that ends `prereqs install` on a healthy sim setup (on GKE, `gateway_class`
+        gke-l7-...: no control plane of llmd's to read)."""
         self.reg(["kubectl", "version", "--client", "--output", "json"],
                  json.dumps({"clientVersion": {"gitVersion": "v1.33.9"}}))
         self.tools()
         self.context()
         self.reachable()
         self.crds()
-        self.gateway_class()
-        self.control_plane()
+        self.gateway_class(name=gateway_class)
+        if gateway_class == "istio":
+            self.control_plane()
         self.namespace(ns_exists)
         self.permissions(10 + (0 if ns_exists else 1))
         self.releases({})

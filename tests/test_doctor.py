@@ -201,7 +201,8 @@ def test_missing_gateway_control_plane_fails_with_the_provider_install(cli, fp, 
     fake.reachable()
     fake.crds()
     fake.gateway_class(present=False, name="agentgateway")
-    fake.reg(fake.kn("agentgateway-system", "get", "deployments.apps", "--output", "json"), lst())
+    fake.not_found(fake.kn("agentgateway-system", "get", "deployments.apps", "agentgateway", "--output", "json"),
+                   "deployments.apps", "agentgateway")
     fake.namespace(True)
     fake.permissions(10)
     fake.releases({})
@@ -213,7 +214,8 @@ def test_missing_gateway_control_plane_fails_with_the_provider_install(cli, fp, 
     assert "agentgateway.helmfile.yaml" in gc["fixes"][1]
     cp = doc(r)["control plane"]
     assert cp == {"name": "control plane", "status": "fail",
-                  "message": "agentgateway control plane not installed (no Deployment in agentgateway-system)",
+                  "message": "agentgateway control plane not installed "
+                             "(no Deployment agentgateway-system/agentgateway)",
                   "fixes": [f"llmd prereqs install -e agentgateway --context {CTX}"]}
 
 

@@ -264,24 +264,59 @@ def test_lws_and_monitoring_are_installed_when_asked(cli, fp, fake, tmp_path, st
     assert checks["monitoring"]["status"] == "ok"
 
 
+GMP_CRD = "podmonitorings.monitoring.googleapis.com"
+
+
+def gke_install_and_doctor(fake, *, gmp: bool | None = None) -> None:
+    """`prereqs install -e gke` on a cluster with the CRDs: what it reads, then doctor; with --monitoring
+    (`gmp` not None) doctor checks Managed Prometheus' PodMonitoring CRD, never the Prometheus Operator's."""
+    fake.context()
+    fake.reachable()
+    fake.markers(*gateway_api_docs()[:3], inference_docs()[0])  # no ServiceMonitor/PodMonitor in the read
+    fake.doctor_ok(gateway_class="gke-l7-regional-external-managed")
+    if gmp is not None:
+        fake.existing([GMP_CRD], *([{"kind": "CustomResourceDefinition", "metadata": {"name": GMP_CRD}}]
+                                   if gmp else []))
+
+
 def test_gke_installs_only_the_crds_and_says_the_platform_runs_the_gateway(cli, fp, fake, crd_dir, tmp_path):
-    fake.context()
-    fake.reachable()
-    fake.markers(*gateway_api_docs()[:3], inference_docs()[0])
-    fake.reg(["kubectl", "version", "--client", "--output", "json"],
-             json.dumps({"clientVersion": {"gitVersion": "v1.33.9"}}))
-    fake.tools()
-    fake.context()
-    fake.reachable()
-    fake.crds()
-    fake.gateway_class(name="gke-l7-regional-external-managed")
-    fake.namespace(True)
-    fake.permissions(10)
-    fake.releases({})
+    gke_install_and_doctor(fake)
     r = cli(*install_args(crd_dir, tmp_path / "out", "-e", "gke"))
     assert r.exit_code == 0, r.stderr
     assert "environment gke: the platform runs the gateway control plane; nothing to install for it" in r.stderr
     assert not [c for c in tool_calls(fp) if c[0] == "helmfile" and "sync" in c]
+
+
+def test_gke_monitoring_installs_no_prometheus_operator_crds_and_doctor_checks_managed_prometheus(
+        cli, fp, fake, crd_dir, tmp_path):
+    gke_install_and_doctor(fake, gmp=True)
+    r = cli(*install_args(crd_dir, tmp_path / "out", "-e", "gke", "--monitoring", "--json"))
+    assert r.exit_code == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert {s["component"] for s in data["steps"]} == {"gateway-api", "inference-extension"}
+    assert not [c for c in tool_calls(fp) if any("monitoring.coreos.com" in a for a in c)]
+    assert any(GMP_CRD in n and "gcloud container clusters update" in n for n in data["notes"])
+    checks = {c["name"]: c for c in data["doctor"]["checks"]}
+    assert checks["monitoring"]["status"] == "ok" and GMP_CRD in checks["monitoring"]["message"]
+
+
+def test_gke_monitoring_without_managed_prometheus_fails_doctor_with_its_fix(cli, fp, fake, crd_dir, tmp_path):
+    gke_install_and_doctor(fake, gmp=False)
+    r = cli(*install_args(crd_dir, tmp_path / "out", "-e", "gke", "--monitoring"))
+    assert r.exit_code == 3, r.stderr
+    assert "prerequisites still failing: monitoring" in r.stderr
+    assert "--enable-managed-prometheus" in r.stderr
+
+
+def test_gke_monitoring_dry_run_plans_no_prometheus_operator_crds(cli, fp, fake, tmp_path):
+    r = cli("prereqs", "install", "--context", CTX, "-e", "gke", "--monitoring", "--dry-run", "--json",
+            "--out", str(tmp_path / "out"))
+    assert r.exit_code == 0, r.stderr
+    assert not fp.calls
+    data = json.loads(r.stdout)
+    assert [s["component"] for s in data["steps"]] == ["gateway-api", "inference-extension"]
+    assert not [p for p in data["plan"] if "prometheus-operator" in p]
+    assert any(GMP_CRD in n for n in data["notes"])
 
 
 def test_dry_run_runs_nothing_and_prints_the_helmfile(cli, fp, fake, tmp_path):
@@ -361,6 +396,40 @@ def test_status_exit_3_names_what_is_missing_and_the_command(cli, fp, fake):
     assert r.exit_code == 3
     assert "missing: gateway-api, inference-extension, prometheus-operator, istio" in r.stderr
     assert f"`llmd prereqs install --context {CTX} --monitoring` installs them" in r.stderr
+
+
+def gke_status(fake, *, gmp: bool) -> None:
+    fake.context()
+    fake.reachable()
+    fake.reg(fake.k("get", "customresourcedefinitions", *MARKERS, "servicemonitors.monitoring.coreos.com",
+                    "podmonitors.monitoring.coreos.com", "--ignore-not-found", "--output", "json", namespaced=False),
+             lst(*gateway_api_docs()[:3], inference_docs()[0]))
+    fake.existing([GMP_CRD], *([{"kind": "CustomResourceDefinition", "metadata": {"name": GMP_CRD}}] if gmp else []))
+    fake.reg(fake.cp_argv("lws-system", "lws-controller-manager"), stderr="NotFound", rc=1)
+    fake.record(None, "lws-system", "lws")
+
+
+def test_status_on_gke_with_monitoring_needs_managed_prometheus_not_the_operator(cli, fp, fake):
+    gke_status(fake, gmp=False)
+    r = cli("prereqs", "status", "--context", CTX, "-e", "gke", "--monitoring", "--json")
+    assert r.exit_code == 3, r.stderr
+    data = json.loads(r.stdout)
+    need = {p["name"]: (p["needed"], p["ok"]) for p in data["prerequisites"]}
+    assert need["prometheus-operator"] == (False, False)
+    assert need["gke-managed-prometheus"] == (True, False)
+    assert data["missing"] == ["gke-managed-prometheus"]
+    gke_status(fake, gmp=False)
+    r = cli("prereqs", "status", "--context", CTX, "-e", "gke", "--monitoring")
+    assert r.exit_code == 3
+    assert "gke-managed-prometheus: enable GKE Managed Prometheus (`gcloud container clusters update" in r.stderr
+    assert "llmd prereqs install" not in r.stderr  # it cannot install what GKE provides
+
+
+def test_status_on_gke_with_monitoring_and_managed_prometheus_is_ok(cli, fp, fake):
+    gke_status(fake, gmp=True)
+    r = cli("prereqs", "status", "--context", CTX, "-e", "gke", "--monitoring", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["missing"] == []
 
 
 # ---- uninstall ----------------------------------------------------------------------------------------------

@@ -74,8 +74,9 @@ def test_control_plane_without_the_extension_installed_by_someone_else_gets_the_
     fake.record(None)
     r = check_control_plane(kubectl(), settings())
     assert r.status == "fail" and f"found {INFERENCE_ENV}=(unset)" in r.message
-    assert r.fixes == (f"set it on your install, e.g. `helm upgrade istiod istio/istiod -n istio-system --reuse-values "
-                       f"--set pilot.env.{INFERENCE_ENV}=true`",)
+    # --version: the release it runs (without it helm would upgrade to the repository's newest chart)
+    assert r.fixes == ("set it on your install, e.g. `helm upgrade istiod istio/istiod -n istio-system "
+                       f"--version 1.29.1 --reuse-values --set pilot.env.{INFERENCE_ENV}=true`",)
 
 
 def test_control_plane_not_running_fails(fake):
@@ -86,12 +87,56 @@ def test_control_plane_not_running_fails(fake):
     assert "kubectl get pods -n istio-system" in r.fixes[0]
 
 
-def test_control_plane_agentgateway_looks_at_every_deployment_of_its_namespace(fake):
-    dep = istiod("v1.0.0", env={})
-    dep["metadata"] = {"name": "agentgateway", "namespace": "agentgateway-system"}
-    fake.reg(fake.cp_argv("agentgateway-system", None), lst(dep))
+AGENTGATEWAYS = [  # environment, namespace, the env the chart sets with inferenceExtension.enabled, chart, version
+    ("agentgateway", "agentgateway-system", "AGW_ENABLE_INFER_EXT", "oci://cr.agentgateway.dev/charts/agentgateway",
+     "v1.0.0"),
+    ("kgateway", "kgateway-system", "KGW_ENABLE_INFER_EXT", "oci://ghcr.io/kgateway-dev/charts/agentgateway", "v2.2.1"),
+]
+
+
+def agentgateway(namespace: str, version: str, env: dict[str, str]) -> dict:
+    dep = istiod(version, env=env)
+    dep["metadata"] = {"name": "agentgateway", "namespace": namespace}
+    return dep
+
+
+@pytest.mark.parametrize(("env", "namespace", "var", "chart", "version"), AGENTGATEWAYS)
+def test_control_plane_agentgateway_with_the_extension_is_ok(fake, env, namespace, var, chart, version):
+    fake.reg(fake.cp_argv(namespace, "agentgateway"), json.dumps(agentgateway(namespace, version, {var: "true"})))
+    r = check_control_plane(kubectl(), settings(environment=env))
+    assert r.status == "ok", r.message
+    assert r.message.endswith(f"running ({namespace}/agentgateway: agentgateway 1/1 available), {var}=true")
+
+
+@pytest.mark.parametrize(("env", "namespace", "var", "chart", "version"), AGENTGATEWAYS)
+def test_control_plane_agentgateway_without_the_extension_gets_the_helm_fix(fake, env, namespace, var, chart,
+                                                                            version):
+    """Installed without inferenceExtension.enabled: the controller runs (every Deployment available) but ignores
+    InferencePools. Someone else's install: the helm upgrade that turns it on, at the release it runs."""
+    fake.reg(fake.cp_argv(namespace, "agentgateway"), json.dumps(agentgateway(namespace, version, {})))
+    fake.record(None, namespace, env)
+    r = check_control_plane(kubectl(), settings(environment=env))
+    assert r.status == "fail"
+    assert f"{namespace}/agentgateway runs without {var}=true (found {var}=(unset))" in r.message
+    assert r.fixes == (f"set it on your install, e.g. `helm upgrade agentgateway {chart} -n {namespace} --version "
+                       f"{version} --reuse-values --set inferenceExtension.enabled=true`",)
+
+
+@pytest.mark.parametrize(("env", "namespace", "var", "chart", "version"), AGENTGATEWAYS)
+def test_control_plane_agentgateway_without_the_extension_installed_by_llmd_is_fixed_by_prereqs_install(
+        fake, env, namespace, var, chart, version):
+    fake.reg(fake.cp_argv(namespace, "agentgateway"), json.dumps(agentgateway(namespace, version, {var: "false"})))
+    fake.record({"namespace-created": "true"}, namespace, env)
+    r = check_control_plane(kubectl(), settings(environment=env))
+    assert r.status == "fail" and f"(found {var}=false)" in r.message
+    assert r.fixes == (f"llmd prereqs install -e {env} --context {CTX}",)
+
+
+def test_control_plane_agentgateway_missing_names_its_deployment(fake):
+    fake.not_found(fake.cp_argv("agentgateway-system", "agentgateway"), "deployments.apps", "agentgateway")
     r = check_control_plane(kubectl(), settings(environment="agentgateway"))
-    assert r.status == "ok" and r.message.startswith("agentgateway control plane v1.0.0 running")
+    assert r.status == "fail" and "no Deployment agentgateway-system/agentgateway" in r.message
+    assert r.fixes == (f"llmd prereqs install -e agentgateway --context {CTX}",)
 
 
 def test_control_plane_on_gke_is_skipped():

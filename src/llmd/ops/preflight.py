@@ -203,17 +203,17 @@ def check_monitoring_crds(kubectl: Kubectl, settings) -> CheckResult:
     the Prometheus Operator's (checked where doctor checks them), or on GKE Managed Prometheus' PodMonitoring."""
     if not settings.monitoring:
         return CheckResult("monitoring", "skip", "monitoring off (--monitoring creates ServiceMonitor/PodMonitor)")
-    if settings.environment != "gke":
+    from llmd.ops.prereqs.catalog import catalog
+
+    if catalog().monitoring_bundle(settings.environment) is not None:
         from llmd.ops.prereqs.checks import check_monitoring
 
         return check_monitoring(kubectl, settings)
-    res = kubectl.run("get", "customresourcedefinitions", GKE_MONITORING_CRD, "--ignore-not-found", "--output",
-                      "json", namespaced=False, check=False, fail_code=ExitCode.CLUSTER)
-    if res.dry_run:
+    if kubectl.runner.dry_run:
         return CheckResult("monitoring", "skip", "dry-run")
-    if not res.ok:
-        raise_cluster_error(res, classify_failure(res), kubectl.scope)
-    if not any(o.get("metadata", {}).get("name") == GKE_MONITORING_CRD for o in json_objects(res.stdout)):
+    from llmd.ops.prereqs.inspect import gmp_state
+
+    if not gmp_state(kubectl).ok:
         return CheckResult("monitoring", "fail", f"--monitoring on GKE needs the {GKE_MONITORING_CRD} CRD "
                                                  "(GKE Managed Prometheus), which is missing", (INSTALL_GMP,))
     return CheckResult("monitoring", "ok", f"{GKE_MONITORING_CRD} present (GKE Managed Prometheus)")

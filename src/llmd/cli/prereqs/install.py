@@ -22,9 +22,10 @@ def install(ctx: typer.Context, *, lws: LwsOpt = False, crd_dir: CrdDirOpt = Non
     Gateway API v1.5.1 and Inference Extension v1.4.0 CRDs (applied server-side, waited on until Established),
     the environment's gateway control plane (-e istio: Istio 1.29.1 with ENABLE_GATEWAY_API_INFERENCE_EXTENSION;
     agentgateway v1.0.0; kgateway v2.2.1; gke: managed, nothing to install) as its own helmfile, LWS with --lws,
-    Prometheus Operator CRDs with --monitoring. What is present is left alone (a second run changes nothing);
-    a newer release is never downgraded and an install llmd did not make is never taken over (exit 10, nothing
-    changed). Ends with llmd doctor's verdict. --dry-run writes the helmfile to stdout and lists the plan.
+    Prometheus Operator CRDs with --monitoring (gke: Managed Prometheus instead, named, not installed). What is
+    present is left alone (a second run changes nothing); a newer release is never downgraded and an install
+    llmd did not make is never taken over (exit 10, nothing changed). Ends with llmd doctor's verdict.
+    --dry-run writes the helmfile to stdout and lists the plan.
 
     Exit 0 installed or nothing to do, 2 bad input, 3 a prerequisite still fails doctor, 4 cluster unreachable,
     5 apply or helmfile failed, 6 not ready in --wait-timeout, 10 refused.

@@ -41,9 +41,15 @@ def _show_status(ui, settings, report) -> None:
     for note in report.notes:
         ui.info(note)
     if report.missing:
+        from llmd.ops.preflight import INSTALL_GMP
         from llmd.ops.prereqs.fixes import install_command
+        from llmd.ops.prereqs.inspect import GMP
 
         ui.error(f"missing: {', '.join(report.missing)}")
-        ui.hint(f"`{install_command(settings, report.target.context, lws='lws' in report.missing)}` installs them")
+        if set(report.missing) - {GMP}:
+            ui.hint(f"`{install_command(settings, report.target.context, lws='lws' in report.missing)}` installs "
+                    "them")
+        if GMP in report.missing:
+            ui.hint(f"{GMP}: {INSTALL_GMP}")
     else:
         ui.ok("every needed prerequisite is present")

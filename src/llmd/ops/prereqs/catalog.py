@@ -47,6 +47,11 @@ class ChartComponent:
     deployment: str | None = None  # the controller; None: every Deployment in the namespace
     env: Mapping[str, str] = field(default_factory=dict)  # env the controller's container must carry
     crd: str | None = None  # a CRD the chart itself installs (LWS)
+    extension_release: str | None = None  # the release whose values turn the inference extension on
+    extension_sets: tuple[str, ...] = ()  # the `helm --set` items that do
+
+    def release(self, name: str) -> ChartRelease:
+        return next(r for r in self.releases if r.name == name)
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,11 @@ class Catalog:
     def control_plane(self, environment: str) -> ChartComponent | None:
         """The gateway control plane of an environment; None where the platform manages it (GKE)."""
         return None if environment in self.managed_environments else self.charts[environment]
+
+    def monitoring_bundle(self, environment: str) -> CrdBundle | None:
+        """The CRDs --monitoring needs that llmd installs; None where the platform provides the monitoring API
+        (GKE: Managed Prometheus' PodMonitoring, which deploy and doctor check there instead)."""
+        return None if environment in self.managed_environments else self.crds["prometheus-operator"]
 
     def bundle_of_group(self, group: str) -> CrdBundle | None:
         return next((b for b in self.crds.values() if group in b.groups), None)
@@ -72,9 +82,11 @@ def catalog() -> Catalog:
     for k, v in data["charts"].items():
         releases = tuple(ChartRelease(r["name"], r["chart"], tuple(r.get("needs") or ()), r.get("values") or {})
                          for r in v["releases"])
+        ext = v.get("extension") or {}
         charts[k] = ChartComponent(k, v["title"], v["namespace"], str(v["version"]), releases,
                                    dict(v.get("repositories") or {}), v.get("gateway_class"), v.get("deployment"),
-                                   {str(a): str(b) for a, b in (v.get("env") or {}).items()}, v.get("crd"))
+                                   {str(a): str(b) for a, b in (v.get("env") or {}).items()}, v.get("crd"),
+                                   ext.get("release"), tuple(str(i) for i in ext.get("set") or ()))
     return Catalog(crds, charts, tuple(data["managed_environments"]))
 
 

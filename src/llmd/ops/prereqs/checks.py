@@ -41,7 +41,7 @@ def check_control_plane(kubectl: Kubectl, settings) -> CheckResult:
 
         owned = recorded(kubectl, comp) is not None
         return CheckResult("control plane", "fail", f"{comp.title} {st.version}: {st.problem}",
-                           (fix if owned else manual_fix(comp),))
+                           (fix if owned else manual_fix(comp, st.version),))
     if not st.ready:
         return CheckResult("control plane", "fail", f"{comp.title} {st.version} is not running: {st.detail}",
                            (f"look at `kubectl get pods -n {comp.namespace}` and its events; `{fix}` waits for it",))

@@ -10,7 +10,7 @@ from typing import Any
 
 from llmd.errors import ExitCode, PrereqError
 from llmd.kube.kubectl import Kubectl, classify_failure, raise_cluster_error
-from llmd.ops.preflight import check_reachable, crd_problems, json_objects
+from llmd.ops.preflight import GKE_MONITORING_CRD, INSTALL_GMP, check_reachable, crd_problems, json_objects
 from llmd.ops.prereqs.catalog import (
     COMPONENT_LABEL,
     MANAGED_BY,
@@ -106,6 +106,20 @@ def crd_states(kubectl: Kubectl, bundles: Iterable[CrdBundle]) -> dict[str, Stat
     return {b.key: crd_state(b, crds) for b in bundles}
 
 
+GMP = "gke-managed-prometheus"  # --monitoring on a managed platform: its own monitoring API, not llmd's to install
+
+
+def gmp_state(kubectl: Kubectl) -> State:
+    """GKE Managed Prometheus' PodMonitoring CRD, which --monitoring renders on GKE instead of a PodMonitor: the
+    platform provides it (INSTALL_GMP), `llmd prereqs install` cannot."""
+    st = State(GMP, f"GKE Managed Prometheus ({GKE_MONITORING_CRD})", "crds", "managed by GKE")
+    present = get_crds(kubectl, [GKE_MONITORING_CRD])
+    st.installed = st.ok = GKE_MONITORING_CRD in present
+    st.names = tuple(present)
+    st.detail = "present" if st.ok else f"missing; llmd does not install it: {INSTALL_GMP}"
+    return st
+
+
 def image_tag(image: str) -> str:
     ref = image.split("@", 1)[0]
     name, _, tag = ref.rpartition(":")
@@ -168,10 +182,13 @@ def chart_state(kubectl: Kubectl, comp: ChartComponent, *, with_record: bool = T
 
 
 def states(kubectl: Kubectl, cat: Catalog, environment: str) -> list[State]:
-    """Every prerequisite, in install order: the CRD bundles, the environment's control plane, LWS."""
+    """Every prerequisite, in install order: the CRD bundles, the environment's control plane (or, on a managed
+    platform, its monitoring API), LWS."""
     out = list(crd_states(kubectl, cat.crds.values()).values())
     cp = cat.control_plane(environment)
     if cp is not None:
         out.append(chart_state(kubectl, cp))
+    if cat.monitoring_bundle(environment) is None:
+        out.append(gmp_state(kubectl))
     out.append(chart_state(kubectl, cat.charts["lws"]))
     return out

@@ -22,6 +22,7 @@ from llmd.errors import ExitCode, Interrupted, NotReadyError, Refused
 from llmd.kube.helm import Helmfile
 from llmd.kube.kubectl import Kubectl
 from llmd.ops import wait
+from llmd.ops.preflight import GKE_MONITORING_CRD, INSTALL_GMP
 from llmd.ops.prereqs import crds as C
 from llmd.ops.prereqs.catalog import (
     COMPONENT_LABEL,
@@ -99,8 +100,9 @@ class InstallReport:
 
 def wanted(cat: Catalog, req: Request) -> tuple[list[CrdBundle], list[ChartComponent]]:
     bundles = [cat.crds["gateway-api"], cat.crds["inference-extension"]]
-    if req.monitoring:
-        bundles.append(cat.crds["prometheus-operator"])
+    monitoring = cat.monitoring_bundle(req.environment) if req.monitoring else None
+    if monitoring is not None:
+        bundles.append(monitoring)
     charts = [c for c in (cat.control_plane(req.environment),) if c is not None]
     if req.lws:
         charts.append(cat.charts["lws"])
@@ -146,11 +148,14 @@ def decide_chart(st: State, comp: ChartComponent, fix: str) -> Step:
                                     f"llmd ({st.problem}); llmd will not take it over: {fix}")
 
 
-def manual_fix(comp: ChartComponent) -> str:
-    if comp.env:
-        sets = " ".join(f"--set pilot.env.{k}={v}" for k, v in comp.env.items())
-        return (f"set it on your install, e.g. `helm upgrade {comp.deployment} istio/{comp.deployment} -n "
-                f"{comp.namespace} --reuse-values {sets}`")
+def manual_fix(comp: ChartComponent, version: str = "") -> str:
+    """The `helm upgrade` that turns the inference extension on in an install llmd did not make, at the release
+    it runs (`version`, else the pin): llmd never takes such an install over."""
+    if comp.extension_release and comp.extension_sets:
+        chart = comp.release(comp.extension_release).chart
+        sets = " ".join(f"--set {item}" for item in comp.extension_sets)
+        return (f"set it on your install, e.g. `helm upgrade {comp.extension_release} {chart} -n {comp.namespace} "
+                f"--version {version or comp.version} --reuse-values {sets}`")
     return f"fix or remove the install in {comp.namespace}"
 
 
@@ -173,6 +178,10 @@ class Installer:
         if self.s.environment in self.cat.managed_environments:
             report.notes.append(f"environment {self.s.environment}: the platform runs the gateway control plane; "
                                 "nothing to install for it (GKE >= 1.34.0-gke.1626000 also ships the CRDs)")
+        if self.req.monitoring and self.cat.monitoring_bundle(self.s.environment) is None:
+            report.notes.append(f"--monitoring on {self.s.environment}: the stack uses GKE Managed Prometheus' "
+                                f"{GKE_MONITORING_CRD} CRD, not the Prometheus Operator's; llmd does not install it "
+                                f"(doctor checks it): {INSTALL_GMP}")
         if self.runner.dry_run:
             return self.plan(report, bundles, charts, local, path)
         self.ui.step(f"inspecting the prerequisites on {target.describe()}")
@@ -184,7 +193,7 @@ class Installer:
             report.steps.append(decide_crds(crd_st[b.key], src.version if src else b.version,
                                             src.origin if src else b.url))
         for c in charts:
-            report.steps.append(decide_chart(chart_st[c.key], c, manual_fix(c)))
+            report.steps.append(decide_chart(chart_st[c.key], c, manual_fix(c, chart_st[c.key].version)))
         refused = [s for s in report.steps if s.action == "refuse"]
         if refused:
             raise Refused("refusing to install prerequisites; nothing was changed:\n"

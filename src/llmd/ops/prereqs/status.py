@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmd.ops.prereqs.catalog import catalog
-from llmd.ops.prereqs.inspect import State, connect, states
+from llmd.ops.prereqs.inspect import GMP, State, connect, states
 from llmd.ops.target import Target
 from llmd.proc import Runner
 
@@ -24,6 +24,8 @@ def needs_lws(settings) -> bool:
 
 def needed(settings, key: str, *, lws: bool = False) -> bool:
     if key == "prometheus-operator":
+        return bool(settings.monitoring) and catalog().monitoring_bundle(settings.environment) is not None
+    if key == GMP:
         return bool(settings.monitoring)
     if key == "lws":
         return lws or needs_lws(settings)
