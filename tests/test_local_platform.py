@@ -31,6 +31,14 @@ def processes(tmp_path: Path) -> list[dict]:
     return json.loads(state_file(tmp_path).read_text())["processes"]
 
 
+def kubernetes_apply_keys() -> list[str]:
+    """The keys of `scheduler apply --json` on Kubernetes (KubernetesPlatform.apply_scheduler)."""
+    from llmd.ops.scheduler_apply import ApplyReport
+    from llmd.ops.target import Target
+
+    return [*ApplyReport(Target("ns", None, None), "profile x", "a", "b", "", []).to_dict(), "profile", "platform"]
+
+
 def gateway_url(tmp_path: Path) -> str:
     return next(p["url"] for p in processes(tmp_path) if p["role"] == "gateway")
 
@@ -79,6 +87,7 @@ def test_local_lifecycle_end_to_end(cli, tmp_path, reaper):
     assert r.exit_code == 0, r.stderr
     planned = json.loads(r.stdout)
     assert planned["status"] == "planned" and planned["changed"] is False and planned["platform"] == "local"
+    assert set(planned) == set(kubernetes_apply_keys())  # the same document as on the cluster
     assert "-  - type: prefix-cache-scorer\n" in planned["diff"] and "+        weight: 5\n" in planned["diff"]
     assert {"plugin": "default/queue-scorer", "before": "2", "after": "5"} in planned["weights"]
     assert planned["plan"] == [f"PUT {gateway_url(tmp_path)}/llmd/scheduler (profile queue, config "
