@@ -46,8 +46,8 @@ DEMO_DIR ?= $(CURDIR)/.llmd/demo
 # The checkout's own state dir: two clones (or users sharing a home) never clean up each other's local stack.
 demo compare: export LLMD_STATE_DIR ?= $(CURDIR)/.llmd/state
 LOCAL    := --platform local
-SHARED   := --workload shared-prefix --groups 48 --system-prompt-len 1024 --question-len 64 --output-tokens 32 \
-            --concurrency 16 --warmup 1s
+# shared-prefix on the local platform: 48 groups x 1024-token prefixes by default (presets/local.yaml `workload:`)
+SHARED   := --workload shared-prefix --question-len 64 --output-tokens 32 --concurrency 16 --warmup 1s
 
 demo: venv
 	@mkdir -p "$(DEMO_DIR)"; trap '$(BIN)/llmd cleanup $(LOCAL) --force; [ -z "$$ok" ] || $(DEMO_NEXT)' EXIT; set -e; \

@@ -13,7 +13,7 @@ def _commands():
     from llmd.cli.commands import COMMANDS, Group
 
     out = [[e.name] for e in COMMANDS if not isinstance(e, Group)]
-    out += [[e.name, sub] for e in COMMANDS if isinstance(e, Group) for sub in e.commands]
+    out += [[e.name, sub.name] for e in COMMANDS if isinstance(e, Group) for sub in e.verbs()]
     return out
 
 

@@ -26,7 +26,7 @@ def test_every_verb_with_json_has_o(cli):
     from llmd.cli.commands import COMMANDS, Group
 
     names = [[e.name] for e in COMMANDS if not isinstance(e, Group)]
-    names += [[e.name, sub] for e in COMMANDS if isinstance(e, Group) for sub in e.commands]
+    names += [[e.name, sub.name] for e in COMMANDS if isinstance(e, Group) for sub in e.verbs()]
     for path in names:
         r = cli(*path, "--help")
         assert r.exit_code == 0, path
@@ -64,3 +64,23 @@ def test_test_o_file_is_the_old_spelling_of_report_file(cli, tmp_path):
     assert json.loads(out.read_text())["schema"] and "old spelling of --report-file" in r.stderr
     r = cli("test", "--sim", "--perf", "--requests", "2", "--output-tokens", "4", "--report-file", str(out), "--json")
     assert r.exit_code == 0 and json.loads(r.stdout)["perf"]["files"]["json"] == str(out)
+
+
+def test_bench_compare_o_file_is_the_old_spelling_of_report_file(cli, tmp_path):
+    out = tmp_path / "compare.json"
+    # nothing deployed: the path reached --report-file (a warning, no usage error) and the run fails at the first apply
+    r = cli("bench", "compare", "--platform", "local", "--scheduler", "random,default", "--requests", "2",
+            "--output", str(out))
+    assert r.exit_code == 6, r.stderr
+    assert f"-o/--output {out} is the old spelling of --report-file {out}" in r.stderr
+    r = cli("bench", "compare", "--platform", "local", "--scheduler", "random", "-o", str(out),
+            "--report-file", str(out))
+    assert r.exit_code == 2 and "is not a format and --report-file is given too" in r.stderr
+
+
+def test_report_plot_hint_names_the_flags_that_write_reports(cli, tmp_path):
+    bad = tmp_path / "x.json"
+    bad.write_text("{}")
+    r = cli("report", "plot", str(bad))
+    assert r.exit_code == 2
+    assert "`llmd test --perf --report-file` or `llmd bench compare --report-file`" in r.stderr

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.timeout(30)
     (["--slo", "ttft=fast"], "invalid --slo ttft value"),
     (["--slo", "latency=3ms"], "invalid --slo item"),
     (["--max-error-rate", "2"], "--max-error-rate 2.0 is out of range"),
-    (["--report-file", "/nonexistent-dir/r.json"], "does not exist"),
+    (["--report-file", "/nonexistent-dir/r.json"], "--report-file /nonexistent-dir/r.json: directory"),
     (["--warmup", "-1"], "must not be negative"),
     (["--workers", "0"], "--workers 0 is out of range"),
 ])

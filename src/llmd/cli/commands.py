@@ -13,6 +13,7 @@ costs start-up nothing (bench/cli_startup.py).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,12 +52,13 @@ class Group:
 
     name: str
     help: str
-    commands: tuple[str, ...]
+    commands: tuple[str | Verb, ...]  # a Verb to give a sub-command more than its name (legacy_output, epilog)
     package: str = ""
 
     def verbs(self) -> tuple[Verb, ...]:
         package = self.package or f"llmd.cli.{_ident(self.name)}"
-        return tuple(Verb(sub, module=f"{package}.{_ident(sub)}") for sub in self.commands)
+        subs = (Verb(sub) if isinstance(sub, str) else sub for sub in self.commands)
+        return tuple(dataclasses.replace(sub, module=sub.module or f"{package}.{_ident(sub.name)}") for sub in subs)
 
 
 def _perf_epilog() -> str:
@@ -81,7 +83,7 @@ COMMANDS: tuple[Verb | Group, ...] = (
     Group("scheduler", "EPP scheduler profiles: validate, show, apply, metrics",
           ("validate", "show", "apply", "metrics")),
     Group("bench", "Benchmarks across configurations: `bench compare` runs one workload per scheduler profile.",
-          ("compare",)),
+          (Verb("compare", legacy_output=("perf_output", "--report-file")),)),
     Group("report", "Work with perf reports and comparisons: `report plot` draws a chart.", ("plot",)),
 )
 

@@ -33,9 +33,10 @@ _PERF_FLAGS: list[tuple[str, tuple[str, ...], Any, str]] = [
     ("dist", ("--dist",), str, "Length distribution: fixed|uniform|normal|lognormal (default fixed)"),
     ("dist_spread", ("--dist-spread",), float, "Relative spread of --dist (default 0.25)"),
     ("seed", ("--seed",), int, "Seed of prompts, lengths and Poisson arrivals (default 0)"),
-    ("groups", ("--groups",), int, "shared-prefix: number of groups (default 8)"),
+    ("groups", ("--groups",), int, "shared-prefix: number of groups (default 8; --platform local: 48)"),
     ("prompts_per_group", ("--prompts-per-group",), int, "shared-prefix: prompts per group (default 16)"),
-    ("system_prompt_len", ("--system-prompt-len",), int, "shared-prefix: shared prefix tokens (default 512)"),
+    ("system_prompt_len", ("--system-prompt-len",), int,
+     "shared-prefix: shared prefix tokens (default 512; --platform local: 1024)"),
     ("question_len", ("--question-len",), int, "shared-prefix: question tokens (default 64)"),
     ("dataset", ("--dataset",), str, "file: JSONL of prompts/messages or a ShareGPT JSON file"),
     ("api", ("--api",), str, "chat|completions (default chat)"),
@@ -74,11 +75,14 @@ def perf_epilog() -> str:
     return "Perf metrics: " + " ".join(f"{k}: {v}" for k, v in METRICS.items())
 
 
-def build_perf_options(values: dict[str, Any]):
-    """Flag values (None = not given) -> validated PerfOptions; ConfigError (exit 2) on bad input."""
+def build_perf_options(values: dict[str, Any], defaults: dict[str, dict[str, Any]] | None = None):
+    """Flag values (None = not given) -> validated PerfOptions; ConfigError (exit 2) on bad input. `defaults`: per
+    workload, values for the flags not given (Platform.perf_defaults); a given flag always wins."""
     from llmd.loadgen.options import PerfOptions, parse_seconds
 
     given = {k: v for k, v in values.items() if v is not None}
+    for key, value in (defaults or {}).get(given.get("workload", "synthetic"), {}).items():
+        given.setdefault(key, value)
     for key in _SECONDS:
         if key in given:
             given[key] = parse_seconds(given[key], "--" + key.replace("_", "-"))

@@ -64,7 +64,10 @@ def test(
 
         check_perf_flags(perf, perf_values)
         warn_test_settings(flags, FLAG_NAMES, "url" if url else "sim" if sim else "cluster", ui.warn)
-        perf_opts = build_perf_options(perf_values)
+        from llmd.platform import select
+
+        # against the deployed stack its platform may size the workload (local: shared prefixes ~6x one replica's cache)
+        perf_opts = build_perf_options(perf_values, None if (url or sim) else select(settings).perf_defaults())
         if perf and not perf_opts.output:  # the report's default home: unusable is bad input now, not after the run
             from llmd.paths import require_state_dir
 

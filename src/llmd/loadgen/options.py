@@ -117,7 +117,7 @@ class PerfOptions:
         elif self.dataset:
             raise ConfigError(f"--dataset is only used with --workload file (got --workload {self.workload})",
                               "add --workload file or drop --dataset")
-        for flag, path in (("--output", self.output), ("--csv", self.csv),
+        for flag, path in (("--report-file", self.output), ("--csv", self.csv),
                            ("--benchmark-report", self.benchmark_report)):
             if path:
                 parent = Path(path).expanduser().resolve().parent

@@ -28,7 +28,8 @@ def series(doc: dict[str, Any]) -> tuple[str, list[tuple[str, dict[str, Any]]]]:
         return (f"perf report ({workload} workload)" if workload else "perf report",
                 [(str(s.get("label") or s.get("name")), stage_summary(s)) for s in stages])
     raise ConfigError(f"not an llmd perf report or comparison (schema {schema or 'missing'!r})",
-                      hint="pass a JSON file written by `llmd test --perf --output` or `llmd bench compare --output`")
+                      hint="pass a JSON file written by `llmd test --perf --report-file` or "
+                           "`llmd bench compare --report-file`")
 
 
 def load(path: Path) -> dict[str, Any]:

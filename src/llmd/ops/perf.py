@@ -182,7 +182,7 @@ def check_written(report: PerfReport) -> None:
         from llmd.errors import ConfigError
 
         raise ConfigError("perf results shown above, but not saved: " + "; ".join(report.write_errors),
-                          hint="pick a writable --output/--csv/--benchmark-report path (or LLMD_STATE_DIR) "
+                          hint="pick a writable --report-file/--csv/--benchmark-report path (or LLMD_STATE_DIR) "
                                "and re-run")
 
 

@@ -49,6 +49,11 @@ class Platform(Protocol):
         (llmd.ops.scheduler_metrics.Snapshot)."""
         ...
 
+    def perf_defaults(self) -> dict[str, dict[str, Any]]:
+        """Per workload, PerfOptions values that replace the generic defaults of the flags a user did not give when
+        the load goes to this platform's stack (the local twin sizes shared-prefix against its replicas' cache)."""
+        ...
+
     def pick_counts(self, settings: Settings) -> dict[str, int] | None:
         """Requests routed to each endpoint so far, when the platform can tell (the local gateway can)."""
         ...

@@ -41,6 +41,9 @@ class KubernetesPlatform:
 
         return MetricsSession(settings, runner, ui)
 
+    def perf_defaults(self) -> dict[str, dict[str, Any]]:
+        return {}  # a cluster's size is its own: the generic workload defaults
+
     def pick_counts(self, settings) -> dict[str, int] | None:
         return None  # the EPP exports no per-endpoint pick counter
 

@@ -61,6 +61,12 @@ def sim_flags() -> list[str]:
     return out
 
 
+def perf_defaults() -> dict[str, dict[str, Any]]:
+    """The preset's `workload:` section as PerfOptions fields: {"shared-prefix": {"groups": 48, ...}}."""
+    return {workload: {k.replace("-", "_"): v for k, v in values.items()}
+            for workload, values in (preset().get("workload") or {}).items()}
+
+
 @dataclass
 class LocalProcess:
     name: str  # replica-0 .. replica-N, gateway
@@ -468,6 +474,9 @@ class LocalPlatform:
     def metrics_session(self, settings, runner, ui):
         state, gw = self._running_gateway(settings, NotReadyError)
         return LocalMetricsSession(state, gw)
+
+    def perf_defaults(self) -> dict[str, dict[str, Any]]:
+        return perf_defaults()
 
     def pick_counts(self, settings) -> dict[str, int] | None:
         _, gw = self._running_gateway(settings)

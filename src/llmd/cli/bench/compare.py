@@ -34,7 +34,9 @@ def compare(ctx: typer.Context, *, no_chart: Annotated[bool, typer.Option(
     ui, settings = load(ctx, flags, sets, config, json_mode=json, json_errors=json)
     with json_failure(ui, json):
         profiles = parse_profiles(profiles_text)
-        perf_opts = build_perf_options(perf_values)
+        from llmd.platform import select
+
+        perf_opts = build_perf_options(perf_values, select(settings).perf_defaults())
     output = Path(perf_opts.output) if perf_opts.output else default_output()
     runner = make_runner(ctx, ui)
     from llmd.ops.compare import run_compare
