@@ -221,8 +221,13 @@ def test_precise_prefix_scorer_consecutive_blocks_min_max_over_hit_endpoints():
 
 def test_precise_prefix_speculative_indexing_until_events_confirm():
     e = eps(a={"block_size": 4}, b={"block_size": 4})
-    sc = S.PrecisePrefixCacheScorer("p", {"indexerConfig": {"speculativeIndexing": True}}, RNG)
     req = Request("m", b"", text="alpha beta gamma delta epsilon zeta eta theta ")
+    guide = S.PrecisePrefixCacheScorer("p", {"indexerConfig": {"speculativeIndexing": True}}, RNG)
+    seen = Cycle()
+    guide.score(seen, req, e)
+    guide.pre_request(seen, req, e[1])  # where the v0.6 guide writes it, v0.7.1 ignores it: nothing indexed
+    assert guide.score(Cycle(), req, e) == {"a": 0.0, "b": 0.0}
+    sc = S.PrecisePrefixCacheScorer("p", {"speculativeIndexing": True}, RNG)
     cyc = Cycle()
     assert sc.score(cyc, req, e) == {"a": 0.0, "b": 0.0}
     sc.pre_request(cyc, req, e[1])

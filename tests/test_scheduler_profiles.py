@@ -344,3 +344,26 @@ def test_two_contents_under_one_set_file_name_render_different_epp_pod_templates
     args = random_pod["spec"]["containers"][0]["args"]
     config_file = args[args.index("--config-file") + 1].removeprefix("/config/")
     assert "random-picker" in random_cm["data"][config_file]
+
+
+def test_a_set_that_splits_the_epp_and_vllm_block_sizes_is_refused():
+    """--set bypasses the wiring: a decode args override, or a precise config put in by --set on a profile whose
+    model servers publish no KV events, would leave vLLM's blocks unmatched by the EPP's."""
+    import json
+
+    args = load_settings({"scheduler": "precise-prefix", "no_hf_token": True}, environ={},
+                         sets=['values.ms.decode.containers[0].args=["--block-size=16"]'])
+    with pytest.raises(ConfigError, match="uses block size 64 but the model servers get --block-size=16"):
+        render_bundle(args)
+    text = yamlsafe.dump(effective_config("precise-prefix", model="m/x"))
+    by_set = load_settings({"no_hf_token": True}, environ={}, sets=[
+        f"values.gaie.inferenceExtension.pluginsCustomConfig={json.dumps({'c.yaml': text})}",
+        "values.gaie.inferenceExtension.pluginsConfigFile=c.yaml"])
+    with pytest.raises(ConfigError, match=re.escape("get no --block-size (vLLM's default 16)")):
+        render_bundle(by_set)
+    for accelerator in ("nvidia-l40s", "sim"):  # what llmd wires itself agrees, on vLLM and the simulator
+        render_bundle(load_settings({"scheduler": "precise-prefix", "accelerator": accelerator, "no_hf_token": True},
+                                    environ={}))
+    gke = load_settings({"scheduler": "precise-prefix", "environment": "gke", "no_hf_token": True}, environ={})
+    assert "--block-size=64" in render_bundle(gke).manifest_docs("values/ms.yaml")[0]["decode"]["containers"][0][
+        "args"][0]  # the libcuda shell script carries it too

@@ -47,7 +47,8 @@ def test_missing_schedule_profiles_is_the_generated_default_profile():
     assert findings("plugins:\n- type: queue-scorer\n") == []
 
 
-PRECISE = "plugins:\n- type: precise-prefix-cache-scorer\n  parameters:\n"
+PRECISE_BARE = "plugins:\n- type: precise-prefix-cache-scorer\n  parameters:\n"
+PRECISE = PRECISE_BARE + "    indexerConfig: {tokenizersPoolConfig: {modelName: m/x}}\n"  # the one required parameter
 # (body, severity, path, message part, fix part, line, column); line 1-2 are apiVersion/kind
 RULES = [
     ("apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nplugins: [{type: queue-scorer}]\n",
@@ -137,31 +138,39 @@ RULES = [
     # nested parameters of precise-prefix-cache-scorer (the v0.7.1 structs, docs/epp-plugins.md), checked recursively
     (PRECISE + "    tokenProcessorConfig: {blockSize: big}\n", "error",
      "plugins[0].parameters.tokenProcessorConfig.blockSize", "tokenProcessorConfig.blockSize must be an integer, "
-     "got 'big'", "blockSize: <int>", 6, 39),
+     "got 'big'", "blockSize: <int>", 7, 39),
     (PRECISE + "    tokenProcessorConfig: {blocksize: \"32\"}\n", "error",  # Go's json matches any case
-     "plugins[0].parameters.tokenProcessorConfig.blocksize", "must be an integer, got '32'", None, 6, 39),
+     "plugins[0].parameters.tokenProcessorConfig.blocksize", "must be an integer, got '32'", None, 7, 39),
     (PRECISE + "    tokenProcessorConfig: {blockSize: 64, blockSiz: 32}\n", "warning",
      "plugins[0].parameters.tokenProcessorConfig.blockSiz", "does not take parameter 'tokenProcessorConfig.blockSiz'; "
-     "the EPP ignores it", "did you mean 'tokenProcessorConfig.blockSize'?", 6, 43),
+     "the EPP ignores it", "did you mean 'tokenProcessorConfig.blockSize'?", 7, 43),
     (PRECISE + "    tokenProcessorConfig: {hashSeed: \"42\"}\n", "error", "plugins[0].parameters.tokenProcessorConfig",
-     "without blockSize leaves the block size 0", "vLLM's --block-size follows it", 6, 5),
+     "without blockSize leaves the block size 0", "vLLM's --block-size follows it", 7, 5),
     (PRECISE + "    tokenProcessorConfig: {blockSize: 0}\n", "error",
-     "plugins[0].parameters.tokenProcessorConfig.blockSize", "blockSize must be greater than 0", None, 6, 39),
+     "plugins[0].parameters.tokenProcessorConfig.blockSize", "blockSize must be greater than 0", None, 7, 39),
     (PRECISE + "    kvEventsConfig: {topicFilter: kv@, concurrency: \"4\"}\n", "error",
-     "plugins[0].parameters.kvEventsConfig.concurrency", "kvEventsConfig.concurrency must be an integer", None, 6, 53),
+     "plugins[0].parameters.kvEventsConfig.concurrency", "kvEventsConfig.concurrency must be an integer", None, 7, 53),
     (PRECISE + "    kvEventsConfig: {discoverPods: 1}\n", "error", "plugins[0].parameters.kvEventsConfig.discoverPods",
-     "must be true or false, got 1", None, 6, 36),
+     "must be true or false, got 1", None, 7, 36),
     (PRECISE + "    kvEventsConfig: tcp://*:5557\n", "error", "plugins[0].parameters.kvEventsConfig",
-     "kvEventsConfig must be a mapping of zmqEndpoint", "kvEventsConfig: {zmqEndpoint: ...}", 6, 21),
+     "kvEventsConfig must be a mapping of zmqEndpoint", "kvEventsConfig: {zmqEndpoint: ...}", 7, 21),
     (PRECISE + "    kvEventsConfig: {zmqEndpiont: tcp://*:5557}\n", "warning",
      "plugins[0].parameters.kvEventsConfig.zmqEndpiont", "does not take parameter 'kvEventsConfig.zmqEndpiont'",
-     "did you mean 'kvEventsConfig.zmqEndpoint'?", 6, 22),
-    (PRECISE + "    indexerConfig:\n      speculativeIndexing: true\n", "warning",
-     "plugins[0].parameters.indexerConfig.speculativeIndexing", "ignores parameter 'indexerConfig.speculativeIndexing'",
-     "use speculativeIndexing: v0.7.1 reads speculativeIndexing at the top level", 7, 7),
-    (PRECISE + "    indexerConfig:\n      tokenizersPoolConfig:\n        uds: {socketFile: 5}\n", "error",
-     "plugins[0].parameters.indexerConfig.tokenizersPoolConfig.uds.socketFile",
-     "indexerConfig.tokenizersPoolConfig.uds.socketFile must be a string, got 5", None, 8, 27),
+     "did you mean 'kvEventsConfig.zmqEndpoint'?", 7, 22),
+    (PRECISE_BARE + "    indexerConfig:\n      tokenizersPoolConfig: {modelName: m/x}\n"
+     "      speculativeIndexing: true\n",
+     "warning", "plugins[0].parameters.indexerConfig.speculativeIndexing",
+     "ignores parameter 'indexerConfig.speculativeIndexing'",
+     "use speculativeIndexing: v0.7.1 reads speculativeIndexing at the top level", 8, 7),
+    (PRECISE_BARE + "    indexerConfig:\n      tokenizersPoolConfig:\n        modelName: m/x\n"
+     "        uds: {socketFile: 5}\n",
+     "error", "plugins[0].parameters.indexerConfig.tokenizersPoolConfig.uds.socketFile",
+     "indexerConfig.tokenizersPoolConfig.uds.socketFile must be a string, got 5", None, 9, 27),
+    (PRECISE_BARE + "    indexerConfig:\n      tokenizersPoolConfig: {workersCount: 2}\n", "error",
+     "plugins[0].parameters.indexerConfig.tokenizersPoolConfig", "needs indexerConfig.tokenizersPoolConfig.modelName",
+     "tokenizersPoolConfig: {modelName: <the served model>}", 7, 7),
+    ("plugins:\n- type: precise-prefix-cache-scorer\n", "error", "plugins[0].type",
+     "without it the plugin fails to initialise", "--scheduler precise-prefix sets it", 4, 9),
     ("plugins:\n- type: queue-scorer\n- type: tokenizer\n  parameters:\n    udsTokenizerConfig: {socketFile: 1}\n",
      "error", "plugins[1].parameters.udsTokenizerConfig.socketFile", "udsTokenizerConfig.socketFile must be a string",
      None, 7, 38),
@@ -184,7 +193,7 @@ def test_every_rule_with_position_and_fix(body, severity, path, message, fix, li
 def test_nested_nulls_and_the_profile_shape_pass():
     """`local: null` (the guide's spelling of "not this tokenizer") sets nothing; the precise-prefix profile's shape
     has no finding at all."""
-    assert findings(PRECISE + "    tokenProcessorConfig: {blockSize: 64, hashSeed: \"42\"}\n    indexerConfig:\n"
+    assert findings(PRECISE_BARE + "    tokenProcessorConfig: {blockSize: 64, hashSeed: \"42\"}\n    indexerConfig:\n"
                     "      tokenizersPoolConfig: {modelName: m/x, local: null, hf: null, uds: {socketFile: /tmp/s}}\n"
                     "      kvBlockIndexConfig: {enableMetrics: true, metricsLoggingInterval: 60000000000}\n"
                     "    kvEventsConfig: {topicFilter: kv@, concurrency: 4, discoverPods: false, zmqEndpoint: x}\n"
@@ -254,15 +263,22 @@ IGNORED_IN_UPSTREAM_SAMPLES = {
 }
 
 
+# ... and one the v0.7.1 factory refuses: its precise sample has no tokenizersPoolConfig.modelName ("modelName is
+# required in indexerConfig.tokenizersPoolConfig", pkg/plugins/scorer/precise_prefix_cache.go).
+REFUSED_UPSTREAM_SAMPLES = {"epp-precise-prefix-cache-config.yaml": [("plugins[2].parameters.indexerConfig", 13, 7)]}
+
+
 def test_upstream_configs_of_the_pinned_release_pass(upstream):
     files = sorted((upstream / "llm-d-inference-scheduler-v0.7.1").glob("*.yaml"))
     files.append(upstream / "llm-d-guides-v0.6/precise-prefix-cache-aware/gaie-kv-events/values.yaml")
     assert len(files) >= 5
     for f in files:
         found = check_file(str(f))
-        assert errors(found) == [], f.name
-        assert [(w.path, w.line, w.column) for w in found] == IGNORED_IN_UPSTREAM_SAMPLES.get(f.name, []), f.name
-        assert all("ignores parameter" in w.message for w in found), f.name
+        assert [(e.path, e.line, e.column) for e in errors(found)] == REFUSED_UPSTREAM_SAMPLES.get(f.name, []), f.name
+        assert all("tokenizersPoolConfig.modelName" in e.message for e in errors(found))
+        warnings = [w for w in found if w.severity == "warning"]
+        assert [(w.path, w.line, w.column) for w in warnings] == IGNORED_IN_UPSTREAM_SAMPLES.get(f.name, []), f.name
+        assert all("ignores parameter" in w.message for w in warnings), f.name
 
 
 # ---- CLI ----------------------------------------------------------------------------------------

@@ -326,7 +326,8 @@ class PrecisePrefixCacheScorer(Scorer):
 
     def __init__(self, name: str, params: dict[str, Any], rng: random.Random) -> None:
         super().__init__(name, params, rng)
-        self.speculative = bool((params.get("indexerConfig") or {}).get("speculativeIndexing", False))
+        # v0.7.1 reads speculativeIndexing at the top of the parameters; the guide's indexerConfig spelling is ignored
+        self.speculative = params.get("speculativeIndexing") is True
         self.held: dict[str, set[int]] = {}  # endpoint -> block keys its KV events say it holds
         self.spec: dict[str, dict[int, float]] = {}  # endpoint -> key -> expiry (monotonic)
 

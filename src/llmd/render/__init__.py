@@ -13,7 +13,7 @@ __all__ = ["Bundle", "render_bundle"]
 def render_bundle(settings) -> Bundle:
     from llmd import __version__, presets
     from llmd.render import bundle as B
-    from llmd.render import engine, manifests, mirror, values
+    from llmd.render import engine, kv_events, manifests, mirror, values
     from llmd.scheduler import selection
 
     charts = presets.load("defaults")["charts"]
@@ -25,6 +25,7 @@ def render_bundle(settings) -> Bundle:
         "ms": values.apply_overrides(values.ms_values(settings, chosen), "ms", overrides),
     }
     renamed = values.check_gaie(chart_values["gaie"], charts["gaie"]["version"])
+    kv_events.check_model_servers(chart_values["gaie"], chart_values["ms"])
     rules = mirror.mirror_rules(settings)
     for tree in chart_values.values():  # after --set: a user-given image is mirrored too
         mirror.rewrite_images(tree, rules)

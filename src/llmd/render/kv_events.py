@@ -118,3 +118,28 @@ def vllm_args(settings: Any, kv: KvEvents, port: int) -> list[str]:
 def sim_args(settings: Any, kv: KvEvents) -> list[str]:
     """llm-d-inference-sim publishes KV events itself when --enable-kvcache is on (topic kv@<POD_IP>@<model>)."""
     return [f"--zmq-endpoint={epp_endpoint(settings, kv)}"]
+
+
+def check_model_servers(gaie: dict[str, Any], ms: dict[str, Any]) -> None:
+    """After --set: the config the EPP will run and the model servers' args must still agree (a --set of the
+    decode args or of pluginsCustomConfig bypasses the wiring above). The EPP hashes KV blocks of
+    tokenProcessorConfig.blockSize tokens and matches them to vLLM's events: another --block-size never hits."""
+    ext = gaie.get("inferenceExtension") or {}
+    text = (ext.get("pluginsCustomConfig") or {}).get(ext.get("pluginsConfigFile"))
+    if not isinstance(text, str):
+        return  # a chart built-in config: no precise scorer
+    from llmd.render import yamlsafe
+
+    doc = yamlsafe.load(text)
+    kv = wiring(doc) if isinstance(doc, dict) else None
+    if kv is None:
+        return
+    args = [str(a) for c in (ms.get("decode") or {}).get("containers") or [] for a in c.get("args") or []]
+    sizes = {int(m) for m in re.findall(r"--block-size[= ](\d+)", " ".join(args))}
+    if sizes != {kv.block_size}:
+        got = ", ".join(f"--block-size={s}" for s in sorted(sizes)) or "no --block-size (vLLM's default 16)"
+        raise ConfigError(f"the EPP's precise-prefix-cache-scorer uses block size {kv.block_size} but the model "
+                          f"servers get {got}: KV-event block keys would never match",
+                          hint="set the block size once, with --scorer-param precise-prefix-cache-scorer."
+                               "tokenProcessorConfig.blockSize=N (vLLM follows it), and give a precise config with "
+                               "--scheduler-config FILE rather than --set so the model servers are wired for it")

@@ -167,6 +167,8 @@ class _Checker:
         return False
 
     def parameters(self, params: Any, ptype: str, path: Path) -> None:
+        if params is None and ptype == "precise-prefix-cache-scorer":
+            params = {}  # no parameters still needs the tokenizer's model name
         if params is None:
             return
         if not isinstance(params, dict):
@@ -185,6 +187,7 @@ class _Checker:
                          "blockSizeTokens is what counts", key=True)
         if ptype == "precise-prefix-cache-scorer":
             self.block_size(params, path)
+            self.tokenizer_model(params, path)
 
     def fields(self, node: dict[str, Any], spec: dict[str, Any], ptype: str, path: Path, nested: tuple[str, ...]
                ) -> None:
@@ -242,6 +245,25 @@ class _Checker:
         elif registry.type_matches(size, "int") and size <= 0:
             self.add(ERROR, (*tpath, next(k for k in tp if str(k).lower() == "blocksize")),
                      f"blockSize must be greater than 0, got {size}", "blockSize: 64")
+
+    def tokenizer_model(self, params: dict[str, Any], path: Path) -> None:
+        """v0.7.1's factory refuses a precise-prefix-cache-scorer whose indexerConfig.tokenizersPoolConfig.modelName
+        is empty ("modelName is required in indexerConfig.tokenizersPoolConfig"): the EPP would not start."""
+        model = registry.lookup(registry.lookup(registry.lookup(params, "indexerConfig"), "tokenizersPoolConfig"),
+                                "modelName")
+        if isinstance(model, str) and model:
+            return
+        where: Path = path if params else (*path[:-1], "type")  # no parameters: point at the plugin
+        node: Any = params
+        for name in ("indexerConfig", "tokenizersPoolConfig"):  # the deepest mapping that exists
+            key = next((k for k in node if str(k).lower() == name.lower()), None) if isinstance(node, dict) else None
+            if key is None or not isinstance(node[key], dict):
+                break
+            where, node = (*where, key), node[key]
+        self.add(ERROR, where, "precise-prefix-cache-scorer needs indexerConfig.tokenizersPoolConfig.modelName (the "
+                 "model whose tokenizer it loads); without it the plugin fails to initialise",
+                 "tokenizersPoolConfig: {modelName: <the served model>} (--scheduler precise-prefix sets it)",
+                 key=where[-1] not in ("parameters", "type"))
 
     def mode(self, value: Any, ptype: str, path: Path, rename: registry.Rename) -> None:
         """`mode:` from llm-d-inference-scheduler v0.2: approximate/estimate is what prefix-cache-scorer already
