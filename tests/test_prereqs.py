@@ -376,11 +376,24 @@ def test_chart_sources_are_settings_too_and_flags_win_name_by_name(cli, fp, fake
     assert yaml.safe_load(r.stdout)["repositories"] == [{"name": "istio", "url": "https://config.corp/istio"}]
 
 
+def test_a_chart_source_setting_for_another_component_is_not_an_error(cli, fp, fake, tmp_path, monkeypatch):
+    """One config for every environment: its LWS and agentgateway mirrors do not break a plain Istio install."""
+    monkeypatch.setenv("LLMD_PREREQ_CHARTS", "lws=oci://m.corp/lws/lws,agentgateway=oci://m.corp/agw/agentgateway,"
+                                             "istiod=oci://m.corp/istio/istiod")
+    r = cli("prereqs", "install", "--context", CTX, "--dry-run", "--out", str(tmp_path / "out"))
+    assert r.exit_code == 0, r.stderr
+    charts = {rel["name"]: rel["chart"] for rel in yaml.safe_load(r.stdout)["releases"]}
+    assert charts == {"istio-base": "istio/base", "istiod": "oci://m.corp/istio/istiod"}
+    r = cli("prereqs", "install", "--context", CTX, "--dry-run", "--out", str(tmp_path / "out2"), "--lws")
+    assert "oci://m.corp/lws/lws" in r.stdout
+
+
 def test_a_bad_chart_source_setting_names_where_it_came_from(cli, fp, fake, tmp_path, monkeypatch):
     monkeypatch.setenv("LLMD_PREREQ_CHARTS", "nginx=oci://x/nginx")
     r = cli("prereqs", "install", "--context", CTX, "--dry-run", "--out", str(tmp_path / "out"))
     assert r.exit_code == 2
     assert "prereq_charts (from env LLMD_PREREQ_CHARTS) 'nginx=oci://x/nginx': no release named 'nginx'" in r.stderr
+    assert "names: istio-base, istiod, agentgateway-crds, agentgateway, lws" in r.stderr
     assert not fp.calls
 
 

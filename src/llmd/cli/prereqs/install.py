@@ -47,7 +47,10 @@ def install(ctx: typer.Context, *, lws: LwsOpt = False, crd_dir: CrdDirOpt = Non
         repos = [n for c in charts for n in c.repositories]
         origin = " and ".join(dict.fromkeys(settings.sources[k] for k in ("prereq_charts", "prereq_repos")
                                             if k in settings.sources))
-        configured = ChartSources.parse(settings.prereq_charts, settings.prereq_repos, release_charts(charts), repos,
+        # a setting may name any component's release (one config for every -e): only this install's are used
+        every = list(catalog().charts.values())
+        configured = ChartSources.parse(settings.prereq_charts, settings.prereq_repos, release_charts(every),
+                                        [n for c in every for n in c.repositories],
                                         labels=(f"prereq_charts (from {origin})", f"prereq_repos (from {origin})"))
         sources = ChartSources.parse(chart or [], repo or [], release_charts(charts), repos).over(configured)
         req = dataclasses.replace(req, sources=sources, image_mirror=tuple(mirror_rules(settings)))
