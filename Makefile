@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 TOOLS  := .tools/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: all venv tools lint test demo compare bench clean
+.PHONY: all venv tools lint test e2e e2e-build demo compare bench clean
 
 all: test
 

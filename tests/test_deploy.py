@@ -80,19 +80,29 @@ def test_second_identical_deploy_changes_nothing(cli, fake, fp):  # F25
     assert not any(c[-1] == "-" and "apply" in c for c in calls)
 
 
-def test_changed_settings_resync_even_when_releases_are_deployed(cli, fake, fp):
+@pytest.mark.parametrize("why", ["older bundle", "pool deleted"])
+def test_resync_when_releases_are_deployed_but_settings_changed_or_a_chart_object_was_deleted(cli, fake, fp, why):
+    """An InferencePool deleted by hand leaves every release deployed and the bundle unchanged (the route reports
+    ResolvedRefs=False/BackendNotFound): the digest shortcut must not skip the sync that re-creates it."""
     fake.preflight(ns_exists=True)
     fake.releases(fake.all_deployed())
-    fake.state("0" * 64)  # an older bundle
+    if why == "older bundle":
+        fake.state("0" * 64)
+    else:
+        fake.state(rendered_digest(*SIM))
+        fake.chart_objects(without=(fake.s.pool_name,))
     fake.decode(None)
     fake.reg(fake.helmfile_sync(), "ok\n")
     fake.apply_stdin()
     fake.apply_file("manifests/httproute.yaml")
     fake.watch(fake.ready_items())
     fake.releases(fake.all_deployed())
-    r = cli("deploy", "--context", CTX, *SIM)
+    r = cli("deploy", "--context", CTX, *SIM, "--json")
     assert r.exit_code == 0, r.stderr
     assert fake.helmfile_sync() in tool_calls(fp)
+    assert next(s for s in json.loads(r.stdout)["steps"] if s["step"] == "helmfile sync")["status"] == "done"
+    missing = f"InferencePool {fake.s.pool_name} is missing from the cluster"
+    assert (missing in r.stderr) is (why == "pool deleted"), r.stderr
 
 
 def test_a_scheduler_change_waits_until_the_new_epp_has_replaced_the_old_one(cli, fake, fp, clock):  # F71

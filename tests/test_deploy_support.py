@@ -316,6 +316,16 @@ class Fake:
                 deployment(s.decode_deployment, s.replicas if decode_ready is None else decode_ready, s.replicas),
                 route(s.httproute_name), *pods]
 
+    CHART_KINDS = "deployments.apps,gateways.gateway.networking.k8s.io,inferencepools.inference.networking.k8s.io"
+
+    def chart_objects(self, *, without: tuple[str, ...] = ()) -> None:
+        """What the charts created, as an unchanged redeploy reads it before skipping the sync (minus `without`)."""
+        s = self.s
+        items = [deployment(s.epp_name, 1), deployment(s.gateway_service, 1), gateway(s.gateway_name),
+                 deployment(s.decode_deployment, s.replicas, s.replicas), obj("InferencePool", s.pool_name)]
+        self.reg(self.k("get", self.CHART_KINDS, "--output", "json"),
+                 lst(*[i for i in items if i["metadata"]["name"] not in without]))
+
     def watch(self, *snapshots: list[dict]) -> None:
         for items in snapshots:
             self.reg(self.watch_argv(), lst(*items))
@@ -340,6 +350,8 @@ class Fake:
         if first:
             self.apply_stdin()  # namespace
         self.state(None if first else digest)
+        if not first and digest is not None:
+            self.chart_objects()
         if first:
             self.reg(self.helmfile_sync(), "Upgrading release=infra-inference-scheduling, chart=x\n")
             self.apply_stdin()  # state ConfigMap

@@ -142,3 +142,21 @@ def test_real_kubectl_against_a_refusing_server_shows_its_verdict_not_client_go_
         details = json.loads(r.stdout)["details"]
         assert f"The connection to the server 127.0.0.1:{port} was refused" in details
         assert "memcache.go" not in details and "memcache.go" not in r.stderr
+
+
+def test_a_pool_deleted_by_hand_is_degraded_with_the_deploy_that_re_creates_it(cli, fake):
+    """The releases are deployed but the InferencePool is gone: the route reports BackendNotFound and the hint
+    names the deploy that re-creates it (a deploy re-syncs when a chart object is missing)."""
+    s = fake.s
+    gone = f"backend InferencePool {s.pool_name} not found"
+    cluster(fake, pool=False, route_obj=obj("HTTPRoute", s.httproute_name, status={"parents": [{"conditions": [
+        {"type": "Accepted", "status": "True", "reason": "Accepted"},
+        {"type": "ResolvedRefs", "status": "False", "reason": "BackendNotFound", "message": gone}]}]}))
+    r = cli("status", "--context", CTX, "--accelerator", "sim", "--json")
+    assert r.exit_code == 6, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["verdict"] == "degraded"
+    assert f"InferencePool {s.pool_name} not found" in doc["problems"]
+    assert f"HTTPRoute ResolvedRefs=False (BackendNotFound: {gone})" in doc["problems"]
+    assert doc["hint"].startswith(f"InferencePool {s.pool_name} missing although every release is deployed")
+    assert f"`llmd deploy -n {NS} --context {CTX}`" in doc["hint"]

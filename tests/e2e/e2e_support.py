@@ -31,12 +31,14 @@ def kubectl_json(cluster: LocalCluster, tools, *args: str) -> dict:
     return json.loads(cluster.kubectl(tools["kubectl"], *args, "-o", "json").stdout)
 
 
-def namespaced_objects(cluster: LocalCluster, tools, ns: str) -> list[str]:
-    """Every object of every listable namespaced kind in `ns` (what cleanup must have removed)."""
+def namespaced_objects(cluster: LocalCluster, tools, ns: str, selector: str | None = None) -> list[str]:
+    """Every object of every listable namespaced kind in `ns` (what cleanup must have removed), or only those
+    matching the label `selector`."""
     k = tools["kubectl"]
     kinds = cluster.kubectl(k, "api-resources", "--namespaced=true", "--verbs=list", "-o", "name").stdout.split()
     skip = {"events", "events.events.k8s.io"}
-    out = cluster.kubectl(k, "get", ",".join(x for x in kinds if x not in skip), "-n", ns,
+    labels = ("-l", selector) if selector else ()
+    out = cluster.kubectl(k, "get", ",".join(x for x in kinds if x not in skip), "-n", ns, *labels,
                           "--ignore-not-found", "-o", "json", timeout=120).stdout
     items = yaml.safe_load(out).get("items", []) if out.strip() else []
     return [f"{i['kind']}/{i['metadata']['name']}" for i in items]

@@ -45,6 +45,16 @@ def _cond(ctype: str, ok: bool, reason: str, message: str, generation: int, old:
             "lastTransitionTime": prev["lastTransitionTime"] if same and prev else _now()}
 
 
+def _namespace_terminating(response: httpx.Response) -> bool:
+    """The 403 for creating (the gateway workload) in a namespace being deleted with its Gateway still listed: a
+    real controller retries too, and the next round no longer sees that Gateway."""
+    try:
+        causes = ((response.json().get("details") or {}).get("causes")) or []
+    except ValueError:
+        return False
+    return response.status_code == 403 and any(c.get("reason") == "NamespaceTerminating" for c in causes)
+
+
 def _strip_times(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: _strip_times(v) for k, v in obj.items() if k != "lastTransitionTime"}
@@ -84,7 +94,8 @@ class GatewayController:
                     # starting again after an outage (429/5xx), a write that lost a race (409), an object deleted
                     # between the list and the status write (404): the next round sees the new state, as with
                     # controller-runtime; anything else is a bug in this controller
-                    if exc.response.status_code not in (404, 409, 429) and exc.response.status_code < 500:
+                    if (exc.response.status_code not in (404, 409, 429) and exc.response.status_code < 500
+                            and not _namespace_terminating(exc.response)):
                         self.errors.append(f"{exc.request.method} {exc.request.url}: {exc}")
                         del self.errors[:-20]
                 except Exception:  # recorded for the tests; the controller keeps going like a real one

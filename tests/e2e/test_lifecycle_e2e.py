@@ -90,6 +90,12 @@ def test_sim_stack_lifecycle(cluster, tools, crds, llmd, ns):
     assert _uid_set(cluster, tools, ns, decode_sel) == decode_before, "the decode pods were restarted"
     epp_after = _uid_set(cluster, tools, ns, epp_sel)
     assert epp_after and not (epp_after & epp_before), "the EPP did not roll"
+    # deploy returned only once the real controller reported the rollout complete (rule 15, F71)
+    epp = kubectl_json(cluster, tools, "get", "deployment", "-n", ns, "gaie-inference-scheduling-epp")
+    st = epp["status"]
+    assert st["observedGeneration"] >= epp["metadata"]["generation"] > 1
+    assert st["updatedReplicas"] == st["replicas"] == epp["spec"]["replicas"]
+    assert next(c for c in r.json()["readiness"]["components"] if c["component"] == "epp")["rolled_out"] is True
 
     # ---- a model change alters the immutable decode selector: replaced before the sync, then healthy
     r = llmd(*deploy, "--scheduler", "random", "--model", "Qwen/Qwen3-0.6B", "--json", timeout=300)
@@ -109,5 +115,11 @@ def test_sim_stack_lifecycle(cluster, tools, crds, llmd, ns):
             if not o.startswith(("ServiceAccount/default", "ConfigMap/kube-root-ca.crt"))]
     assert left == [], f"cleanup left objects behind: {left}"
     assert cluster.kubectl(k, "get", "gateways,httproutes,inferencepools", "-n", ns, "-o", "name").stdout == ""
-    r = llmd("cleanup", "-n", ns, "--force", timeout=120)
-    assert r.code == 0, r.err
+    again = llmd("cleanup", "-n", ns, "--force", "--json", timeout=120)
+    assert again.code == 0, again.err
+    doc = again.json()
+    assert doc["status"] == "nothing to do" and doc["exit_code"] == 0, doc
+    assert [s for s in doc["steps"] if s["status"] != "absent"] == [], doc["steps"]
+    assert "will remove" not in again.out + again.err, "a second cleanup still planned removals"
+    # nothing labelled as llmd's is left in the namespace (kept: the namespace itself, without --remove-namespace)
+    assert namespaced_objects(cluster, tools, ns, selector="app.kubernetes.io/managed-by=llmd") == []

@@ -307,10 +307,14 @@ class Deployer:
         cm = self.kubectl.get_json("configmap", cm_name)
         recorded = ((cm or {}).get("metadata") or {}).get("annotations", {}).get(state.DIGEST_ANNOTATION)
         all_deployed = all(releases.get(r) and releases[r].status == "deployed" for r in self.s.releases)
-        if recorded == digest and all_deployed:
+        gone = self.missing_chart_objects() if recorded == digest and all_deployed else []
+        if recorded == digest and all_deployed and not gone:
             self.ui.ok(f"charts: no changes (bundle {digest[:12]} already deployed)")
             self.report.step("helmfile sync", "unchanged", "no changes")
             return
+        if gone:
+            self.ui.warn(f"charts: no setting changed, but {', '.join(gone)} is missing from the cluster (deleted by "
+                         "hand?): syncing again re-creates it")
         if self.s.ms_release in releases:  # only an installed release has a decode Deployment to compare
             self.replace_decode_on_selector_change(bundle)
         tracker = SyncTracker(self.s.releases, echo=self.ui.detail)
@@ -332,6 +336,20 @@ class Deployer:
         self.report.changed = True
         self.report.step("helmfile sync", "done", ", ".join(self.s.releases))
         self.apply(f"state ConfigMap {cm_name}", stdin=state.configmap_manifest(self.s, digest))
+
+    def missing_chart_objects(self) -> list[str]:
+        """What the charts create and the stack needs that is not in the cluster. Deleted behind helm's back (an
+        InferencePool removed by hand leaves the route ResolvedRefs=False/BackendNotFound), it leaves every release
+        `deployed` and the bundle unchanged: only a sync re-creates it (helm upgrade creates what is missing)."""
+        from llmd.ops.status import items_by_kind
+
+        s = self.s
+        have = items_by_kind(self.kubectl, "deployments.apps,gateways.gateway.networking.k8s.io,"
+                                           "inferencepools.inference.networking.k8s.io")
+        names = {(kind, o["metadata"]["name"]) for kind, objs in have.items() for o in objs}
+        want = (("Gateway", s.gateway_name), ("InferencePool", s.pool_name), ("Deployment", s.epp_name),
+                ("Deployment", s.decode_deployment))
+        return [f"{kind} {name}" for kind, name in want if (kind, name) not in names]
 
     def replace_decode_on_selector_change(self, bundle: B.Bundle) -> None:
         """Defect 5: the modelservice chart derives the decode Deployment's selector from the model and accelerator

@@ -15,7 +15,7 @@ from llmd.kube.helm import Helm
 from llmd.kube.kubectl import Kubectl, classify_failure, raise_cluster_error
 from llmd.ops import wait
 from llmd.ops.reach import reach_target
-from llmd.ops.target import Target
+from llmd.ops.target import Target, llmd_command
 from llmd.proc import Runner
 
 
@@ -43,6 +43,7 @@ class StatusReport:
             "healthy": self.healthy,
             "exit_code": 0 if self.healthy else 6,
             "problems": self.problems,
+            "hint": self.hint,
             "target": self.target.to_dict(),
             "namespace_exists": self.namespace_exists,
             "releases": self.releases,
@@ -54,7 +55,8 @@ class StatusReport:
         }
 
 
-def _items(kubectl: Kubectl, kinds: str) -> dict[str, list[dict]]:
+def items_by_kind(kubectl: Kubectl, kinds: str) -> dict[str, list[dict]]:
+    """One `kubectl get <kinds> -o json` in the namespace, its items grouped by kind."""
     res = kubectl.run("get", kinds, "--output", "json", check=False, timeout=30)
     if not res.ok:
         raise_cluster_error(res, classify_failure(res), kubectl.scope)
@@ -89,7 +91,7 @@ def collect_status(settings, runner: Runner, say=None) -> StatusReport:
     found = Helm(runner, scope).releases()
     report.releases = {r: (found[r].status if r in found else "not installed") for r in settings.releases}
 
-    snap = _items(kubectl, "deployments.apps,pods,persistentvolumeclaims,services")
+    snap = items_by_kind(kubectl, "deployments.apps,pods,persistentvolumeclaims,services")
     snap["Gateway"] = [g for g in [kubectl.get_json("gateways.gateway.networking.k8s.io", settings.gateway_name)] if g]
     route = kubectl.get_json("httproutes.gateway.networking.k8s.io", settings.httproute_name)
     snap["HTTPRoute"] = [route] if route else []
@@ -137,4 +139,12 @@ def _verdict(settings, report: StatusReport) -> None:
     if settings.gateway_service and report.gateway_service is None:
         p.append(f"gateway Service {settings.gateway_service} not found")
     report.verdict = "degraded" if p else "healthy"
+    gone = ([f"{c.key} {c.name}" for c in report.components if c.note.endswith("not created yet")]
+            + ([f"InferencePool {settings.pool_name}"] if report.inference_pool is None else []))
+    if gone and all(st == "deployed" for st in report.releases.values()):
+        # deleted behind helm's back (the route then reports ResolvedRefs=False/BackendNotFound): `deploy` sees it
+        # too and re-syncs the charts, which re-creates it
+        report.hint = (f"{', '.join(gone)} missing although every release is deployed (deleted by hand?): "
+                       f"`{llmd_command(settings, report.target.context, 'deploy')}` with the rest of your deploy "
+                       "flags re-creates it")
 
