@@ -13,7 +13,9 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
+import yaml
 
 from llmd import proc
 
@@ -27,6 +29,23 @@ def state_file(tmp_path: Path) -> Path:
 
 def processes(tmp_path: Path) -> list[dict]:
     return json.loads(state_file(tmp_path).read_text())["processes"]
+
+
+def kubernetes_apply_keys() -> list[str]:
+    """The keys of `scheduler apply --json` on Kubernetes (KubernetesPlatform.apply_scheduler)."""
+    from llmd.ops.scheduler_apply import ApplyReport
+    from llmd.ops.target import Target
+
+    return [*ApplyReport(Target("ns", None, None), "profile x", "a", "b", "", []).to_dict(), "profile", "platform"]
+
+
+def gateway_url(tmp_path: Path) -> str:
+    return next(p["url"] for p in processes(tmp_path) if p["role"] == "gateway")
+
+
+def gateway(tmp_path: Path) -> dict:
+    """The running gateway's own state (GET /llmd/gateway)."""
+    return httpx.get(gateway_url(tmp_path) + "/llmd/gateway", timeout=5).json()
 
 
 @pytest.fixture
@@ -60,21 +79,48 @@ def test_local_lifecycle_end_to_end(cli, tmp_path, reaper):
     assert r.exit_code == 0, r.stderr
     assert json.loads(r.stdout)["smoke"]["ok"] is True
 
-    # scheduler apply / show --running go through the same platform seam: the running gateway swaps its scheduler
-    r = cli("scheduler", "apply", *LOCAL, "--scheduler", "queue", "--scorer-weight", "queue-scorer=5", "--json")
+    # scheduler apply / show --running go through the same platform seam and give the cluster's report: the running
+    # config diffed against the new one, --dry-run PUTs nothing, an identical apply is "unchanged"
+    since = gateway(tmp_path)["scheduler_since"]
+    queue5 = ("--scheduler", "queue", "--scorer-weight", "queue-scorer=5")
+    r = cli("scheduler", "apply", *LOCAL, *queue5, "--dry-run", "--json")
     assert r.exit_code == 0, r.stderr
-    assert json.loads(r.stdout)["platform"] == "local"
+    planned = json.loads(r.stdout)
+    assert planned["status"] == "planned" and planned["changed"] is False and planned["platform"] == "local"
+    assert set(planned) == set(kubernetes_apply_keys())  # the same document as on the cluster
+    assert "-  - type: prefix-cache-scorer\n" in planned["diff"] and "+        weight: 5\n" in planned["diff"]
+    assert {"plugin": "default/queue-scorer", "before": "2", "after": "5"} in planned["weights"]
+    assert planned["plan"] == [f"PUT {gateway_url(tmp_path)}/llmd/scheduler (profile queue, config "
+                               f"{planned['after_file']})"]
+    assert gateway(tmp_path)["scheduler_since"] == since and gateway(tmp_path)["profile"] == "default"
+    r = cli("scheduler", "apply", *LOCAL, *queue5)  # the human view: the diff's weight table, then the outcome
+    assert r.exit_code == 0, r.stderr
+    assert "default/queue-scorer" in r.stderr and "EPP now runs profile queue" in r.stderr
+    assert "2 model-server pods untouched" in r.stderr
+    applied = gateway(tmp_path)
+    assert applied["scheduler_since"] > since and applied["profile"] == "queue"
+    r = cli("scheduler", "apply", *LOCAL, *queue5, "--json")
+    again = json.loads(r.stdout)
+    assert r.exit_code == 0 and again["status"] == "unchanged" and again["diff"] == ""
+    assert again["before_file"] == again["after_file"] == planned["after_file"]
+    assert gateway(tmp_path)["scheduler_since"] == applied["scheduler_since"]  # nothing was PUT
+    for key in ("before_file", "after_file"):  # both configs are kept under the stack's state dir
+        f = Path(planned[key])
+        assert f.parent == state_file(tmp_path).parent / "epp-configs" and yaml.safe_load(f.read_text())
+    assert yaml.safe_load(Path(planned["after_file"]).read_text()) == applied["config"]
     r = cli("scheduler", "show", "--running", *LOCAL, "--json")
     shown = json.loads(r.stdout)
     assert r.exit_code == 0 and "local gateway" in shown["source"]
     assert shown["config"]["schedulingProfiles"][0]["plugins"] == [{"pluginRef": "queue-scorer", "weight": 5}]
-    assert cli("scheduler", "apply", *LOCAL, "--scheduler", "default").exit_code == 0
+    r = cli("scheduler", "apply", *LOCAL, "--scheduler", "default", "--json")
+    back = json.loads(r.stdout)
+    assert r.exit_code == 0 and back["status"] == "applied" and back["before_file"] == planned["after_file"]
+    assert back["model_pods_kept"] == ["replica-0", "replica-1"]
     r = cli("scheduler", "metrics", *LOCAL, "--json")
     snap = json.loads(r.stdout)
     assert r.exit_code == 0 and [x["pod"].split()[0] for x in snap["replicas"]] == ["replica-0", "replica-1"]
     assert snap["epp"]["ready_pods"] == 2 and snap["epp"]["requests"] >= 4  # the smoke test's generations
     assert all(x["error"] is None and x["waiting"] == 0 for x in snap["replicas"])
-    assert cli("scheduler", "apply", *LOCAL, "--dry-run").exit_code == 2  # a diff needs the cluster's EPP
 
     # A replica killed -9 while serving: in-flight requests fail (by class in the report), the rest keep flowing.
     victim = procs[0]
@@ -172,3 +218,24 @@ def with_env(entry: str) -> list[int]:
         if entry.encode() in env and proc.pid_alive(int(pid)):
             out.append(int(pid))
     return out
+
+
+def test_sim_flag_overrides_reach_every_replica(cli, tmp_path, reaper):
+    """--set local.sim.<flag>=V is what the replicas run with (their own /metrics say so), and a deploy that asks for
+    other flags while the stack runs is refused like any other change of shape."""
+    cfg = tmp_path / "llmd.yaml"
+    cfg.write_text("local:\n  sim:\n    kv-cache-size: 1024\n    block-size: 64\n")
+    local = (*LOCAL, "--config", str(cfg), "--set", "local.sim.kv-cache-size=256")  # --set wins over the file
+    r = cli("deploy", *local)
+    assert r.exit_code == 0, r.stderr
+    for p in processes(tmp_path):
+        if p["role"] == "replica":
+            metrics = httpx.get(p["url"] + "/metrics", timeout=5).text
+            assert 'vllm:cache_config_info{block_size="64",num_gpu_blocks="256"} 1' in metrics
+    recorded = " ".join(json.loads(state_file(tmp_path).read_text())["sim_flags"])
+    assert "--kv-cache-size 256 " in recorded and "--block-size 64" in recorded
+    r = cli("deploy", *local)
+    assert r.exit_code == 0 and "already running" in r.stderr
+    r = cli("deploy", *LOCAL)  # the preset's flags: another shape
+    assert r.exit_code == 5 and "(local.sim)" in r.stderr and "--kv-cache-size 256" in r.stderr
+    assert cli("cleanup", *LOCAL, "--force").exit_code == 0

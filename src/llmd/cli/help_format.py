@@ -30,7 +30,9 @@ def format_options(self: click.Command, ctx: click.Context, formatter: click.Hel
 def write_dl(formatter: click.HelpFormatter, rows: list[tuple[str, str]], col_max: int = 30,
              col_spacing: int = 2) -> None:
     """click's definition list, but wrapped only at spaces: a value list (`kv-cache, optimized-baseline`) or a
-    flag name is never split at a hyphen or mid-word; a token longer than the line runs past it, whole."""
+    flag name is never split at a hyphen or mid-word, a short bracket (`[default: 4]`, `[env LLMD_REPLICAS]`) never
+    at all; a token longer than the line runs past it, whole."""
+    import re
     import textwrap
 
     first_width = min(max(len(term) for term, _ in rows), col_max) + col_spacing
@@ -38,7 +40,8 @@ def write_dl(formatter: click.HelpFormatter, rows: list[tuple[str, str]], col_ma
     wrapper = textwrap.TextWrapper(width=text_width, break_on_hyphens=False, break_long_words=False)
     for term, text in rows:
         formatter.write(f"{'':>{formatter.current_indent}}{term}")
-        lines = wrapper.wrap(text) if text else []
+        glued = re.sub(r"\[[^\]\n]{1,40}\]", lambda m: m.group().replace(" ", "\xa0"), text)  # no-break spaces
+        lines = [line.replace("\xa0", " ") for line in wrapper.wrap(glued)] if text else []
         if not lines:
             formatter.write("\n")
             continue

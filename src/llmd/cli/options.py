@@ -26,7 +26,8 @@ _SETTING_FLAGS: list[tuple[str, tuple[str, ...], Any, str]] = [
     ("environment", ("-e", "--environment"), str, "Gateway provider: " + ", ".join(S.ENVIRONMENTS)),
     ("release_postfix", ("--release-postfix",), str, "Postfix of the release names [env RELEASE_NAME_POSTFIX]"),
     ("model", ("--model",), str, "Hugging Face model id to serve"),
-    ("replicas", ("--replicas",), int, "Number of vLLM decode replicas"),
+    ("replicas", ("--replicas",), int, "Number of decode replicas: vLLM pods (--platform local: llmd sim processes, "
+                                       "{local} unless given)"),
     ("tensor_parallel", ("--tensor-parallel", "--tp"), int, "Tensor parallel size (GPUs per replica)"),
     ("max_model_len", ("--max-model-len",), int, "vLLM --max-model-len"),
     ("gpu_memory_utilization", ("--gpu-memory-utilization",), float, "vLLM --gpu-memory-utilization"),
@@ -86,6 +87,10 @@ def _help(field: str, text: str) -> str:
         default = None if not default else "on"
     shown = f" [default: {', '.join(default) if isinstance(default, (list, tuple)) else default}]" if (
         default not in (None, "", (), [])) and "default:" not in text else ""
+    if "{local}" in text:  # the local platform's own default (presets/local.yaml)
+        from llmd import presets
+
+        text = text.replace("{local}", str(presets.load_shared("local")[field]))
     if "[env" in text:
         return text.replace(" [env", f"{shown} [env", 1)
     return f"{text}{shown} [env {S.env_var(field)}]"
@@ -103,7 +108,8 @@ def settings_options(fn: Callable) -> Callable:
     extra.append(inspect.Parameter(
         "opt_set", inspect.Parameter.KEYWORD_ONLY, default=None,
         annotation=Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
-            "--set", help="Override a setting (replicas=2) or chart value (values.ms.decode.replicas=2)",
+            "--set", help="Override a setting (replicas=2), a chart value (values.ms.decode.replicas=2) or a "
+                     "local replica's llmd sim flag (local.sim.kv-cache-size=1024)",
             rich_help_panel=GROUP, show_default=False)]))
     extra.append(inspect.Parameter(
         "opt_config", inspect.Parameter.KEYWORD_ONLY, default=None,

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import signal
-from typing import Annotated, Optional, TypeVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
 
 import typer
+
+if TYPE_CHECKING:
+    from llmd.sim.config import SimConfig
 
 _T = TypeVar("_T")
 Opt = Optional[_T]  # noqa: UP045  # typer needs Optional[...] (not X | None) on Python 3.10
@@ -80,31 +84,10 @@ def sim(
     import asyncio
 
     from llmd.loadgen.loop import new_event_loop
-    from llmd.sim.config import FaultSpec, SimConfig, parse_duration
     from llmd.sim.server import replica_configs, serve
 
     ui = ctx.obj.ui()
-    if replicas < 1:
-        from llmd.errors import ConfigError
-
-        raise ConfigError(f"--replicas {replicas} must be >= 1")
-    cfg = SimConfig(
-        host=host, port=port, model=model, served_model_names=tuple(served_model_name or ()),
-        ttft=parse_duration(ttft, name="--ttft"), ttft_std=parse_duration(ttft_std, name="--ttft-std"),
-        itl=parse_duration(itl, name="--itl"), itl_std=parse_duration(itl_std, name="--itl-std"),
-        prefill_overhead=parse_duration(prefill_overhead, name="--prefill-overhead"),
-        prefill_per_token=parse_duration(prefill_per_token, name="--prefill-per-token"),
-        time_factor_under_load=time_factor_under_load, output_len=output_len, max_num_seqs=max_num_seqs,
-        max_waiting=max_waiting, max_model_len=max_model_len, enable_kvcache=enable_kvcache,
-        kv_cache_size=kv_cache_size, kv_wait=kv_wait, block_size=block_size, hash_seed=hash_seed,
-        faults=tuple(FaultSpec.parse(f) for f in fault or ()), warmup_404=warmup_404, warmup_503=warmup_503,
-        record=record, seed=seed, stall_cap=parse_duration(stall_cap, name="--stall-cap", bare_unit=1.0),
-    ).validate()
-    if cfg.port and cfg.port + replicas - 1 > 65535:
-        from llmd.errors import ConfigError
-
-        raise ConfigError(f"--port {port} with --replicas {replicas} runs past port 65535")
-    seconds = parse_duration(duration, name="--duration", bare_unit=1.0) if duration else None
+    cfg, seconds = build_config(ctx.params)
 
     def ready(servers) -> None:
         ui.data("".join(f"{s.url}\n" for s in servers))
@@ -122,3 +105,31 @@ def sim(
         from llmd.errors import ExitCode
 
         raise typer.Exit(ExitCode.for_signal(signum))
+
+
+def build_config(p: Mapping[str, Any]) -> tuple[SimConfig, float | None]:
+    """The simulator's config and --duration (seconds) from the parsed options of `llmd sim` (keyed by parameter
+    name, as click gives them): every value checked here, also for the local platform's replica flags."""
+    from llmd.errors import ConfigError
+    from llmd.sim.config import FaultSpec, SimConfig, parse_duration
+
+    if p["replicas"] < 1:
+        raise ConfigError(f"--replicas {p['replicas']} must be >= 1")
+    cfg = SimConfig(
+        host=p["host"], port=p["port"], model=p["model"], served_model_names=tuple(p["served_model_name"] or ()),
+        ttft=parse_duration(p["ttft"], name="--ttft"), ttft_std=parse_duration(p["ttft_std"], name="--ttft-std"),
+        itl=parse_duration(p["itl"], name="--itl"), itl_std=parse_duration(p["itl_std"], name="--itl-std"),
+        prefill_overhead=parse_duration(p["prefill_overhead"], name="--prefill-overhead"),
+        prefill_per_token=parse_duration(p["prefill_per_token"], name="--prefill-per-token"),
+        time_factor_under_load=p["time_factor_under_load"], output_len=p["output_len"],
+        max_num_seqs=p["max_num_seqs"], max_waiting=p["max_waiting"], max_model_len=p["max_model_len"],
+        enable_kvcache=p["enable_kvcache"], kv_cache_size=p["kv_cache_size"], kv_wait=p["kv_wait"],
+        block_size=p["block_size"], hash_seed=p["hash_seed"],
+        faults=tuple(FaultSpec.parse(f) for f in p["fault"] or ()), warmup_404=p["warmup_404"],
+        warmup_503=p["warmup_503"], record=p["record"], seed=p["seed"],
+        stall_cap=parse_duration(p["stall_cap"], name="--stall-cap", bare_unit=1.0),
+    ).validate()
+    if cfg.port and cfg.port + p["replicas"] - 1 > 65535:
+        raise ConfigError(f"--port {p['port']} with --replicas {p['replicas']} runs past port 65535")
+    duration = p["duration"]
+    return cfg, parse_duration(duration, name="--duration", bare_unit=1.0) if duration else None

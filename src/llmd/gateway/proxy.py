@@ -309,6 +309,7 @@ class Gateway:
         self._wire_kv_events()
         self.tasks: set[asyncio.Task] = set()
         self.started = time.time()
+        self.scheduler_since = self.started  # when the current scheduler took effect (a swap resets it)
         self._rr = 0
 
     async def start_scraping(self) -> None:
@@ -351,6 +352,7 @@ class Gateway:
         self.scheduler = Scheduler(config, rng=self.rng)  # raises ConfigError: the old one stays
         self.profile = profile
         self.digest = config_digest(config)
+        self.scheduler_since = time.time()
         self.schedule_s.clear()  # the scheduling-time statistics are the new scheduler's
         self.schedule_failures = 0
         self._wire_kv_events()
@@ -438,6 +440,7 @@ class Gateway:
         now = time.time()
         return {
             "pid": os.getpid(), "profile": self.profile, "digest": self.digest,
+            "scheduler_since": round(self.scheduler_since, 6),
             "scheduler": self.scheduler.describe(), "config": self.scheduler.config,
             "scrape_interval_s": self.scrape_interval,
             "requests": self.requests, "completed": self.requests_done, "failures": self.failures,

@@ -1,7 +1,8 @@
 """`llmd bench compare`: the same seeded perf workload once per scheduler profile, side by side.
 
 Per profile: apply it through the platform (local: the gateway swaps its scheduler, which starts with an empty
-prefix index; Kubernetes: a re-deploy rolls the EPP), which returns once the profile is in effect; then the perf run,
+prefix index; Kubernetes: `scheduler apply`, a gaie-only helmfile sync that rolls the EPP), which returns once the
+profile is in effect; then the perf run,
 whose shared-prefix prompts get fresh group prefixes (cold caches on every replica), warms up for `--warmup` (1 s when
 not given) and measures. One JSON document holds every profile's summary under its name plus the ratios to the
 first profile; each profile's full perf report is written beside it.

@@ -80,6 +80,18 @@ def weight_changes(before: dict[str, Any] | None, after: dict[str, Any]) -> list
             for k in keys if old.get(k) != new.get(k)]
 
 
+def change_report(target: Target, source: str, before: tuple[str, str, dict[str, Any] | None],
+                  after: tuple[str, str, dict[str, Any]], *, dry_run: bool, warnings: list[str]) -> ApplyReport:
+    """The report of a scheduler change, before anything is applied: `before`/`after` are (config file, its text,
+    its document) of the running and the new config; the diff is of the texts, the weight table of the documents.
+    Both platforms build their `scheduler apply` report here (the cluster's EPP, the local gateway)."""
+    (before_file, before_text, before_doc), (after_file, after_text, after_doc) = before, after
+    diff = "".join(difflib.unified_diff(before_text.splitlines(keepends=True), after_text.splitlines(keepends=True),
+                                        fromfile=f"running: {before_file or '?'}", tofile=f"new: {after_file}"))
+    return ApplyReport(target, source, before_file, after_file, diff, weight_changes(before_doc, after_doc),
+                       dry_run=dry_run, warnings=warnings)
+
+
 class Applier:
     def __init__(self, settings: Any, runner: Runner, ui: Any, *, out_dir: Path, dry_run: bool = False) -> None:
         self.s = settings
@@ -106,12 +118,9 @@ class Applier:
         from llmd.scheduler import selection
 
         chosen = selection.for_settings(self.s)
-        diff = "".join(difflib.unified_diff(running.text.splitlines(keepends=True), new_text.splitlines(keepends=True),
-                                            fromfile=f"running: {running.config_file or '?'}",
-                                            tofile=f"new: {new_file}"))
-        report = ApplyReport(target, chosen.source, running.config_file, new_file, diff,
-                             weight_changes(running.doc, chosen.config), dry_run=self.dry_run,
-                             warnings=list(bundle.warnings))
+        report = change_report(target, chosen.source, (running.config_file, running.text, running.doc),
+                               (new_file, new_text, chosen.config), dry_run=self.dry_run,
+                               warnings=list(bundle.warnings))
         if running.config_file == new_file and running.text == new_text:
             report.elapsed_s = wait.CLOCK.now() - t0
             return report  # the EPP already runs exactly this config: nothing to roll

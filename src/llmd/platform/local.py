@@ -20,18 +20,24 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from llmd import proc
-from llmd.errors import ConfigError, DeployError, Interrupted, LlmdError, NotReadyError, Refused, TestFailed
+from llmd.errors import DeployError, Interrupted, LlmdError, NotReadyError, Refused, TestFailed
 from llmd.ops.target import Target, llmd_command
 from llmd.paths import state_dir
+
+if TYPE_CHECKING:
+    from llmd.scheduler.selection import Selection
 
 STATE_FILE = "state.json"
 EPP_CONFIG = "epp-config.yaml"
 URL_PREFIX = "http://127.0.0.1:"
+# Every URL here is plain http on 127.0.0.1: no proxy from the environment, and no CA bundle to load (httpx's
+# one-shot calls build a TLS context each time: ~0.1 s, three per `scheduler apply`).
+LOOPBACK: dict[str, Any] = {"trust_env": False, "verify": False}
 
 
 def local_dir(settings) -> Path:
@@ -51,14 +57,11 @@ def replica_count(settings) -> int:
     return int(preset()["replicas"])
 
 
-def sim_flags() -> list[str]:
-    out: list[str] = []
-    for key, value in preset()["sim"].items():
-        if value is True:
-            out.append(f"--{key}")
-        elif value is not False:
-            out += [f"--{key}", str(value)]
-    return out
+def sim_flags(settings) -> list[str]:
+    """The `llmd sim` flags of every replica: the preset's, with --set local.sim.<flag>=V over them."""
+    from llmd.platform import sim_flags as flags
+
+    return flags.argv(flags.merged(settings.local_sim))
 
 
 def perf_defaults() -> dict[str, dict[str, Any]]:
@@ -87,6 +90,7 @@ class LocalState:
     replicas: int
     scheduler: str
     max_model_len: int
+    sim_flags: list[str] | None = None  # the replicas' llmd sim flags (None: a state file from before they were kept)
     created_at: float = field(default_factory=time.time)
     processes: list[LocalProcess] = field(default_factory=list)
 
@@ -155,7 +159,7 @@ def _get_json(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
     import httpx
 
     try:
-        r = httpx.get(url, timeout=timeout)
+        r = httpx.get(url, timeout=timeout, **LOOPBACK)
     except httpx.HTTPError:
         return None
     if r.status_code != 200:
@@ -171,7 +175,7 @@ def _healthy(url: str) -> bool:
     import httpx
 
     try:
-        return httpx.get(url + "/health", timeout=1.0).status_code == 200
+        return httpx.get(url + "/health", timeout=1.0, **LOOPBACK).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -184,15 +188,33 @@ def scheduler_label(settings) -> str:
     return f"file {settings.scheduler_config}" if settings.scheduler_config else settings.scheduler
 
 
-def effective_config(settings) -> dict[str, Any]:
-    """The EndpointPickerConfig these settings select (profile or --scheduler-config, then overrides): the same
-    document the cluster's EPP would run (llmd.scheduler.selection)."""
+def chosen_scheduler(settings) -> Selection:
+    """The EndpointPickerConfig these settings select (profile or --scheduler-config, then overrides), with its
+    source and warnings: the same document the cluster's EPP would run (llmd.scheduler.selection)."""
     from llmd.gateway.scheduling import Scheduler
     from llmd.scheduler.selection import for_settings
 
-    config = for_settings(settings).config
-    Scheduler(config)  # a plugin the local gateway does not simulate is bad input (exit 2) before anything starts
-    return config
+    chosen = for_settings(settings)
+    Scheduler(chosen.config)  # a plugin the local gateway does not simulate is bad input (exit 2) before anything
+    return chosen
+
+
+def effective_config(settings) -> dict[str, Any]:
+    return chosen_scheduler(settings).config
+
+
+def config_file(d: Path, config: dict[str, Any]) -> tuple[Path, str]:
+    """Where `scheduler apply` keeps a config it diffs (<state>/epp-configs/, named by content like the cluster's
+    pluginsConfigFile) and its text; written when missing."""
+    from llmd.render import yamlsafe
+    from llmd.render.epp import config_file_name
+
+    text = yamlsafe.dump(config)
+    path = d / "epp-configs" / config_file_name(text)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.write_text(text, encoding="utf-8")
+    return path, text
 
 
 class LocalPlatform:
@@ -225,7 +247,8 @@ class LocalPlatform:
                     report.elapsed_s = time.monotonic() - t0
                     report.what = f"{n} replicas + gateway"
                     return report
-            state = LocalState(d, settings.served_model_name, n, scheduler_label(settings), settings.max_model_len)
+            state = LocalState(d, settings.served_model_name, n, scheduler_label(settings), settings.max_model_len,
+                               sim_flags(settings))
             before = proc.own_children()
             try:
                 self._start(settings, runner, ui, state, report)
@@ -248,11 +271,15 @@ class LocalPlatform:
         is stopped and replaced; a running one of another shape is refused."""
         running = [p for p in state.processes if p.alive()]
         if running and len(running) == len(state.processes):
-            if state.shape != (settings.served_model_name, n, settings.max_model_len):
+            flags = sim_flags(settings)
+            other_sim = state.sim_flags not in (None, flags)  # None: a state file that did not record them
+            if state.shape != (settings.served_model_name, n, settings.max_model_len) or other_sim:
+                sim_note = f"; its replicas run with `{' '.join(state.sim_flags or [])}`, this deploy asks for " \
+                           f"`{' '.join(flags)}` (local.sim)" if other_sim else ""
                 raise DeployError(
                     f"a local stack is already running in {state.dir} with {state.replicas} replicas of "
                     f"{state.model} (max-model-len {state.max_model_len}); this deploy asks for {n} of "
-                    f"{settings.served_model_name} (max-model-len {settings.max_model_len})",
+                    f"{settings.served_model_name} (max-model-len {settings.max_model_len}){sim_note}",
                     hint=f"`{llmd_command(settings, None, 'cleanup')} --force` first (or deploy with the same "
                          "settings; `llmd scheduler apply` changes only the scheduler)")
             from llmd.gateway.proxy import config_digest
@@ -276,7 +303,7 @@ class LocalPlatform:
 
     def _sim_argv(self, settings) -> tuple[str, ...]:
         return (sys.executable, "-m", "llmd", "sim", "--port", "0", "--model", settings.served_model_name,
-                "--max-model-len", str(settings.max_model_len), *sim_flags())
+                "--max-model-len", str(settings.max_model_len), *sim_flags(settings))
 
     def _start(self, settings, runner, ui, state: LocalState, report) -> None:
         from llmd.proc import Cmd
@@ -484,19 +511,49 @@ class LocalPlatform:
         return {e["name"]: e["picks"] for e in st["endpoints"]} if st else None
 
     def apply_scheduler(self, settings, runner, ui, profile: str, *, dry_run: bool = False) -> dict[str, Any]:
+        """The cluster's `scheduler apply` on the local gateway: the running config (GET /llmd/gateway) diffed
+        against the chosen one with the same report; nothing is PUT when the digests match or with `dry_run`. The
+        gateway swaps its scheduler in-process (its prefix index starts empty, like a rolled EPP); the replicas
+        keep running, which is checked by their pids and start times as the cluster checks pod UIDs."""
         import dataclasses
 
-        if dry_run:
-            raise ConfigError("--dry-run of a scheduler apply needs the Kubernetes platform",
-                              hint="`llmd scheduler show --profile NAME` shows the config the gateway would get")
+        from llmd.gateway.proxy import config_digest
+        from llmd.ops.scheduler_apply import change_report
 
-        state, _ = self._running_gateway(settings, NotReadyError)
+        t0 = time.monotonic()
         # the settings' own profile keeps their --scheduler-config / --scorer-weight / --scorer-param; another
         # profile (bench compare) is applied as the profile alone
         target = settings if profile == settings.scheduler else dataclasses.replace(
             settings, scheduler=profile, scheduler_config=None, scorer_weights=(), scorer_params=())
-        st = self._apply(state, scheduler_label(target), effective_config(target))
-        return {"profile": profile, "digest": st.get("digest"), "changed": True, "platform": self.name}
+        chosen = chosen_scheduler(target)  # bad input: exit 2 before the gateway is asked anything
+        state, gw = self._running_gateway(settings, NotReadyError)
+        running = gateway_state(gw.url or "")
+        if running is None:
+            raise NotReadyError(f"the local gateway at {gw.url} does not answer /llmd/gateway",
+                                hint=f"`{llmd_command(settings, None, 'status')}` shows what runs")
+        before_path, before_text = config_file(state.dir, running.get("config") or {})
+        after_path, after_text = config_file(state.dir, chosen.config)
+        report = change_report(self.target(settings), chosen.source,
+                               (str(before_path), before_text, running.get("config")),
+                               (str(after_path), after_text, chosen.config),
+                               dry_run=dry_run, warnings=list(chosen.warnings))
+        unchanged = running.get("digest") == config_digest(chosen.config)
+        if not unchanged and dry_run:
+            report.planned = [f"PUT {gw.url}/llmd/scheduler (profile {scheduler_label(target)}, config {after_path})"]
+        if not unchanged and not dry_run:
+            replicas = {p.name: (p.pid, p.start) for p in state.processes if p.role == "replica"}
+            ui.step(f"local gateway {gw.url}: scheduler {scheduler_label(target)}")
+            self._apply(state, scheduler_label(target), chosen.config)
+            gone = [name for name, (pid, start) in replicas.items() if not proc.pid_alive(pid, start)]
+            if gone:
+                raise DeployError("local replicas stopped during the scheduler apply: " + ", ".join(gone),
+                                  hint=f"`{llmd_command(settings, None, 'status')}` shows them; "
+                                       f"`{llmd_command(settings, None, 'deploy')}` replaces a partial stack")
+            report.model_pods = {name: f"{pid}@{start}" for name, (pid, start) in replicas.items()}
+            report.old_epp_pods = report.new_epp_pods = [f"gateway (pid {gw.pid})"]  # swapped in-process
+            report.changed = True
+        report.elapsed_s = time.monotonic() - t0
+        return {**report.to_dict(), "profile": profile, "platform": self.name}
 
     def _apply(self, state: LocalState, profile: str, config: dict[str, Any]) -> dict[str, Any]:
         """PUT an EndpointPickerConfig to the gateway; in effect once the gateway reports its digest."""
@@ -507,7 +564,8 @@ class LocalPlatform:
         gw = state.gateway
         assert gw is not None and gw.url is not None
         try:
-            r = httpx.put(gw.url + "/llmd/scheduler", json={"profile": profile, "config": config}, timeout=5.0)
+            r = httpx.put(gw.url + "/llmd/scheduler", json={"profile": profile, "config": config}, timeout=5.0,
+                          **LOOPBACK)
         except httpx.HTTPError as exc:
             raise DeployError(f"cannot reach the local gateway at {gw.url}: {exc}",
                               hint="`llmd status --platform local` shows whether it runs") from None
@@ -543,7 +601,7 @@ class LocalMetricsSession:
         from llmd.ops.scheduler_metrics import Epp, Replica, Snapshot, replica_metrics
 
         snap = Snapshot(time.time(), Epp(), picker=f"local gateway {self.gw_url}")
-        with httpx.Client(timeout=5.0, trust_env=False) as client:
+        with httpx.Client(timeout=5.0, **LOOPBACK) as client:
             for name, url in self.replicas:
                 try:
                     r = client.get(f"{url}/metrics")

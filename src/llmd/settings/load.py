@@ -13,7 +13,7 @@ from llmd.settings.model import Settings
 from llmd.settings.validation import validate
 
 FIELDS = {f.name: f for f in dataclasses.fields(Settings)
-          if f.name not in ("sources", "hf_token", "value_overrides")}
+          if f.name not in ("sources", "hf_token", "value_overrides", "local_sim")}
 
 # Names users of the upstream shell guide already export; LLMD_* wins when both are set.
 LEGACY_ENV = {"NAMESPACE": "namespace", "RELEASE_NAME_POSTFIX": "release_postfix", "KUBECONFIG": "kubeconfig"}
@@ -106,11 +106,12 @@ def _unique_keys_loader(base: type, path: str) -> type:
 def _unknown_setting(key: str, where: str, *, values_ok: bool) -> ConfigError:
     from llmd.suggest import close_match
 
-    known = sorted(FIELDS) + (["values"] if values_ok else [])
+    known = sorted(FIELDS) + (["local", "values"] if values_ok else [])
     guess = close_match(_normalise_key(key), known)
     return ConfigError(f"{where}: unknown setting {key!r}" + (f"; did you mean {guess!r}?" if guess else ""),
                        hint="known settings: " + ", ".join(known)
-                            + ("" if values_ok else ", or values.<infra|gaie|ms>.<path> for chart values"))
+                            + ("" if values_ok else ", or values.<infra|gaie|ms>.<path> for chart values, "
+                                                    "local.sim.<flag> for the local replicas' llmd sim flags"))
 
 
 def read_config_file(path: str) -> dict[str, Any]:
@@ -141,9 +142,26 @@ def read_config_file(path: str) -> dict[str, Any]:
             typed = yaml.load(text, Loader=_unique_keys_loader(yaml.SafeLoader, path))
             out["values"] = _value_overrides(typed.get(key), path)
             continue
+        if name == "local":
+            out["local"] = _local_sim(value, path)
+            continue
         if name not in FIELDS:
             raise _unknown_setting(str(key), f"config file {path}", values_ok=True)
         out[name] = value
+    return out
+
+
+def _local_sim(tree: Any, path: str) -> list[tuple[str, Any]]:
+    """`local: {sim: {kv-cache-size: 1024}}` -> [("kv-cache-size", "1024")], as --set local.sim.* sets them (the
+    values stay the strings written; llmd.platform.sim_flags parses them)."""
+    if not isinstance(tree, dict) or set(tree) != {"sim"} or not isinstance(tree["sim"], dict):
+        raise ConfigError(f"config file {path}: local must hold only sim, a mapping of llmd sim flags to values",
+                          hint="e.g. local: {sim: {kv-cache-size: 1024, max-num-seqs: 8}}")
+    out: list[tuple[str, Any]] = []
+    for flag, value in tree["sim"].items():
+        if isinstance(value, dict) or (isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value)):
+            raise ConfigError(f"config file {path}: local.sim.{flag} must be a value (or a list, for --fault)")
+        out.append((str(flag), value))
     return out
 
 
@@ -197,6 +215,11 @@ def parse_set(expr: str) -> tuple[str, Any]:
         except yaml.YAMLError as exc:
             raise ConfigError(f"--set {expr!r}: value is not valid YAML: {exc}") from None
         return path, _keep_literal(raw.strip(), value)
+    if path.startswith("local."):
+        if not path.startswith("local.sim.") or not path[len("local.sim."):]:
+            raise ConfigError(f"--set {expr!r}: local-platform paths look like local.sim.<flag>",
+                              hint="the flag of `llmd sim` every local replica gets, e.g. local.sim.kv-cache-size=1024")
+        return path, raw
     name = _normalise_key(path)
     if name not in FIELDS:
         raise _unknown_setting(path, f"--set {expr!r}", values_ok=False)
@@ -261,6 +284,7 @@ def load_settings(
         sources[name] = origin
 
     overrides: list[tuple[str, str, Any]] = []
+    local_sim: list[tuple[str, Any, str]] = []  # (flag, value, origin), lowest precedence first
     config_path = config or environ.get(CONFIG_ENV)
     if config_path:
         origin = f"config file {config_path}"
@@ -268,6 +292,8 @@ def load_settings(
             if name == "values":
                 overrides += raw  # below every --set values.*: those come later, and last wins
                 sources["value_overrides"] = origin
+            elif name == "local":
+                local_sim += [(flag, value, f"{origin}: local.sim.{flag}") for flag, value in raw]
             else:
                 put(name, raw, origin)
     for var, name in LEGACY_ENV.items():
@@ -290,10 +316,19 @@ def load_settings(
             overrides.append((release, path, raw))
             sources["value_overrides"] = "--set" if "value_overrides" not in sources else sources[
                 "value_overrides"] + " and --set"
+        elif key.startswith("local.sim."):
+            local_sim.append((key[len("local.sim."):], raw, f"--set {key}"))
         else:
             put(key, raw, f"--set {key}")
+    sim_flags: tuple[tuple[str, Any], ...] = ()
+    if local_sim:
+        from llmd.platform import sim_flags as local_sim_flags
 
-    settings = Settings(**values, value_overrides=tuple(overrides), sources=sources)
+        sim_flags = local_sim_flags.parse_overrides(local_sim)
+        sources["local_sim"] = " and ".join(dict.fromkeys(
+            "--set" if origin.startswith("--set") else f"config file {config_path}" for _, _, origin in local_sim))
+
+    settings = Settings(**values, value_overrides=tuple(overrides), local_sim=sim_flags, sources=sources)
     validate(settings)
 
     token = None

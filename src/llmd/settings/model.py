@@ -57,6 +57,8 @@ class Settings:
     platform: str = "kubernetes"
     # `--set values.<infra|gaie|ms>.<path>=<yaml>`: raw chart-value overrides, merged last by render.
     value_overrides: tuple[tuple[str, str, Any], ...] = ()
+    # `--set local.sim.<flag>=V`: the local replicas' `llmd sim` flags over presets/local.yaml (llmd.platform.sim_flags)
+    local_sim: tuple[tuple[str, Any], ...] = ()
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
     hf_token: str | None = field(default=None, repr=False, compare=False)
 
@@ -181,12 +183,14 @@ class Settings:
     def to_dict(self, *, with_sources: bool = False) -> dict[str, Any]:
         out = {}
         for f in dataclasses.fields(self):
-            if f.name in ("sources", "hf_token", "value_overrides"):
+            if f.name in ("sources", "hf_token", "value_overrides", "local_sim"):
                 continue
             out[f.name] = getattr(self, f.name)
         out["hf_token"] = "(set)" if self.hf_token else None
         if self.value_overrides:
             out["value_overrides"] = [f"{r}.{p}={v!r}" for r, p, v in self.value_overrides]
+        if self.local_sim:
+            out["local_sim"] = dict(self.local_sim)
         if with_sources:
             return {k: {"value": v, "source": self.sources.get(k, "default")} for k, v in out.items()}
         return out

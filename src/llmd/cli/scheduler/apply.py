@@ -14,6 +14,8 @@ def apply(ctx: typer.Context, *, dry_run: DryRunOpt = False, json: JsonOpt = Fal
     stack: only the inferencepool release is synced (helmfile --selector component=gaie), the EPP restarts with the
     new config, and the command returns once the new EPP pod is Ready and the old one gone. The model-server pods
     keep running (their UIDs are checked). --dry-run shows the config diff and the command, and changes nothing.
+    With --platform local the running gateway swaps its scheduler in-process (the same diff, report and exit codes;
+    the replicas keep their pids).
 
     Exit 2 bad input, 3 missing tool, 4 cluster unreachable, 5 sync failed, 6 not deployed or the EPP did not
     roll, 10 the change also needs the model servers changed (use `llmd deploy`).
@@ -29,9 +31,6 @@ def apply(ctx: typer.Context, *, dry_run: DryRunOpt = False, json: JsonOpt = Fal
         return
     for w in report.get("warnings", []):
         ui.warn(w)
-    if "diff" not in report:  # a platform without an EPP Deployment (the local gateway)
-        ui.ok(f"scheduler {report['profile']} in effect on the {report['platform']} platform")
-        return
     if not report["diff"]:
         ui.ok(f"the EPP already runs this config ({report['after_file']}); nothing changed")
         return
