@@ -4,7 +4,8 @@
 1. Read a --crd-dir holding a synthetic bundle as large as the upstream ones (Gateway API standard-install.yaml
    is ~0.6 MB, Prometheus Operator stripped-down CRDs ~1.5 MB): parse (libyaml vs pure Python), label, encode
    the server-side-apply body. Median of N runs.
-2. Whole `llmd prereqs install --dry-run` processes (render + write the helmfile; no process, no socket).
+2. Whole `llmd prereqs install --dry-run` processes (render + write the helmfile; no process, no socket), without
+   and with an image mirror (the rewrite of the releases' image values).
 
 Usage: .venv/bin/python bench/prereqs.py [--runs 9] [--mb 2]
 Prints a table and writes bench/results/prereqs.json.
@@ -94,6 +95,10 @@ def main() -> None:
         results["llmd prereqs install --dry-run, process (ms)"] = median_ms(
             lambda: subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True,
                                    timeout=60), args.runs)
+        mirrored = [*argv, "--image-mirror", "docker.io=registry.corp/docker,registry.k8s.io=registry.corp/k8s"]
+        results["... with --image-mirror (2 rules), process (ms)"] = median_ms(
+            lambda: subprocess.run(mirrored, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   check=True, timeout=60), args.runs)
     print(f"CRD bundle: {len(docs)} CRDs, {mb:.2f} MB")
     for k, v in results.items():
         print(f"  {k:48s} {v:8.1f}")

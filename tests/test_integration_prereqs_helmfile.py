@@ -13,6 +13,7 @@ from llmd.kube.helm import Helm, Helmfile
 from llmd.kube.kubectl import Scope
 from llmd.ops.prereqs.catalog import catalog
 from llmd.proc import Cmd, Runner
+from llmd.render.mirror import parse_image_mirror
 from llmd.render.prereqs import ChartSources, release_charts, render_helmfile
 from test_integration_helmfile import opt, subcommand
 
@@ -35,11 +36,12 @@ def fake_helm(tmp_path, monkeypatch) -> FakeTool:
     return tool
 
 
-def write(tmp_path, keys: tuple[str, ...], sources: ChartSources | None = None):
+def write(tmp_path, keys: tuple[str, ...], sources: ChartSources | None = None, mirror: str = ""):
     cat = catalog()
     path = tmp_path / "prereqs" / "helmfile.yaml"
     path.parent.mkdir(parents=True)
-    path.write_text(render_helmfile([cat.charts[k] for k in keys], sources))
+    path.write_text(render_helmfile([cat.charts[k] for k in keys], sources, parse_image_mirror(mirror) if mirror
+                                    else ()))
     return path
 
 
@@ -156,3 +158,53 @@ def test_plain_helmfile_sync_of_the_file_installs_every_release_in_its_own_names
                    cwd=str(path.parent), timeout=120), check=True)
     assert sorted((r, ns) for r, _, _, ns in upgrades(fake_helm)) == [
         ("istio-base", "istio-system"), ("istiod", "istio-system"), ("lws", "lws-system")]
+
+
+# ---- the image mirror (the stack's image_mirror rules) on the releases' image values ------------------------
+
+def test_image_mirror_moves_istiod_hub_and_keeps_the_other_values(tmp_path, real_tools, fake_helm):
+    path = write(tmp_path, ("istio",), mirror="docker.io=registry.corp/docker")
+    sync(runner_for(real_tools, fake_helm), path)
+    (values,) = fake_helm.captured("istiod")
+    got = yaml.safe_load(values.read_text())
+    assert (got["hub"], got["tag"]) == ("registry.corp/docker/istio", "1.29.1")  # pilot and proxyv2 come from hub
+    assert got["pilot"]["env"] == {INFERENCE_ENV: "true"}
+    assert fake_helm.captured("istio-base") == []  # no images: nothing to set
+
+
+def test_image_mirror_sets_agentgateway_controller_and_proxy_images(tmp_path, real_tools, fake_helm):
+    path = write(tmp_path, ("agentgateway",), mirror="cr.agentgateway.dev=registry.corp/agw")
+    sync(runner_for(real_tools, fake_helm), path)
+    (values,) = fake_helm.captured("agentgateway")
+    assert yaml.safe_load(values.read_text()) == {
+        "inferenceExtension": {"enabled": True},
+        "controller": {"image": {"registry": "registry.corp/agw", "repository": "controller"}},
+        "proxy": {"image": {"registry": "registry.corp/agw", "repository": "agentgateway"}}}
+
+
+def test_image_mirror_of_one_image_path_moves_only_that_image(tmp_path, real_tools, fake_helm):
+    """The longest-prefix rule of the stack's mirror: a rule for the controller's path leaves the proxy alone."""
+    path = write(tmp_path, ("agentgateway",), mirror="cr.agentgateway.dev/controller=registry.corp/agw/ctl")
+    sync(runner_for(real_tools, fake_helm), path)
+    (values,) = fake_helm.captured("agentgateway")
+    got = yaml.safe_load(values.read_text())
+    assert got["controller"] == {"image": {"registry": "registry.corp/agw", "repository": "ctl"}}
+    assert "proxy" not in got
+
+
+def test_image_mirror_moves_the_lws_manager_image(tmp_path, real_tools, fake_helm):
+    path = write(tmp_path, ("lws",), mirror="registry.k8s.io=registry.corp/k8s")
+    sync(runner_for(real_tools, fake_helm), path)
+    (values,) = fake_helm.captured("lws")
+    assert yaml.safe_load(values.read_text()) == {"image": {"manager": {"repository": "registry.corp/k8s/lws/lws"}}}
+
+
+def test_image_defaults_agree_with_the_values_that_set_them():
+    """istiod's `hub` is both a value (as the guide sets it) and its image default: the two must not drift."""
+    for comp in catalog().charts.values():
+        for rel in comp.releases:
+            for path, default in rel.images.items():
+                node = rel.values
+                for key in path.split("."):
+                    node = node.get(key, {}) if isinstance(node, dict) else {}
+                assert node in ({}, default), (rel.name, path)

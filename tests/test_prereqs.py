@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from prereqs_support import (
     MARKERS,
@@ -329,6 +330,71 @@ def test_dry_run_runs_nothing_and_prints_the_helmfile(cli, fp, fake, tmp_path):
     assert "kubectl apply --server-side --field-manager=llmd -f https://github.com/kubernetes-sigs/gateway-api/" \
            "releases/download/v1.5.1/standard-install.yaml" in r.stderr
     assert f"helmfile --file {out}/helmfile.yaml sync" in r.stderr
+
+
+def test_dry_run_applies_the_image_mirror_to_the_release_values(cli, fp, fake, tmp_path):
+    """The audit's case: --image-mirror docker.io=... used to be accepted and ignored (hub stayed docker.io)."""
+    out = tmp_path / "out"
+    r = cli("prereqs", "install", "--context", CTX, "--dry-run", "--out", str(out),
+            "--image-mirror", "docker.io=registry.corp/docker")
+    assert r.exit_code == 0, r.stderr
+    assert not fp.calls
+    istiod_values = next(rel for rel in yaml.safe_load(r.stdout)["releases"] if rel["name"] == "istiod")["values"][0]
+    assert istiod_values["hub"] == "registry.corp/docker/istio"
+    assert "docker.io/istio" not in r.stdout
+    assert "image mirror: istiod hub docker.io/istio -> registry.corp/docker/istio" in r.stderr
+
+
+def test_a_rule_that_matches_no_prerequisite_image_is_reported(cli, fp, fake, tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMD_IMAGE_MIRROR", "ghcr.io/llm-d=registry.corp/llm-d")  # the stack's rule, from the env
+    r = cli("prereqs", "install", "--context", CTX, "--dry-run", "--out", str(tmp_path / "out"))
+    assert r.exit_code == 0, r.stderr
+    assert "image mirror: no rule matches istiod hub docker.io/istio (pulled from there)" in r.stderr
+
+
+def test_image_mirror_on_kgateway_is_refused_before_any_call(cli, fp, fake, tmp_path):
+    out = tmp_path / "out"
+    r = cli("prereqs", "install", "--context", CTX, "-e", "kgateway", "--out", str(out),
+            "--image-mirror", "ghcr.io=registry.corp/ghcr")
+    assert r.exit_code == 2, r.stderr
+    assert "image_mirror cannot be applied to the kgateway" in r.stderr
+    assert "--chart agentgateway=<dir>" in r.stderr
+    assert not fp.calls and not out.exists()
+
+
+def test_chart_sources_are_settings_too_and_flags_win_name_by_name(cli, fp, fake, tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMD_PREREQ_CHARTS", "istiod=oci://env.corp/istio/istiod,istio-base=oci://env.corp/istio/base")
+    config = tmp_path / "llmd.yaml"
+    config.write_text("prereq_repos: [istio=https://config.corp/istio]\n")
+    r = cli("prereqs", "install", "--context", CTX, "--dry-run", "--out", str(tmp_path / "out"), "--config",
+            str(config), "--chart", "istiod=oci://flag.corp/istio/istiod")
+    assert r.exit_code == 0, r.stderr
+    charts = {rel["name"]: rel["chart"] for rel in yaml.safe_load(r.stdout)["releases"]}
+    assert charts == {"istio-base": "oci://env.corp/istio/base", "istiod": "oci://flag.corp/istio/istiod"}
+    r = cli("prereqs", "install", "--context", CTX, "--dry-run", "--out", str(tmp_path / "out2"), "--config",
+            str(config), "--chart", "istio-base=istio/base", "--chart", "istiod=istio/istiod")
+    assert yaml.safe_load(r.stdout)["repositories"] == [{"name": "istio", "url": "https://config.corp/istio"}]
+
+
+def test_a_chart_source_setting_for_another_component_is_not_an_error(cli, fp, fake, tmp_path, monkeypatch):
+    """One config for every environment: its LWS and agentgateway mirrors do not break a plain Istio install."""
+    monkeypatch.setenv("LLMD_PREREQ_CHARTS", "lws=oci://m.corp/lws/lws,agentgateway=oci://m.corp/agw/agentgateway,"
+                                             "istiod=oci://m.corp/istio/istiod")
+    r = cli("prereqs", "install", "--context", CTX, "--dry-run", "--out", str(tmp_path / "out"))
+    assert r.exit_code == 0, r.stderr
+    charts = {rel["name"]: rel["chart"] for rel in yaml.safe_load(r.stdout)["releases"]}
+    assert charts == {"istio-base": "istio/base", "istiod": "oci://m.corp/istio/istiod"}
+    r = cli("prereqs", "install", "--context", CTX, "--dry-run", "--out", str(tmp_path / "out2"), "--lws")
+    assert "oci://m.corp/lws/lws" in r.stdout
+
+
+def test_a_bad_chart_source_setting_names_where_it_came_from(cli, fp, fake, tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMD_PREREQ_CHARTS", "nginx=oci://x/nginx")
+    r = cli("prereqs", "install", "--context", CTX, "--dry-run", "--out", str(tmp_path / "out"))
+    assert r.exit_code == 2
+    assert "prereq_charts (from env LLMD_PREREQ_CHARTS) 'nginx=oci://x/nginx': no release named 'nginx'" in r.stderr
+    assert "names: istio-base, istiod, agentgateway-crds, agentgateway, lws" in r.stderr
+    assert not fp.calls
 
 
 @pytest.mark.parametrize(("args", "message"), [

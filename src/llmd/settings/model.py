@@ -51,6 +51,9 @@ class Settings:
     chart_source_ms: str | None = None
     image_mirror: str | None = None
     download_image: str | None = None
+    # `llmd prereqs install`'s chart sources (RELEASE=SOURCE) and repository URLs (NAME=URL), also --chart/--repo
+    prereq_charts: tuple[str, ...] = ()
+    prereq_repos: tuple[str, ...] = ()
     platform: str = "kubernetes"
     # `--set values.<infra|gaie|ms>.<path>=<yaml>`: raw chart-value overrides, merged last by render.
     value_overrides: tuple[tuple[str, str, Any], ...] = ()

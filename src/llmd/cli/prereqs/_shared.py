@@ -11,9 +11,11 @@ LwsOpt = Annotated[bool, typer.Option("--lws", help="Also LeaderWorkerSet 0.7.0 
 CrdDirOpt = Annotated[Optional[list[Path]], typer.Option(  # noqa: UP045
     "--crd-dir", help="Directory of CRD manifests used instead of downloading them (air-gapped clusters); repeatable")]
 ChartOpt = Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
-    "--chart", help="RELEASE=SOURCE: oci://.../<chart>, a Helm repository URL, or a local chart dir/.tgz; repeatable")]
+    "--chart", help="RELEASE=SOURCE: oci://.../<chart>, a Helm repository URL, or a local chart dir/.tgz; repeatable "
+                    "(over the setting prereq_charts, LLMD_PREREQ_CHARTS)")]
 RepoOpt = Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
-    "--repo", help="NAME=URL: use another URL for a chart repository (e.g. istio=https://mirror/istio); repeatable")]
+    "--repo", help="NAME=URL: use another URL for a chart repository (e.g. istio=https://mirror/istio); repeatable "
+                   "(over the setting prereq_repos, LLMD_PREREQ_REPOS)")]
 OutOpt = Annotated[Optional[Path], typer.Option(  # noqa: UP045
     "--out", help="Where to write the prerequisites' helmfile (default $LLMD_STATE_DIR/prereqs)")]
 WaitOpt = Annotated[int, typer.Option("--wait-timeout", min=10, max=86_400,

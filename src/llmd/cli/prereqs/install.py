@@ -35,6 +35,7 @@ def install(ctx: typer.Context, *, lws: LwsOpt = False, crd_dir: CrdDirOpt = Non
     from llmd.ops.prereqs.install import Request, wanted
     from llmd.ops.prereqs.install import install as run_install
     from llmd.paths import state_dir
+    from llmd.render.mirror import mirror_rules
     from llmd.render.prereqs import ChartSources, release_charts
 
     runner = make_runner(ctx, ui, dry_run=dry_run, echo=ui.verbose > 0)
@@ -44,8 +45,15 @@ def install(ctx: typer.Context, *, lws: LwsOpt = False, crd_dir: CrdDirOpt = Non
                       wait_timeout_s=float(wait_timeout))
         _, charts = wanted(catalog(), req)
         repos = [n for c in charts for n in c.repositories]
-        sources = ChartSources.parse(chart or [], repo or [], release_charts(charts), repos)
-        req = dataclasses.replace(req, sources=sources)
+        origin = " and ".join(dict.fromkeys(settings.sources[k] for k in ("prereq_charts", "prereq_repos")
+                                            if k in settings.sources))
+        # a setting may name any component's release (one config for every -e): only this install's are used
+        every = list(catalog().charts.values())
+        configured = ChartSources.parse(settings.prereq_charts, settings.prereq_repos, release_charts(every),
+                                        [n for c in every for n in c.repositories],
+                                        labels=(f"prereq_charts (from {origin})", f"prereq_repos (from {origin})"))
+        sources = ChartSources.parse(chart or [], repo or [], release_charts(charts), repos).over(configured)
+        req = dataclasses.replace(req, sources=sources, image_mirror=tuple(mirror_rules(settings)))
         report = run_install(settings, runner, ui, req)
     finish(ui, json, report, lambda: _show_install(ui, report), exit_code=report.exit_code)
 

@@ -33,6 +33,7 @@ class ChartRelease:
     chart: str
     needs: tuple[str, ...] = ()
     values: Mapping[str, Any] = field(default_factory=dict)
+    images: Mapping[str, Any] = field(default_factory=dict)  # values path -> the chart's default image (prefix)
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class ChartComponent:
     crd: str | None = None  # a CRD the chart itself installs (LWS)
     extension_release: str | None = None  # the release whose values turn the inference extension on
     extension_sets: tuple[str, ...] = ()  # the `helm --set` items that do
+    no_mirror: str | None = None  # why --image-mirror cannot be applied to it
 
     def release(self, name: str) -> ChartRelease:
         return next(r for r in self.releases if r.name == name)
@@ -80,13 +82,15 @@ def catalog() -> Catalog:
                          dict(v["markers"])) for k, v in data["crds"].items()}
     charts = {}
     for k, v in data["charts"].items():
-        releases = tuple(ChartRelease(r["name"], r["chart"], tuple(r.get("needs") or ()), r.get("values") or {})
+        releases = tuple(ChartRelease(r["name"], r["chart"], tuple(r.get("needs") or ()), r.get("values") or {},
+                                      r.get("images") or {})
                          for r in v["releases"])
         ext = v.get("extension") or {}
         charts[k] = ChartComponent(k, v["title"], v["namespace"], str(v["version"]), releases,
                                    dict(v.get("repositories") or {}), v.get("gateway_class"), v.get("deployment"),
                                    {str(a): str(b) for a, b in (v.get("env") or {}).items()}, v.get("crd"),
-                                   ext.get("release"), tuple(str(i) for i in ext.get("set") or ()))
+                                   ext.get("release"), tuple(str(i) for i in ext.get("set") or ()),
+                                   v.get("image_mirror"))
     return Catalog(crds, charts, tuple(data["managed_environments"]))
 
 

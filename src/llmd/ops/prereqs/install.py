@@ -37,7 +37,7 @@ from llmd.ops.prereqs.catalog import (
 from llmd.ops.prereqs.inspect import State, chart_state, connect, crd_states, get_crds, scoped
 from llmd.ops.target import Target
 from llmd.proc import Runner
-from llmd.render.prereqs import HELMFILE, ChartSources, render_helmfile
+from llmd.render.prereqs import HELMFILE, ChartSources, mirror_notes, render_helmfile
 
 # doctor checks that are about what `prereqs install` installs; the rest (HF token, GPUs...) are the deploy's
 PREREQ_CHECKS = ("cluster", "kubernetes", "crds", "gateway class", "control plane", "monitoring", "lws")
@@ -50,6 +50,7 @@ class Request:
     monitoring: bool = False
     crd_dirs: tuple[Path, ...] = ()
     sources: ChartSources = field(default_factory=ChartSources)
+    image_mirror: tuple[tuple[str, str], ...] = ()  # the stack's image_mirror rules, applied to the releases' images
     out_dir: Path = Path("prereqs")
     dry_run: bool = False
     wait_timeout_s: float = 600.0
@@ -172,9 +173,10 @@ class Installer:
     def run(self) -> InstallReport:
         bundles, charts = wanted(self.cat, self.req)
         local = C.from_dirs(self.req.crd_dirs, self.cat)
-        path = write_helmfile(self.req.out_dir, render_helmfile(charts, self.req.sources))
+        path = write_helmfile(self.req.out_dir, render_helmfile(charts, self.req.sources, self.req.image_mirror))
         kubectl, target = connect(self.s, self.runner, self.ui.info)
         report = InstallReport(target, str(path), dry_run=self.runner.dry_run)
+        report.notes += mirror_notes(charts, self.req.image_mirror)
         if self.s.environment in self.cat.managed_environments:
             report.notes.append(f"environment {self.s.environment}: the platform runs the gateway control plane; "
                                 "nothing to install for it (GKE >= 1.34.0-gke.1626000 also ships the CRDs)")
@@ -207,7 +209,7 @@ class Installer:
         sync = [c for c in charts if c.key in todo]
         if sync and len(sync) < len(charts):
             # the file holds what is synced: helmfile adds every repository of the file, even unused ones
-            path = write_helmfile(self.req.out_dir, render_helmfile(sync, self.req.sources))
+            path = write_helmfile(self.req.out_dir, render_helmfile(sync, self.req.sources, self.req.image_mirror))
             report.helmfile = str(path)
         done: list[str] = []
         try:
