@@ -67,16 +67,10 @@ def profile_applied(fake: Fake, cluster: Cluster, before: tuple[str, str], after
                     syncs: list[float]) -> None:
     """What `scheduler apply` runs for one profile: running config read, pods recorded, the gaie-only sync (its
     time kept), the roll waited for, the new config read back, model-server UIDs compared, the state recorded."""
-    fake.tools()
-    fake.context()
-    cluster.running(*before)
-    cluster.model_pods()
-    cluster.epp_pods(pod(f"gaie-inference-scheduling-epp-{n}", f"epp{n}"))
-    fake.reg(cluster.sync_argv(), "Upgrading release=gaie-inference-scheduling\n",
-             callback=lambda _p: syncs.append(time.monotonic()))
-    cluster.epp_pods(pod(f"gaie-inference-scheduling-epp-{n + 1}", f"epp{n + 1}"))
-    cluster.running(*after)
-    cluster.model_pods(MODEL_PODS)
+    cluster.up_to_sync(before, pod(f"gaie-inference-scheduling-epp-{n}", f"epp{n}"),
+                       "Upgrading release=gaie-inference-scheduling\n",
+                       callback=lambda _p: syncs.append(time.monotonic()))
+    cluster.rolled(after, pod(f"gaie-inference-scheduling-epp-{n + 1}", f"epp{n + 1}"))
     fake.apply_stdin()
 
 

@@ -79,6 +79,22 @@ class Cluster:
     def sync_argv(self) -> list[str]:
         return [*self.f.helmfile_sync()[:-1], "--selector", "component=gaie", "sync"]
 
+    def up_to_sync(self, config: tuple[str, str], epp: dict, sync_out: str = "", **sync_reg) -> None:
+        """What an apply reads before it changes anything (tools, context, the running config, the model-server
+        and EPP pods), then its gaie-only sync."""
+        self.f.tools()
+        self.f.context()
+        self.running(*config)
+        self.model_pods()
+        self.epp_pods(epp)
+        self.f.reg(self.sync_argv(), sync_out, **sync_reg)
+
+    def rolled(self, config: tuple[str, str], epp: dict, model_pods=MODEL_PODS) -> None:
+        """After the sync: the new EPP pod, the new config read back, the model-server pods compared."""
+        self.epp_pods(epp)
+        self.running(*config)
+        self.model_pods(model_pods)
+
 
 @pytest.fixture
 def cluster(fake) -> Cluster:
@@ -89,17 +105,11 @@ def test_apply_syncs_only_the_inferencepool_release_waits_for_the_roll_and_keeps
         cli, fake, fp, cluster, clock):
     old_file, old_text = gaie_config("--scheduler", "default")
     new_file, new_text = gaie_config("--scheduler", "random")
-    fake.tools()
-    fake.context()
-    cluster.running(old_file, old_text)
-    cluster.model_pods()
-    cluster.epp_pods(pod("gaie-inference-scheduling-epp-aaa", "old"))
-    fake.reg(cluster.sync_argv(), "Upgrading release=gaie-inference-scheduling\n")
+    cluster.up_to_sync((old_file, old_text), pod("gaie-inference-scheduling-epp-aaa", "old"),
+                       "Upgrading release=gaie-inference-scheduling\n")
     cluster.epp_pods(pod("gaie-inference-scheduling-epp-aaa", "old", ready=False))  # Recreate: old one terminating
     cluster.epp_pods(pod("gaie-inference-scheduling-epp-bbb", "new", ready=False))
-    cluster.epp_pods(pod("gaie-inference-scheduling-epp-bbb", "new"))
-    cluster.running(new_file, new_text)
-    cluster.model_pods()
+    cluster.rolled((new_file, new_text), pod("gaie-inference-scheduling-epp-bbb", "new"))
     fake.apply_stdin()  # the state ConfigMap: the next deploy must not skip as "no changes"
     r = cli("scheduler", "apply", "--context", CTX, *SIM, "--scheduler", "random")
     assert r.exit_code == 0, r.stderr
@@ -120,15 +130,8 @@ def test_apply_syncs_only_the_inferencepool_release_waits_for_the_roll_and_keeps
 def test_apply_json_document(cli, fake, cluster):
     old_file, old_text = gaie_config()
     new_file, new_text = gaie_config("--scheduler", "queue")
-    fake.tools()
-    fake.context()
-    cluster.running(old_file, old_text)
-    cluster.model_pods()
-    cluster.epp_pods(pod("gaie-inference-scheduling-epp-aaa", "old"))
-    fake.reg(cluster.sync_argv(), "")
-    cluster.epp_pods(pod("gaie-inference-scheduling-epp-bbb", "new"))
-    cluster.running(new_file, new_text)
-    cluster.model_pods()
+    cluster.up_to_sync((old_file, old_text), pod("gaie-inference-scheduling-epp-aaa", "old"))
+    cluster.rolled((new_file, new_text), pod("gaie-inference-scheduling-epp-bbb", "new"))
     fake.apply_stdin()
     r = cli("scheduler", "apply", "--context", CTX, *SIM, "--scheduler", "queue", "--json")
     assert r.exit_code == 0, r.stderr
@@ -141,15 +144,9 @@ def test_apply_json_document(cli, fake, cluster):
 def test_model_server_pod_replaced_during_apply_is_reported(cli, fake, cluster):
     old_file, old_text = gaie_config()
     new_file, new_text = gaie_config("--scheduler", "random")
-    fake.tools()
-    fake.context()
-    cluster.running(old_file, old_text)
-    cluster.model_pods()
-    cluster.epp_pods(pod("gaie-inference-scheduling-epp-aaa", "old"))
-    fake.reg(cluster.sync_argv(), "")
-    cluster.epp_pods(pod("gaie-inference-scheduling-epp-bbb", "new"))
-    cluster.running(new_file, new_text)
-    cluster.model_pods([MODEL_PODS[0], pod("ms-inference-scheduling-decode-abc-1", "changed")])
+    cluster.up_to_sync((old_file, old_text), pod("gaie-inference-scheduling-epp-aaa", "old"))
+    cluster.rolled((new_file, new_text), pod("gaie-inference-scheduling-epp-bbb", "new"),
+                   [MODEL_PODS[0], pod("ms-inference-scheduling-decode-abc-1", "changed")])
     r = cli("scheduler", "apply", "--context", CTX, *SIM, "--scheduler", "random")
     assert r.exit_code == 5
     assert "model-server pods changed during the scheduler apply: ms-inference-scheduling-decode-abc-1" in r.stderr
@@ -157,12 +154,7 @@ def test_model_server_pod_replaced_during_apply_is_reported(cli, fake, cluster):
 
 def test_new_epp_pod_crash_loop_fails_fast(cli, fake, cluster):
     old_file, old_text = gaie_config()
-    fake.tools()
-    fake.context()
-    cluster.running(old_file, old_text)
-    cluster.model_pods()
-    cluster.epp_pods(pod("gaie-inference-scheduling-epp-aaa", "old"))
-    fake.reg(cluster.sync_argv(), "")
+    cluster.up_to_sync((old_file, old_text), pod("gaie-inference-scheduling-epp-aaa", "old"))
     crashing = pod("gaie-inference-scheduling-epp-bbb", "new", ready=False, waiting="CrashLoopBackOff")
     cluster.epp_pods(crashing)
     fake.reg(fake.k("logs", "gaie-inference-scheduling-epp-bbb", "--tail", "60", "--container", "epp", "--previous"),
@@ -174,12 +166,7 @@ def test_new_epp_pod_crash_loop_fails_fast(cli, fake, cluster):
 
 def test_roll_timeout_is_exit_6(cli, fake, cluster, clock):
     old_file, old_text = gaie_config()
-    fake.tools()
-    fake.context()
-    cluster.running(old_file, old_text)
-    cluster.model_pods()
-    cluster.epp_pods(pod("gaie-inference-scheduling-epp-aaa", "old"))
-    fake.reg(cluster.sync_argv(), "")
+    cluster.up_to_sync((old_file, old_text), pod("gaie-inference-scheduling-epp-aaa", "old"))
     fake.reg(fake.k("get", "pods", "--selector", EPP_SELECTOR, "--output", "json"),
              lst(pod("gaie-inference-scheduling-epp-aaa", "old")), n=1000)  # the old pod never goes
     r = cli("scheduler", "apply", "--context", CTX, *SIM, "--scheduler", "random", "--timeout", "30")
