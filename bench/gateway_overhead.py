@@ -60,6 +60,21 @@ def added(direct: dict, via: dict) -> dict:
     }
 
 
+def direct_vs_gateway(sim_args: tuple[str, ...], kw: dict) -> dict:
+    """One replica under the same load twice, directly and through the gateway: what the gateway adds."""
+    sim = Sim(*sim_args, pin=False)
+    try:
+        gw = Gateway(sim.url, pin=False)
+        try:
+            direct = run_llmd(sim.url, **kw)
+            via = run_llmd(gw.url, **kw)
+        finally:
+            gw.stop()
+    finally:
+        sim.stop()
+    return added(direct, via)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=8.0)
@@ -67,30 +82,14 @@ def main() -> None:
     args = ap.parse_args()
     out: dict = {"concurrency": args.concurrency, "seconds": args.seconds, "pinned": can_pin()}
 
-    sim = Sim("--ttft", "20ms", "--itl", "2ms", "--output-len", "16", pin=False)
-    gw = Gateway(sim.url, pin=False)
-    try:
-        kw = {"concurrency": args.concurrency, "seconds": args.seconds, "requests": 1_000_000, "tokens": 16}
-        direct = run_llmd(sim.url, **kw)
-        via = run_llmd(gw.url, **kw)
-    finally:
-        gw.stop()
-        sim.stop()
-    out["latency"] = added(direct, via)
-
+    kw = {"concurrency": args.concurrency, "seconds": args.seconds, "requests": 1_000_000, "tokens": 16}
+    out["latency"] = direct_vs_gateway(("--ttft", "20ms", "--itl", "2ms", "--output-len", "16"), kw)
     # the same with 1088-token shared-prefix chat prompts: the prefix scorer hashes ~70 blocks per request
-    sim = Sim("--ttft", "20ms", "--itl", "2ms", "--output-len", "16", "--max-model-len", "4096", pin=False)
-    gw = Gateway(sim.url, pin=False)
-    try:
-        long_kw = {**kw, "workload": workloads.shared_prefix(
-            api="chat", model="random", groups=16, prompts_per_group=64, system_prompt_len=1024, question_len=64,
-            output_tokens=16)}
-        direct = run_llmd(sim.url, **long_kw)
-        via = run_llmd(gw.url, **long_kw)
-    finally:
-        gw.stop()
-        sim.stop()
-    out["latency_long_prompts"] = added(direct, via)
+    long_kw = {**kw, "workload": workloads.shared_prefix(
+        api="chat", model="random", groups=16, prompts_per_group=64, system_prompt_len=1024, question_len=64,
+        output_tokens=16)}
+    out["latency_long_prompts"] = direct_vs_gateway(
+        ("--ttft", "20ms", "--itl", "2ms", "--output-len", "16", "--max-model-len", "4096"), long_kw)
 
     sim = Sim(pin=False)  # zero latency: the gateway is what is measured
     gw = Gateway(sim.url, pin=True)
